@@ -1,0 +1,210 @@
+//! Administration: capabilities, migrations, health, retention, archive items.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::idempotency::IdempotencyEntry;
+use crate::metrics::MetricPoint;
+use crate::records::Record;
+use crate::time::Timestamp;
+
+/// What a backend declares it supports. A feature not declared returns
+/// `Unsupported`; the conformance suite checks both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Acknowledged writes survive closing and reopening the store.
+    pub durable: bool,
+    /// Several OS processes may use the same data at once.
+    pub shared_across_processes: bool,
+    /// [`AdminStore::backup`] writes a native snapshot.
+    pub native_backup: bool,
+}
+
+/// Schema versions: what the database has and what this code expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaVersions {
+    /// Version the database is at (0: not migrated).
+    pub current: u32,
+    /// Version this code expects.
+    pub expected: u32,
+}
+
+/// Row counts of one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Metric points.
+    pub metrics: u64,
+    /// Events.
+    pub events: u64,
+    /// Idempotency keys (expired ones included until purged).
+    pub idempotency_keys: u64,
+    /// Records.
+    pub records: u64,
+}
+
+impl Counts {
+    /// Sum over domains.
+    pub fn total(&self) -> u64 {
+        self.metrics + self.events + self.idempotency_keys + self.records
+    }
+}
+
+/// Connection pool figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Idle connections.
+    pub idle: u32,
+    /// Maximum connections.
+    pub max: u32,
+}
+
+/// Overall health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// All good.
+    Healthy,
+    /// Working, but pending migrations, an exhausted pool or slow round trips.
+    Degraded,
+    /// Not working; `error` says why.
+    Unhealthy,
+}
+
+/// The health report. Serializes to stable JSON: every field is always present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Overall status.
+    pub status: HealthStatus,
+    /// Backend name (`memory`, `sqlite`, `postgres`, …).
+    pub backend: String,
+    /// Namespace the counts are for.
+    pub namespace: String,
+    /// Schema versions; `null` when the database could not be asked.
+    pub schema: Option<SchemaVersions>,
+    /// Row counts per domain in this namespace.
+    pub counts: Option<Counts>,
+    /// Storage size in bytes, where the backend can tell.
+    pub storage_bytes: Option<u64>,
+    /// Pool figures, where there is a pool.
+    pub pool: Option<PoolStats>,
+    /// Round trip of a trivial query, in microseconds.
+    pub latency_us: Option<u64>,
+    /// Why the store is unhealthy or degraded.
+    pub error: Option<String>,
+}
+
+/// What to purge, relative to the handle's clock. Expired idempotency keys
+/// are always purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Delete metric points with `at` older than now minus this.
+    pub metrics_older_than: Option<Duration>,
+    /// Delete events with `occurred_at` older than now minus this.
+    pub events_older_than: Option<Duration>,
+    /// Delete records with `updated_at` older than now minus this.
+    pub records_not_updated_for: Option<Duration>,
+}
+
+/// Absolute cut-offs, as a backend receives them: delete strictly before each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeCutoffs {
+    /// Keys with `expires_at <= now` are expired.
+    pub now: Timestamp,
+    /// Metrics with `at < metrics_before`.
+    pub metrics_before: Option<Timestamp>,
+    /// Events with `occurred_at < events_before`.
+    pub events_before: Option<Timestamp>,
+    /// Records with `updated_at < records_before`.
+    pub records_before: Option<Timestamp>,
+}
+
+/// How many rows a purge deleted, per domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PurgeReport {
+    /// Metric points.
+    pub metrics: u64,
+    /// Events.
+    pub events: u64,
+    /// Idempotency keys.
+    pub idempotency_keys: u64,
+    /// Records.
+    pub records: u64,
+}
+
+/// One item of the portable archive, as [`AdminStore::import`] receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ArchiveItem {
+    /// A metric point (its relative order is kept; the sequence is not).
+    Metric(MetricPoint),
+    /// An event, with its id and position.
+    Event(Event),
+    /// An idempotency key.
+    IdempotencyKey(IdempotencyEntry),
+    /// A record, with its version and times.
+    Record(Record),
+}
+
+/// Administration primitives a backend implements.
+///
+/// # Contract
+/// - Opening a store migrates it unless told not to; `migrate` twice is a
+///   no-op and is safe from two processes at once.
+/// - A schema newer than the code is refused with `Schema` naming both versions.
+/// - `purge` and `counts` touch only `ns`.
+/// - `import` loads items into an empty namespace in one transaction, keeping
+///   event ids and positions, record versions and times, and metric order.
+/// - Features not in [`capabilities`](AdminStore::capabilities) return
+///   `Unsupported`.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Short backend name.
+    fn backend_name(&self) -> &'static str;
+    /// Declared capabilities.
+    fn capabilities(&self) -> Capabilities;
+    /// Apply pending migrations.
+    async fn migrate(&self) -> Result<SchemaVersions>;
+    /// Current and expected schema versions.
+    async fn schema_versions(&self) -> Result<SchemaVersions>;
+    /// A trivial round trip.
+    async fn ping(&self) -> Result<()>;
+    /// Row counts in `ns`.
+    async fn counts(&self, ns: &str) -> Result<Counts>;
+    /// Storage size in bytes, if the backend can tell.
+    async fn storage_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Pool figures, if there is a pool.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+    /// Delete what the cut-offs name, in `ns` only.
+    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport>;
+    /// Namespaces holding any data, sorted byte-wise.
+    async fn namespaces(&self) -> Result<Vec<String>>;
+    /// Load archive items into the empty namespace `ns`, atomically.
+    ///
+    /// # Errors
+    /// `Conflict` when `ns` already holds data.
+    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()>;
+    /// Write a native snapshot to `dest`.
+    ///
+    /// # Errors
+    /// `Unsupported` unless `native_backup` is declared.
+    async fn backup(&self, dest: &Path) -> Result<()> {
+        let _ = dest;
+        Err(Error::unsupported(format!(
+            "{} has no native backup",
+            self.backend_name()
+        )))
+    }
+    /// Close connections; later calls may fail.
+    async fn close(&self) {}
+}

@@ -1,0 +1,414 @@
+//! The portable archive: versioned, line-delimited JSON, deterministic order.
+//!
+//! ```text
+//! {"format":"persistkit-archive","type":"archive","version":1}
+//! {"name":"default","type":"namespace"}
+//! {"at":"…","component":"api","kind":"gauge","name":"rps","type":"metric","value":1.5}
+//! {"data":{…},"id":1,"kind":"signup","occurred_at":"…","position":1,"type":"event"}
+//! {"claimed_at":"…","expires_at":"…","key":"k","response":null,"scope":"s","token":"…","type":"idempotency_key"}
+//! {"collection":"jobs","created_at":"…","data":{…},"id":"42","type":"record","updated_at":"…","version":3}
+//! {"items":5,"namespaces":1,"type":"end"}
+//! ```
+//!
+//! Every line is canonical JSON (keys sorted). Namespaces come in byte-wise
+//! order; within one: metrics in read order, events by position, keys by
+//! `(scope, key)`, records by `(collection, id)`. The `end` line lets import
+//! tell a whole archive from a truncated one.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::admin::ArchiveItem;
+use crate::error::{Error, Result};
+use crate::metrics::{MetricKey, MetricQuery};
+use crate::store::Store;
+use crate::validate;
+
+/// The archive format version this code writes and reads.
+pub const ARCHIVE_VERSION: u32 = 1;
+const FORMAT: &str = "persistkit-archive";
+const PAGE: usize = 5_000;
+
+/// Which namespaces to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportScope {
+    /// The handle's namespace only.
+    Namespace,
+    /// Every namespace with data.
+    All,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExportSummary {
+    /// Namespaces written.
+    pub namespaces: u64,
+    /// Items written.
+    pub items: u64,
+}
+
+/// What an import loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Namespaces loaded.
+    pub namespaces: u64,
+    /// Items loaded.
+    pub items: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Control {
+    Archive { format: String, version: u32 },
+    Namespace { name: String },
+    End { namespaces: u64, items: u64 },
+}
+
+fn write_line<T: Serialize>(out: &mut (dyn Write + Send), v: &T) -> Result<()> {
+    let value =
+        serde_json::to_value(v).map_err(|e| Error::internal("archive line").with_source(e))?;
+    let mut line = validate::canonical_json(&value);
+    line.push('\n');
+    out.write_all(line.as_bytes())
+        .map_err(|e| Error::internal("writing the archive failed").with_source(e))
+}
+
+pub(crate) async fn export(
+    store: &dyn Store,
+    namespaces: &[String],
+    out: &mut (dyn Write + Send),
+    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> Result<ExportSummary> {
+    let mut namespaces = namespaces.to_vec();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut items = 0u64;
+    let mut emit = |out: &mut (dyn Write + Send), item: ArchiveItem| -> Result<()> {
+        write_line(out, &item)?;
+        items += 1;
+        if let Some(p) = progress {
+            if items % 1_000 == 0 {
+                p(items);
+            }
+        }
+        Ok(())
+    };
+    write_line(
+        out,
+        &Control::Archive {
+            format: FORMAT.into(),
+            version: ARCHIVE_VERSION,
+        },
+    )?;
+    for ns in &namespaces {
+        write_line(out, &Control::Namespace { name: ns.clone() })?;
+        // Metrics, in read order.
+        let mut after: Option<MetricKey> = None;
+        loop {
+            let q = MetricQuery {
+                component: None,
+                name: None,
+                from: None,
+                to: None,
+                limit: PAGE,
+                after: after.clone(),
+            };
+            let page = store.read_metrics(ns, &q).await?;
+            let done = page.len() < PAGE;
+            for m in page {
+                after = Some(MetricKey {
+                    at: m.point.at,
+                    component: m.point.component.clone(),
+                    name: m.point.name.clone(),
+                    seq: m.seq,
+                });
+                emit(out, ArchiveItem::Metric(m.point))?;
+            }
+            if done {
+                break;
+            }
+        }
+        // Events, by position.
+        let mut pos = 0;
+        loop {
+            let page = store.read_log(ns, pos, PAGE).await?;
+            let done = page.len() < PAGE;
+            for e in page {
+                pos = e.position;
+                emit(out, ArchiveItem::Event(e))?;
+            }
+            if done {
+                break;
+            }
+        }
+        // Idempotency keys, by (scope, key).
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let a = after.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
+            let page = store.scan_keys(ns, a, PAGE).await?;
+            let done = page.len() < PAGE;
+            for k in page {
+                after = Some((k.scope.clone(), k.key.clone()));
+                emit(out, ArchiveItem::IdempotencyKey(k))?;
+            }
+            if done {
+                break;
+            }
+        }
+        // Records, by (collection, id).
+        for coll in store.list_collections(ns).await? {
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .list_records(ns, &coll, after.as_deref(), PAGE)
+                    .await?;
+                let done = page.len() < PAGE;
+                for r in page {
+                    after = Some(r.id.clone());
+                    emit(out, ArchiveItem::Record(r))?;
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+    write_line(
+        out,
+        &Control::End {
+            namespaces: namespaces.len() as u64,
+            items,
+        },
+    )?;
+    out.flush()
+        .map_err(|e| Error::internal("writing the archive failed").with_source(e))?;
+    if let Some(p) = progress {
+        p(items);
+    }
+    Ok(ExportSummary {
+        namespaces: namespaces.len() as u64,
+        items,
+    })
+}
+
+/// Parse and check a whole archive: namespaces in order, with their items.
+///
+/// # Errors
+/// `InvalidInput` naming the line that breaks a rule.
+pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<(String, Vec<ArchiveItem>)>> {
+    let mut out: Vec<(String, Vec<ArchiveItem>)> = Vec::new();
+    let mut seen_header = false;
+    let mut ended = None;
+    let mut items = 0u64;
+    for (i, line) in input.lines().enumerate() {
+        let n = i + 1;
+        let at = |e: Error| Error::invalid(format!("archive line {n}: {}", e.message()));
+        let line = line
+            .map_err(|e| Error::invalid(format!("archive line {n}: unreadable")).with_source(e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if ended.is_some() {
+            return Err(Error::invalid(format!(
+                "archive line {n}: data after the end line"
+            )));
+        }
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| Error::invalid(format!("archive line {n}: not JSON")).with_source(e))?;
+        let ty = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_string();
+        match ty.as_str() {
+            "archive" | "namespace" | "end" => {
+                let c: Control = serde_json::from_value(value).map_err(|e| {
+                    Error::invalid(format!("archive line {n}: bad {ty} line")).with_source(e)
+                })?;
+                match c {
+                    Control::Archive { format, version } => {
+                        if seen_header || n != 1 {
+                            return Err(Error::invalid(format!(
+                                "archive line {n}: header must be the first line"
+                            )));
+                        }
+                        if format != FORMAT || version != ARCHIVE_VERSION {
+                            return Err(Error::invalid(format!(
+                                "archive line {n}: format {format:?} version {version} is not {FORMAT:?} version {ARCHIVE_VERSION}"
+                            )));
+                        }
+                        seen_header = true;
+                    }
+                    Control::Namespace { name } => {
+                        validate::name("namespace", &name).map_err(at)?;
+                        if out.iter().any(|(ns, _)| *ns == name) {
+                            return Err(Error::invalid(format!(
+                                "archive line {n}: namespace {name:?} appears twice"
+                            )));
+                        }
+                        out.push((name, Vec::new()));
+                    }
+                    Control::End {
+                        namespaces,
+                        items: count,
+                    } => ended = Some((n, namespaces, count)),
+                }
+            }
+            _ => {
+                if !seen_header {
+                    return Err(Error::invalid(
+                        "archive line 1: missing the persistkit-archive header",
+                    ));
+                }
+                let item: ArchiveItem = serde_json::from_value(value).map_err(|e| {
+                    Error::invalid(format!("archive line {n}: bad item")).with_source(e)
+                })?;
+                check_item(&item).map_err(at)?;
+                let Some((_, bucket)) = out.last_mut() else {
+                    return Err(Error::invalid(format!(
+                        "archive line {n}: item before any namespace line"
+                    )));
+                };
+                bucket.push(item);
+                items += 1;
+            }
+        }
+    }
+    let Some((n, namespaces, count)) = ended else {
+        return Err(Error::invalid("archive has no end line: it is truncated"));
+    };
+    if namespaces != out.len() as u64 || count != items {
+        return Err(Error::invalid(format!(
+            "archive line {n}: end line says {namespaces} namespaces and {count} items, found {} and {items}",
+            out.len()
+        )));
+    }
+    for (ns, items) in &out {
+        check_namespace_items(ns, items)?;
+    }
+    Ok(out)
+}
+
+fn check_item(item: &ArchiveItem) -> Result<()> {
+    match item {
+        ArchiveItem::Metric(p) => {
+            validate::name("component", &p.component)?;
+            validate::name("metric name", &p.name)?;
+            validate::finite("metric value", p.value)
+        }
+        ArchiveItem::Event(e) => {
+            validate::name("event kind", &e.kind)?;
+            validate::json("event data", &e.data)?;
+            if e.id == 0 || e.position == 0 {
+                return Err(Error::invalid("event id and position must be 1 or more"));
+            }
+            Ok(())
+        }
+        ArchiveItem::IdempotencyKey(k) => {
+            validate::name("idempotency scope", &k.scope)?;
+            validate::name("idempotency key", &k.key)?;
+            if let Some(r) = &k.response {
+                validate::json("response", r)?;
+            }
+            if k.token.is_empty() {
+                return Err(Error::invalid("idempotency token must not be empty"));
+            }
+            Ok(())
+        }
+        ArchiveItem::Record(r) => {
+            validate::name("collection", &r.collection)?;
+            validate::name("record id", &r.id)?;
+            validate::json("record data", &r.data)?;
+            if r.version == 0 {
+                return Err(Error::invalid("record version must be 1 or more"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_namespace_items(ns: &str, items: &[ArchiveItem]) -> Result<()> {
+    let mut last_pos = 0;
+    let mut ids = std::collections::HashSet::new();
+    let mut dedupe = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    let mut records = std::collections::HashSet::new();
+    for item in items {
+        match item {
+            ArchiveItem::Event(e) => {
+                if e.position <= last_pos {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: event positions must increase ({} after {last_pos})",
+                        e.position
+                    )));
+                }
+                last_pos = e.position;
+                if !ids.insert(e.id) {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: event id {} twice",
+                        e.id
+                    )));
+                }
+                let digest = validate::json("event data", &e.data)?.sha256_hex();
+                if !dedupe.insert((e.kind.clone(), e.occurred_at, digest)) {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: event {} duplicates an earlier one",
+                        e.id
+                    )));
+                }
+            }
+            ArchiveItem::IdempotencyKey(k) => {
+                if !keys.insert((k.scope.clone(), k.key.clone())) {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: idempotency key {:?}/{:?} twice",
+                        k.scope, k.key
+                    )));
+                }
+            }
+            ArchiveItem::Record(r) => {
+                if !records.insert((r.collection.clone(), r.id.clone())) {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: record {:?}/{:?} twice",
+                        r.collection, r.id
+                    )));
+                }
+            }
+            ArchiveItem::Metric(_) => {}
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn import(
+    store: &dyn Store,
+    input: &mut (dyn BufRead + Send),
+    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> Result<ImportSummary> {
+    let parsed = parse(input)?;
+    // Refuse before writing anything if any target namespace holds data.
+    let mut busy = BTreeMap::new();
+    for (ns, _) in &parsed {
+        let c = store.counts(ns).await?;
+        if c.total() > 0 {
+            busy.insert(ns.clone(), c.total());
+        }
+    }
+    if !busy.is_empty() {
+        return Err(Error::conflict(
+            None,
+            format!("import needs empty namespaces; these hold data: {busy:?}"),
+        ));
+    }
+    let mut summary = ImportSummary::default();
+    for (ns, items) in &parsed {
+        store.import(ns, items).await?;
+        summary.namespaces += 1;
+        summary.items += items.len() as u64;
+        if let Some(p) = progress {
+            p(summary.items);
+        }
+    }
+    Ok(summary)
+}

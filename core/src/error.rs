@@ -1,0 +1,189 @@
+//! One error type with kinds a caller can match.
+
+use std::fmt;
+
+/// A boxed source error, kept whole so callers can walk the chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every persistkit call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input breaks a rule of the contract; nothing was written.
+    InvalidInput,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// An expectation failed (version, token, uniqueness); nothing was written.
+    Conflict,
+    /// The database is unreachable, busy or timed out. Retryable.
+    Unavailable,
+    /// The database schema is newer than this code, or a migration failed.
+    Schema,
+    /// The backend does not declare this capability.
+    Unsupported,
+    /// A bug or an unexpected state.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The stable, snake_case name of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Schema => "schema",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The persistkit error: a [`kind`](Error::kind), a message, optional
+/// details (batch index, current version) and the source error, unflattened.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    index: Option<usize>,
+    current_version: Option<u64>,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// A new error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            index: None,
+            current_version: None,
+            source: None,
+        }
+    }
+
+    /// `InvalidInput` with a message.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// `NotFound` with a message.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// `Conflict` carrying the current version (`None` when the item is absent).
+    pub fn conflict(current_version: Option<u64>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::Conflict, message);
+        e.current_version = current_version;
+        e
+    }
+
+    /// `Unsupported` for a capability the backend does not declare.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
+    /// `Internal` with a message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// `Unavailable` with a message.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
+    /// `Schema` with a message.
+    pub fn schema(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Schema, message)
+    }
+
+    /// Attach the underlying error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Mark the error as caused by item `index` of a batch.
+    pub fn at_index(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self.message = format!("item {index}: {}", self.message);
+        self
+    }
+
+    /// The kind to match on.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For a rejected batch: the index of the offending item.
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+
+    /// For a `Conflict`: the version the item has now, if it exists.
+    pub fn current_version(&self) -> Option<u64> {
+        self.current_version
+    }
+
+    /// True exactly for [`ErrorKind::Unavailable`].
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn retryable_only_for_unavailable() {
+        for kind in [
+            ErrorKind::InvalidInput,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::Schema,
+            ErrorKind::Unsupported,
+            ErrorKind::Internal,
+        ] {
+            assert!(!Error::new(kind, "x").is_retryable(), "{kind}");
+        }
+        assert!(Error::unavailable("down").is_retryable());
+    }
+
+    #[test]
+    fn source_is_kept_not_flattened() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::unavailable("connect").with_source(io);
+        let src = e.source().expect("source kept");
+        assert!(src.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(e.to_string(), "unavailable: connect");
+    }
+
+    #[test]
+    fn index_and_version_are_carried() {
+        let e = Error::invalid("bad name").at_index(3);
+        assert_eq!(e.index(), Some(3));
+        assert_eq!(e.to_string(), "invalid_input: item 3: bad name");
+        assert_eq!(Error::conflict(Some(7), "v").current_version(), Some(7));
+    }
+}

@@ -1,0 +1,605 @@
+//! The handle callers use: scoped to one namespace, validating every input
+//! before any backend sees it, and reading time from an injectable clock.
+
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::admin::{
+    Capabilities, Counts, HealthReport, HealthStatus, PurgeCutoffs, PurgeReport, RetentionPolicy,
+    SchemaVersions,
+};
+use crate::archive::{self, ExportScope, ExportSummary, ImportSummary};
+use crate::cursor::{self, Page};
+use crate::error::{Error, Result};
+use crate::events::{Appended, Event, EventFilter, EventQuery, NewEvent, PreparedEvent};
+use crate::idempotency::Claim;
+use crate::metrics::{
+    AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricPoint,
+    MetricQuery, StoredMetric,
+};
+use crate::records::{Expect, Record};
+use crate::store::Store;
+use crate::time::{Clock, SystemClock, Timestamp};
+use crate::validate;
+
+/// The namespace a handle uses unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Page size when a filter names none.
+pub const DEFAULT_LIMIT: usize = 1_000;
+/// Longest idempotency TTL: about 100 years.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 366 * 86_400);
+
+/// A store seen through one namespace. Cheap to clone.
+///
+/// Every method validates its input against the contract (see
+/// [`validate`]) before the backend sees it, so bad input is `InvalidInput`
+/// and writes nothing, on every backend.
+#[derive(Clone)]
+pub struct Handle {
+    store: Arc<dyn Store>,
+    ns: Arc<str>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("backend", &self.store.backend_name())
+            .field("namespace", &self.ns)
+            .finish()
+    }
+}
+
+impl Handle {
+    /// A handle on `store` in the `default` namespace, with the system clock.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Handle {
+            store,
+            ns: Arc::from(DEFAULT_NAMESPACE),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The same store seen through namespace `ns`.
+    ///
+    /// # Errors
+    /// `InvalidInput` when `ns` is not a valid name.
+    pub fn namespace(&self, ns: &str) -> Result<Handle> {
+        validate::name("namespace", ns)?;
+        Ok(Handle {
+            ns: Arc::from(ns),
+            ..self.clone()
+        })
+    }
+
+    /// Use `clock` for expiry, retention and record times.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// This handle's namespace.
+    pub fn namespace_name(&self) -> &str {
+        &self.ns
+    }
+
+    /// The backend underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The current time by this handle's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// What the backend declares.
+    pub fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+
+    // ---- metrics -------------------------------------------------------
+
+    /// Append points: all of them or, if any is invalid, none.
+    ///
+    /// # Errors
+    /// `InvalidInput` with the index of the first bad point.
+    pub async fn write_metrics(&self, points: &[MetricPoint]) -> Result<()> {
+        for (i, p) in points.iter().enumerate() {
+            check_point(p).map_err(|e| e.at_index(i))?;
+        }
+        if points.is_empty() {
+            return Ok(());
+        }
+        self.store.write_metrics(&self.ns, points).await
+    }
+
+    /// Read points ordered by `(at, component, name, insertion sequence)`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name, limit, range or cursor.
+    pub async fn read_metrics(&self, filter: &MetricFilter) -> Result<Page<StoredMetric>> {
+        check_opt_name("component", filter.component.as_deref())?;
+        check_opt_name("metric name", filter.name.as_deref())?;
+        check_range(filter.from, filter.to)?;
+        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+        validate::limit(limit)?;
+        let after = match &filter.cursor {
+            Some(c) => Some(cursor::decode::<MetricKey>("metrics", c)?),
+            None => None,
+        };
+        let query = MetricQuery {
+            component: filter.component.clone(),
+            name: filter.name.clone(),
+            from: filter.from,
+            to: filter.to,
+            limit: limit + 1,
+            after,
+        };
+        let items = self.store.read_metrics(&self.ns, &query).await?;
+        Ok(paginate(items, limit, |m| {
+            cursor::encode(
+                "metrics",
+                &MetricKey {
+                    at: m.point.at,
+                    component: m.point.component.clone(),
+                    name: m.point.name.clone(),
+                    seq: m.seq,
+                },
+            )
+        }))
+    }
+
+    /// Distinct components, sorted byte-wise.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn list_components(&self) -> Result<Vec<String>> {
+        self.store.list_components(&self.ns).await
+    }
+
+    /// Distinct metric names of `component`, sorted byte-wise.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad component name.
+    pub async fn list_metric_names(&self, component: &str) -> Result<Vec<String>> {
+        validate::name("component", component)?;
+        self.store.list_metric_names(&self.ns, component).await
+    }
+
+    /// Aggregate into epoch-aligned buckets of `bucket` seconds.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero or too wide bucket, a bad name or range.
+    pub async fn aggregate(
+        &self,
+        filter: &AggregateFilter,
+        bucket: Bucket,
+    ) -> Result<Vec<AggregateRow>> {
+        check_opt_name("component", filter.component.as_deref())?;
+        check_opt_name("metric name", filter.name.as_deref())?;
+        check_range(filter.from, filter.to)?;
+        if bucket.as_secs() == 0 || bucket.as_secs() > validate::MAX_BUCKET_SECONDS {
+            return Err(Error::invalid(format!(
+                "bucket must be 1..={} seconds, got {}",
+                validate::MAX_BUCKET_SECONDS,
+                bucket.as_secs()
+            )));
+        }
+        let query = AggregateQuery {
+            component: filter.component.clone(),
+            name: filter.name.clone(),
+            from: filter.from,
+            to: filter.to,
+            bucket,
+        };
+        self.store.aggregate(&self.ns, &query).await
+    }
+
+    // ---- events --------------------------------------------------------
+
+    /// Append events idempotently; one result per event, in order.
+    ///
+    /// # Errors
+    /// `InvalidInput` with the index of the first bad event; nothing is written.
+    pub async fn append(&self, events: &[NewEvent]) -> Result<Vec<Appended>> {
+        let mut prepared = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            prepared.push(prepare_event(e).map_err(|err| err.at_index(i))?);
+        }
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.append(&self.ns, &prepared).await
+    }
+
+    /// List events ordered by `(occurred_at, id)`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad kind, limit, range or cursor.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Page<Event>> {
+        for k in &filter.kinds {
+            validate::name("event kind", k)?;
+        }
+        check_range(filter.from, filter.to)?;
+        let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+        validate::limit(limit)?;
+        let after = match &filter.cursor {
+            Some(c) => Some(cursor::decode::<(Timestamp, u64)>("events", c)?),
+            None => None,
+        };
+        let mut kinds = filter.kinds.clone();
+        kinds.sort();
+        kinds.dedup();
+        let query = EventQuery {
+            from: filter.from,
+            to: filter.to,
+            kinds,
+            limit: limit + 1,
+            after,
+        };
+        let items = self.store.list_events(&self.ns, &query).await?;
+        Ok(paginate(items, limit, |e| {
+            cursor::encode("events", &(e.occurred_at, e.id))
+        }))
+    }
+
+    /// Events with `position > after`, in commit order, at most `limit`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a limit outside 1..=10 000.
+    pub async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        validate::limit(limit)?;
+        self.store.read_log(&self.ns, after, limit).await
+    }
+
+    // ---- idempotency ---------------------------------------------------
+
+    /// Claim `(scope, key)` for `ttl`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad names or a TTL of zero or over 100 years.
+    pub async fn claim(&self, scope: &str, key: &str, ttl: Duration) -> Result<Claim> {
+        check_key(scope, key)?;
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(Error::invalid(format!(
+                "ttl must be more than zero and at most 100 years, got {ttl:?}"
+            )));
+        }
+        let now = self.now();
+        let expires_at = now.checked_add(ttl)?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.store
+            .claim(&self.ns, scope, key, &token, now, expires_at)
+            .await
+    }
+
+    /// Store the outcome of a claimed key, for replay.
+    ///
+    /// # Errors
+    /// `Conflict` for a wrong token or a key already completed; `NotFound`
+    /// for an absent or expired key; `InvalidInput` for a bad response.
+    pub async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+    ) -> Result<()> {
+        check_key(scope, key)?;
+        validate::json("response", response)?;
+        self.store
+            .complete(&self.ns, scope, key, token, response, self.now())
+            .await
+    }
+
+    /// Give up a claim so a retry can acquire the key.
+    ///
+    /// # Errors
+    /// `Conflict` for a wrong token or a completed key; `NotFound` for an
+    /// absent or expired key.
+    pub async fn release(&self, scope: &str, key: &str, token: &str) -> Result<()> {
+        check_key(scope, key)?;
+        self.store
+            .release(&self.ns, scope, key, token, self.now())
+            .await
+    }
+
+    // ---- records -------------------------------------------------------
+
+    /// Create or replace a record if `expect` holds.
+    ///
+    /// # Errors
+    /// `Conflict` carrying the current version when `expect` fails;
+    /// `InvalidInput` for bad names, data, or `Expect::Version(0)`.
+    pub async fn put(
+        &self,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        expect: Expect,
+    ) -> Result<Record> {
+        check_record(collection, id, expect)?;
+        validate::json("record data", data)?;
+        self.store
+            .put(&self.ns, collection, id, data, expect, self.now())
+            .await
+    }
+
+    /// Fetch a record.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad names.
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
+        check_record(collection, id, Expect::Any)?;
+        self.store.get(&self.ns, collection, id).await
+    }
+
+    /// Delete a record if `expect` holds.
+    ///
+    /// # Errors
+    /// `Conflict` carrying the current version when `expect` fails;
+    /// `NotFound` when there is no record to delete.
+    pub async fn delete(&self, collection: &str, id: &str, expect: Expect) -> Result<()> {
+        check_record(collection, id, expect)?;
+        self.store.delete(&self.ns, collection, id, expect).await
+    }
+
+    /// Records of `collection` ordered by id byte-wise.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad name, limit or cursor.
+    pub async fn list_records(
+        &self,
+        collection: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Record>> {
+        validate::name("collection", collection)?;
+        validate::limit(limit)?;
+        let after = match cursor {
+            Some(c) => Some(cursor::decode::<String>("records", c)?),
+            None => None,
+        };
+        let items = self
+            .store
+            .list_records(&self.ns, collection, after.as_deref(), limit + 1)
+            .await?;
+        Ok(paginate(items, limit, |r| cursor::encode("records", &r.id)))
+    }
+
+    // ---- administration ------------------------------------------------
+
+    /// Apply pending migrations (a no-op when there are none).
+    ///
+    /// # Errors
+    /// `Schema` when the database is newer than the code or a migration fails.
+    pub async fn migrate(&self) -> Result<SchemaVersions> {
+        self.store.migrate().await
+    }
+
+    /// Row counts per domain in this namespace.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn counts(&self) -> Result<Counts> {
+        self.store.counts(&self.ns).await
+    }
+
+    /// A health report. Never fails: a down database is `unhealthy` with the
+    /// error.
+    pub async fn health(&self) -> HealthReport {
+        health(self.store.as_ref(), &self.ns).await
+    }
+
+    /// Delete what `policy` names, and expired idempotency keys, in this
+    /// namespace only.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn purge(&self, policy: &RetentionPolicy) -> Result<PurgeReport> {
+        let now = self.now();
+        let cutoffs = PurgeCutoffs {
+            now,
+            metrics_before: policy.metrics_older_than.map(|d| now.saturating_sub(d)),
+            events_before: policy.events_older_than.map(|d| now.saturating_sub(d)),
+            records_before: policy
+                .records_not_updated_for
+                .map(|d| now.saturating_sub(d)),
+        };
+        self.store.purge(&self.ns, &cutoffs).await
+    }
+
+    /// Write the portable archive of this namespace, or of all, to `out`.
+    /// `progress` is called with the running item count.
+    ///
+    /// # Errors
+    /// `Internal` when `out` fails to write.
+    pub async fn export(
+        &self,
+        scope: ExportScope,
+        out: &mut (dyn Write + Send),
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<ExportSummary> {
+        let namespaces = match scope {
+            ExportScope::Namespace => vec![self.ns.to_string()],
+            ExportScope::All => self.store.namespaces().await?,
+        };
+        archive::export(self.store.as_ref(), &namespaces, out, progress).await
+    }
+
+    /// Load a portable archive (every namespace it holds) into a store where
+    /// those namespaces are empty. The whole archive is read and checked
+    /// before anything is written.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed archive (with the line number);
+    /// `Conflict` when a target namespace already holds data.
+    pub async fn import(
+        &self,
+        input: &mut (dyn BufRead + Send),
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<ImportSummary> {
+        archive::import(self.store.as_ref(), input, progress).await
+    }
+
+    /// Native backup to `dest`, where the backend declares one.
+    ///
+    /// # Errors
+    /// `Unsupported` when the backend has none; `InvalidInput` when `dest`
+    /// exists.
+    pub async fn backup(&self, dest: &Path) -> Result<()> {
+        if !self.capabilities().native_backup {
+            return Err(Error::unsupported(format!(
+                "{} does not declare native_backup",
+                self.store.backend_name()
+            )));
+        }
+        if dest.exists() {
+            return Err(Error::invalid(format!(
+                "backup destination {} already exists",
+                dest.display()
+            )));
+        }
+        self.store.backup(dest).await
+    }
+}
+
+async fn health(store: &dyn Store, ns: &str) -> HealthReport {
+    let mut report = HealthReport {
+        status: HealthStatus::Healthy,
+        backend: store.backend_name().to_string(),
+        namespace: ns.to_string(),
+        schema: None,
+        counts: None,
+        storage_bytes: None,
+        pool: store.pool_stats(),
+        latency_us: None,
+        error: None,
+    };
+    let started = Instant::now();
+    if let Err(e) = store.ping().await {
+        report.status = HealthStatus::Unhealthy;
+        report.error = Some(error_chain(&e));
+        return report;
+    }
+    report.latency_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    let gathered = async {
+        let schema = store.schema_versions().await?;
+        let counts = store.counts(ns).await?;
+        let bytes = store.storage_bytes().await?;
+        Ok::<_, Error>((schema, counts, bytes))
+    };
+    match gathered.await {
+        Ok((schema, counts, bytes)) => {
+            report.schema = Some(schema);
+            report.counts = Some(counts);
+            report.storage_bytes = bytes;
+            let mut problems = Vec::new();
+            if schema.current > schema.expected {
+                report.status = HealthStatus::Unhealthy;
+                problems.push(format!(
+                    "database schema {} is newer than this code's {}",
+                    schema.current, schema.expected
+                ));
+            } else if schema.current < schema.expected {
+                problems.push(format!(
+                    "migrations pending: schema {} of {}",
+                    schema.current, schema.expected
+                ));
+            }
+            if let Some(p) = report.pool {
+                if p.idle == 0 && p.size >= p.max {
+                    problems.push(format!("pool exhausted: {} of {} in use", p.size, p.max));
+                }
+            }
+            if started.elapsed() > Duration::from_secs(1) {
+                problems.push("round trip slower than 1 s".to_string());
+            }
+            if !problems.is_empty() {
+                if report.status == HealthStatus::Healthy {
+                    report.status = HealthStatus::Degraded;
+                }
+                report.error = Some(problems.join("; "));
+            }
+        }
+        Err(e) => {
+            report.status = HealthStatus::Unhealthy;
+            report.error = Some(error_chain(&e));
+        }
+    }
+    report
+}
+
+/// `e` and its sources, joined with ": ".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}
+
+fn paginate<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+fn check_point(p: &MetricPoint) -> Result<()> {
+    validate::name("component", &p.component)?;
+    validate::name("metric name", &p.name)?;
+    validate::finite("metric value", p.value)
+}
+
+fn prepare_event(e: &NewEvent) -> Result<PreparedEvent> {
+    validate::name("event kind", &e.kind)?;
+    let checked = validate::json("event data", &e.data)?;
+    let digest = checked.sha256_hex();
+    Ok(PreparedEvent {
+        kind: e.kind.clone(),
+        occurred_at: e.occurred_at,
+        data: checked.value,
+        canonical: checked.canonical,
+        digest,
+    })
+}
+
+fn check_key(scope: &str, key: &str) -> Result<()> {
+    validate::name("idempotency scope", scope)?;
+    validate::name("idempotency key", key)
+}
+
+fn check_record(collection: &str, id: &str, expect: Expect) -> Result<()> {
+    validate::name("collection", collection)?;
+    validate::name("record id", id)?;
+    if expect == Expect::Version(0) {
+        return Err(Error::invalid("expected version must be 1 or more"));
+    }
+    Ok(())
+}
+
+fn check_opt_name(what: &str, v: Option<&str>) -> Result<()> {
+    v.map_or(Ok(()), |v| validate::name(what, v))
+}
+
+fn check_range(from: Option<Timestamp>, to: Option<Timestamp>) -> Result<()> {
+    match (from, to) {
+        (Some(f), Some(t)) if f > t => Err(Error::invalid(format!(
+            "time range is inverted: from {f} is after to {t}"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,129 @@
+//! Idempotency keys: exactly one claimer wins.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::time::Timestamp;
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Claim {
+    /// This caller owns the key until `expires_at`; keep the token to complete
+    /// or release it.
+    Acquired {
+        /// Proof of ownership.
+        token: String,
+        /// When the claim lapses.
+        expires_at: Timestamp,
+    },
+    /// Somebody holds or has completed the key.
+    Exists {
+        /// In progress, or completed with its response.
+        state: KeyState,
+        /// When the live claim was made.
+        claimed_at: Timestamp,
+        /// When it lapses.
+        expires_at: Timestamp,
+    },
+}
+
+impl Claim {
+    /// True for [`Claim::Acquired`].
+    pub fn is_acquired(&self) -> bool {
+        matches!(self, Claim::Acquired { .. })
+    }
+
+    /// The token, when acquired.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Claim::Acquired { token, .. } => Some(token),
+            Claim::Exists { .. } => None,
+        }
+    }
+}
+
+/// The state of a key somebody else holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum KeyState {
+    /// Claimed, not completed yet.
+    InProgress,
+    /// Completed; replay `response`.
+    Completed {
+        /// The stored outcome.
+        response: Value,
+    },
+}
+
+/// A stored key, whole (for export and import).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyEntry {
+    /// Scope.
+    pub scope: String,
+    /// Key.
+    pub key: String,
+    /// Owner's token.
+    pub token: String,
+    /// When claimed.
+    pub claimed_at: Timestamp,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+    /// The stored response, once completed.
+    pub response: Option<Value>,
+}
+
+/// Idempotency primitives a backend implements. Inputs arrive validated and
+/// `now` comes from the handle's clock.
+///
+/// # Contract
+/// - `claim` inserts `(scope, key)` with `token`, or takes over a key whose
+///   `expires_at <= now`; otherwise it reports the live key. Among concurrent
+///   claimers of one live key exactly one acquires.
+/// - `complete` and `release` need the live key's token.
+///
+/// # Errors
+/// `NotFound` when the key is absent or expired; `Conflict` for a wrong token,
+/// completing twice, or releasing a completed key.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claim a key.
+    async fn claim(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim>;
+    /// Store the outcome.
+    async fn complete(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Give the key up.
+    async fn release(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Keys after `(scope, key)`, ordered by `(scope, key)` byte-wise, expired
+    /// ones included.
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>>;
+}

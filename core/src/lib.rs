@@ -1,0 +1,42 @@
+//! The persistkit contract.
+//!
+//! Backends implement the five domain traits ([`MetricStore`], [`EventStore`],
+//! [`IdempotencyStore`], [`RecordStore`], [`AdminStore`]), which together make
+//! a [`Store`]. Callers use a [`Handle`]: it scopes every call to one
+//! namespace, validates input once (see [`validate`]) before any backend sees
+//! it, and takes time from an injectable [`Clock`].
+//!
+//! The behaviour is specified in the project's `CONTRACT.md` and checked by
+//! the `persistkit-conformance` suite.
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod archive;
+mod cursor;
+pub mod error;
+pub mod events;
+mod handle;
+pub mod idempotency;
+pub mod metrics;
+pub mod records;
+mod store;
+pub mod time;
+pub mod validate;
+
+pub use admin::{
+    AdminStore, ArchiveItem, Capabilities, Counts, HealthReport, HealthStatus, PoolStats,
+    PurgeCutoffs, PurgeReport, RetentionPolicy, SchemaVersions,
+};
+pub use archive::{ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION};
+pub use cursor::Page;
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent};
+pub use handle::{error_chain, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, MAX_TTL};
+pub use idempotency::{Claim, IdempotencyEntry, IdempotencyStore, KeyState};
+pub use metrics::{
+    AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
+    MetricPoint, MetricQuery, MetricStore, StoredMetric,
+};
+pub use records::{Expect, Record, RecordStore};
+pub use store::Store;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

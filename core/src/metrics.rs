@@ -1,0 +1,302 @@
+//! Metrics: append-only time series points.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+
+/// Counter or gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// A monotonically increasing count.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+}
+
+impl MetricKind {
+    /// `"counter"` or `"gauge"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+
+    /// Parse `"counter"` or `"gauge"`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for anything else.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "counter" => Ok(MetricKind::Counter),
+            "gauge" => Ok(MetricKind::Gauge),
+            other => Err(Error::invalid(format!(
+                "metric kind must be counter or gauge, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A point to write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// When it was measured.
+    pub at: Timestamp,
+    /// The component that reports it.
+    pub component: String,
+    /// The metric's name.
+    pub name: String,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// A finite value.
+    pub value: f64,
+}
+
+impl MetricPoint {
+    /// A gauge point.
+    pub fn gauge(at: Timestamp, component: &str, name: &str, value: f64) -> Self {
+        MetricPoint {
+            at,
+            component: component.into(),
+            name: name.into(),
+            kind: MetricKind::Gauge,
+            value,
+        }
+    }
+
+    /// A counter point.
+    pub fn counter(at: Timestamp, component: &str, name: &str, value: f64) -> Self {
+        MetricPoint {
+            kind: MetricKind::Counter,
+            ..Self::gauge(at, component, name, value)
+        }
+    }
+}
+
+/// A stored point, with the insertion sequence the store gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMetric {
+    /// Insertion sequence: increases with every point written to the store.
+    pub seq: u64,
+    /// The point.
+    #[serde(flatten)]
+    pub point: MetricPoint,
+}
+
+/// What to read. `limit` defaults to 1 000 and may be at most 10 000.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricFilter {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this metric name.
+    pub name: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub to: Option<Timestamp>,
+    /// Page size; `None` means 1 000.
+    pub limit: Option<usize>,
+    /// Continue after the page that returned this cursor.
+    pub cursor: Option<String>,
+}
+
+/// The position of a point in read order; what a metrics cursor encodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricKey {
+    /// Time.
+    pub at: Timestamp,
+    /// Component.
+    pub component: String,
+    /// Name.
+    pub name: String,
+    /// Insertion sequence.
+    pub seq: u64,
+}
+
+/// A validated metrics read, as a backend receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this metric name.
+    pub name: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub to: Option<Timestamp>,
+    /// Return at most this many points.
+    pub limit: usize,
+    /// Return only points strictly after this key in read order.
+    pub after: Option<MetricKey>,
+}
+
+/// A validated aggregation, as a backend receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateQuery {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this metric name.
+    pub name: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub to: Option<Timestamp>,
+    /// Bucket width.
+    pub bucket: Bucket,
+}
+
+/// An aggregation bucket width in whole seconds, aligned to the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bucket(u64);
+
+impl Bucket {
+    /// One minute.
+    pub const MINUTE: Bucket = Bucket(60);
+    /// One hour.
+    pub const HOUR: Bucket = Bucket(3_600);
+    /// One day.
+    pub const DAY: Bucket = Bucket(86_400);
+
+    /// A bucket of `secs` seconds. Validity (1..=10 000 years) is checked when
+    /// the aggregation runs.
+    pub const fn seconds(secs: u64) -> Self {
+        Bucket(secs)
+    }
+
+    /// The width in seconds.
+    pub fn as_secs(self) -> u64 {
+        self.0
+    }
+
+    /// The width in microseconds.
+    pub fn as_micros(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+    }
+
+    /// The start of the bucket holding `at`: `floor(at / width) * width`.
+    pub fn start_of(self, at: Timestamp) -> Timestamp {
+        let w = self.as_micros();
+        let start = at.as_micros().div_euclid(w) * w;
+        // The floor of an in-range time is at most one width before it; clamp
+        // to the representable range for buckets that reach before year 1.
+        Timestamp::from_micros(start.max(Timestamp::MIN.as_micros())).expect("clamped")
+    }
+}
+
+/// One row of an aggregation: one (bucket, component, name) with points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregateRow {
+    /// Start of the bucket.
+    pub bucket_start: Timestamp,
+    /// Component.
+    pub component: String,
+    /// Metric name.
+    pub name: String,
+    /// Number of points.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// `sum / count`.
+    pub avg: f64,
+    /// Value of the latest point (ties broken by insertion sequence).
+    pub last: f64,
+}
+
+/// Filter for an aggregation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AggregateFilter {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this metric name.
+    pub name: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub to: Option<Timestamp>,
+}
+
+/// Metric primitives a backend implements. Inputs arrive validated.
+///
+/// # Contract
+/// - `write_metrics` appends every point (identical points are all kept), or
+///   none of them.
+/// - `read_metrics` orders by `(at, component, name, seq)` ascending, filters
+///   by component, name and the half-open range `[from, to)`, and returns
+///   only points after `after`.
+/// - `list_*` return distinct names sorted byte-wise.
+/// - `aggregate` groups by `(bucket start, component, name)`, ordered so.
+///
+/// # Errors
+/// `Unavailable` when the database cannot be reached in time.
+#[async_trait]
+pub trait MetricStore: Send + Sync {
+    /// Append points atomically.
+    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()>;
+    /// Read points in order.
+    async fn read_metrics(&self, ns: &str, query: &MetricQuery) -> Result<Vec<StoredMetric>>;
+    /// Distinct components.
+    async fn list_components(&self, ns: &str) -> Result<Vec<String>>;
+    /// Distinct metric names of a component.
+    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>>;
+    /// Aggregate points into epoch-aligned buckets.
+    async fn aggregate(&self, ns: &str, query: &AggregateQuery) -> Result<Vec<AggregateRow>>;
+}
+
+/// Build aggregate rows from points already in read order, for backends that
+/// aggregate in Rust (the memory oracle).
+pub fn aggregate_sorted<'a>(
+    points: impl IntoIterator<Item = &'a StoredMetric>,
+    bucket: Bucket,
+) -> Vec<AggregateRow> {
+    use std::collections::BTreeMap;
+    // key: (bucket, component, name) -> (row, (at, seq) of last)
+    let mut rows: BTreeMap<(Timestamp, Vec<u8>, Vec<u8>), (AggregateRow, (Timestamp, u64))> =
+        BTreeMap::new();
+    for m in points {
+        let p = &m.point;
+        let start = bucket.start_of(p.at);
+        let key = (
+            start,
+            p.component.as_bytes().to_vec(),
+            p.name.as_bytes().to_vec(),
+        );
+        let e = rows.entry(key).or_insert_with(|| {
+            (
+                AggregateRow {
+                    bucket_start: start,
+                    component: p.component.clone(),
+                    name: p.name.clone(),
+                    count: 0,
+                    sum: 0.0,
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    avg: 0.0,
+                    last: p.value,
+                },
+                (p.at, m.seq),
+            )
+        });
+        let (row, last_key) = e;
+        row.count += 1;
+        row.sum += p.value;
+        row.min = row.min.min(p.value);
+        row.max = row.max.max(p.value);
+        if (p.at, m.seq) >= *last_key {
+            *last_key = (p.at, m.seq);
+            row.last = p.value;
+        }
+    }
+    rows.into_values()
+        .map(|(mut r, _)| {
+            r.avg = r.sum / r.count as f64;
+            r
+        })
+        .collect()
+}

@@ -1,0 +1,76 @@
+//! Records: versioned JSON documents with compare-and-set.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::time::Timestamp;
+
+/// What a write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    /// Anything (or nothing).
+    Any,
+    /// No record.
+    Absent,
+    /// Exactly this version (1 or more).
+    Version(u64),
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Collection.
+    pub collection: String,
+    /// Id within the collection.
+    pub id: String,
+    /// The document.
+    pub data: Value,
+    /// 1 on creation, +1 per write.
+    pub version: u64,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When last written.
+    pub updated_at: Timestamp,
+}
+
+/// Record primitives a backend implements. Inputs arrive validated.
+///
+/// # Contract
+/// - `put` creates (version 1, `created_at = updated_at = now`) or replaces
+///   (version + 1, `updated_at = now`) if `expect` holds.
+/// - A record deleted and put again starts over at version 1.
+/// - `list_records` orders by id byte-wise.
+///
+/// # Errors
+/// `Conflict` carrying the current version (`None` when absent) when `expect`
+/// fails; `NotFound` when deleting a record that does not exist (and `expect`
+/// does not name a version).
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// Create or replace.
+    async fn put(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        expect: Expect,
+        now: Timestamp,
+    ) -> Result<Record>;
+    /// Fetch one.
+    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>>;
+    /// Delete one.
+    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()>;
+    /// Records with id after `after`, ordered by id.
+    async fn list_records(
+        &self,
+        ns: &str,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>>;
+    /// Collections with at least one record, sorted byte-wise.
+    async fn list_collections(&self, ns: &str) -> Result<Vec<String>>;
+}

@@ -1,0 +1,197 @@
+//! Every input rule of the contract, in one place. The [`Handle`](crate::Handle)
+//! runs these before any backend sees the input; backends never re-check.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Longest name, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+/// Largest JSON payload, serialized.
+pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+/// Largest page a read may ask for.
+pub const MAX_LIMIT: usize = 10_000;
+/// Widest aggregation bucket: 10 000 years of seconds.
+pub const MAX_BUCKET_SECONDS: u64 = 10_000 * 366 * 86_400;
+
+/// Check a name (namespace, component, metric name, event kind, idempotency
+/// scope or key, collection, record id): UTF-8, 1..=255 bytes, no NUL, no
+/// control characters.
+///
+/// # Errors
+/// `InvalidInput` naming `what` and the rule broken.
+pub fn name(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid(format!("{what} must not be empty")));
+    }
+    if value.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes; at most {MAX_NAME_BYTES} are allowed",
+            value.len()
+        )));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "{what} contains control character U+{:04X}",
+            c as u32
+        )));
+    }
+    Ok(())
+}
+
+/// Check a metric value: finite.
+///
+/// # Errors
+/// `InvalidInput` for NaN and ±infinity.
+pub fn finite(what: &str, v: f64) -> Result<()> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("{what} must be finite, got {v}")))
+    }
+}
+
+/// Check a page size: 1..=10 000.
+///
+/// # Errors
+/// `InvalidInput` outside that range.
+pub fn limit(limit: usize) -> Result<()> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "limit must be 1..={MAX_LIMIT}, got {limit}"
+        )))
+    }
+}
+
+/// A JSON payload that passed validation, with its canonical form and digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedJson {
+    /// The value as given.
+    pub value: Value,
+    /// Canonical serialization: keys sorted byte-wise, no insignificant whitespace.
+    pub canonical: String,
+}
+
+impl CheckedJson {
+    /// Lower-case hex SHA-256 of the canonical form.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical.as_bytes()))
+    }
+}
+
+/// Check a JSON payload: an object or an array, at most 1 MiB serialized, no
+/// U+0000 in any string or key.
+///
+/// # Errors
+/// `InvalidInput` naming `what` and the rule broken.
+pub fn json(what: &str, value: &Value) -> Result<CheckedJson> {
+    if !(value.is_object() || value.is_array()) {
+        return Err(Error::invalid(format!(
+            "{what} must be a JSON object or array"
+        )));
+    }
+    if contains_nul(value) {
+        return Err(Error::invalid(format!(
+            "{what} contains U+0000, which Postgres jsonb cannot store"
+        )));
+    }
+    let canonical = canonical_json(value);
+    if canonical.len() > MAX_JSON_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes serialized; at most {MAX_JSON_BYTES} are allowed",
+            canonical.len()
+        )));
+    }
+    Ok(CheckedJson {
+        value: value.clone(),
+        canonical,
+    })
+}
+
+fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(contains_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// Serialize `v` canonically: object keys sorted byte-wise, no whitespace.
+/// Independent of serde_json's `preserve_order` feature.
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        assert!(name("x", "ok").is_ok());
+        assert!(name("x", &"é".repeat(127)).is_ok()); // 254 bytes
+        assert!(name("x", &"a".repeat(255)).is_ok());
+        assert!(name("x", &"a".repeat(256)).is_err());
+        assert!(name("x", "").is_err());
+        assert!(name("x", "a\0b").is_err());
+        assert!(name("x", "a\nb").is_err());
+        assert!(name("x", "a\u{7f}").is_err());
+        assert!(name("x", "a\u{85}").is_err());
+    }
+
+    #[test]
+    fn canonical_form_sorts_keys_and_drops_whitespace() {
+        let a = json!({"b": [1, {"z": 1, "a": 2}], "a": "x"});
+        assert_eq!(canonical_json(&a), r#"{"a":"x","b":[1,{"a":2,"z":1}]}"#);
+    }
+
+    #[test]
+    fn json_rules() {
+        assert!(json("d", &json!({})).is_ok());
+        assert!(json("d", &json!([])).is_ok());
+        assert!(json("d", &json!(1)).is_err());
+        assert!(json("d", &json!("s")).is_err());
+        assert!(json("d", &json!(null)).is_err());
+        assert!(json("d", &json!({"a": "x\u{0}"})).is_err());
+        assert!(json("d", &json!({"a\u{0}": 1})).is_err());
+        let big = "x".repeat(MAX_JSON_BYTES);
+        assert!(json("d", &json!([big])).is_err());
+    }
+}
