@@ -1,0 +1,10 @@
+//! The memory backend: the whole contract in process memory.
+//!
+//! It is the executable specification the SQL backends are compared against,
+//! so it is written for obviousness: one mutex around plain ordered maps,
+//! which makes every call atomic and linearizable.
+#![deny(missing_docs)]
+
+mod store;
+
+pub use store::MemoryStore;
