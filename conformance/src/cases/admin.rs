@@ -1,0 +1,521 @@
+//! Administration: migrations, health, retention, export/import, capabilities.
+
+use persistkit_core::{
+    ErrorKind, Expect, ExportScope, HealthStatus, MetricPoint, NewEvent, RetentionPolicy,
+};
+
+use super::*;
+use crate::outcome::{expect_err, CaseResult};
+use crate::{ensure, ensure_eq, Ctx};
+
+/// Fill a namespace with some of everything, including a purge so event
+/// positions no longer start at 1.
+async fn populate(ctx: &Ctx, h: &Handle) -> CaseResult {
+    h.write_metrics(&[
+        gauge(t(0), "api", "rps", 1.5),
+        MetricPoint::counter(t(0), "api", "rps", 2.0),
+        gauge(t(-100_000), "old", "x", 0.1),
+        gauge(t(1), "é", "😀", -3.25e10),
+        gauge(t(1), "api", "rps", 1.5),
+    ])
+    .await?;
+    h.append(&[
+        NewEvent::new("old", t(-100_000), json!({"gone": true})),
+        NewEvent::new("signup", t(2), json!({"user": "ann", "tags": ["a", "b"]})),
+        NewEvent::new("signup", t(2), json!({"user": "bob"})),
+        NewEvent::new("pay", t(1), json!([1, 2.5, {"x": null}])),
+    ])
+    .await?;
+    h.purge(&RetentionPolicy {
+        events_older_than: Some(secs(3_600)),
+        ..Default::default()
+    })
+    .await?;
+    let c = h.claim("pay", "done", secs(3_600)).await?;
+    h.complete(
+        "pay",
+        "done",
+        c.token().expect("fresh key"),
+        &json!({"status": 200}),
+    )
+    .await?;
+    h.claim("pay", "pending", secs(60)).await?;
+    h.put("jobs", "1", &json!({"n": 1}), Expect::Absent).await?;
+    ctx.advance(secs(3));
+    h.put("jobs", "1", &json!({"n": 2}), Expect::Version(1))
+        .await?;
+    h.put("jobs", "1", &json!({"n": 3}), Expect::Version(2))
+        .await?;
+    h.put("drafts", "Z", &json!({"text": "héllo"}), Expect::Absent)
+        .await?;
+    Ok(())
+}
+
+async fn export_bytes(h: &Handle, scope: ExportScope) -> Result<Vec<u8>, CaseError> {
+    let mut buf = Vec::new();
+    h.export(scope, &mut buf, None).await?;
+    Ok(buf)
+}
+
+/// Migrating twice is a no-op.
+pub async fn migrate_twice_is_a_no_op(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    h.put("c", "id", &json!({}), Expect::Absent).await?;
+    let a = h.migrate().await?;
+    let b = h.migrate().await?;
+    ensure_eq!(a, b, "migrations: migrating twice is a no-op");
+    ensure_eq!(
+        a.current,
+        a.expected,
+        "migrations: an opened store is migrated to the expected version"
+    );
+    ensure_eq!(
+        h.counts().await?.records,
+        1,
+        "migrations: migrating keeps the data"
+    );
+    Ok(())
+}
+
+/// Two migrations at once are safe.
+pub async fn concurrent_migrations_are_safe(ctx: &Ctx) -> CaseResult {
+    let a = ctx.handle();
+    let b = ctx.second().await?;
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra?, rb?);
+    ensure_eq!(ra, rb, "migrations: two migrations at once agree");
+    ensure_eq!(
+        ra.current,
+        ra.expected,
+        "migrations: the store is at the expected version"
+    );
+    Ok(())
+}
+
+/// The health report is complete and serializes with every field.
+pub async fn health_report_is_complete(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let r = h.health().await;
+    ensure_eq!(
+        r.status,
+        HealthStatus::Healthy,
+        "health: a working store is healthy (error: {:?})",
+        r.error
+    );
+    ensure_eq!(
+        r.backend,
+        h.store().backend_name(),
+        "health: names the backend"
+    );
+    let schema = r
+        .schema
+        .ok_or_else(|| CaseError::failed("health: reports schema versions"))?;
+    ensure_eq!(
+        schema.current,
+        schema.expected,
+        "health: schema current equals expected after open"
+    );
+    let counts = r
+        .counts
+        .ok_or_else(|| CaseError::failed("health: reports row counts"))?;
+    ensure_eq!(
+        (
+            counts.metrics,
+            counts.events,
+            counts.idempotency_keys,
+            counts.records
+        ),
+        (5, 3, 2, 2),
+        "health: row counts per domain"
+    );
+    ensure!(
+        r.latency_us.is_some(),
+        "health: reports the round-trip latency"
+    );
+    let v = serde_json::to_value(&r).expect("serializes");
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    ensure_eq!(
+        keys,
+        vec![
+            "backend",
+            "counts",
+            "error",
+            "latency_us",
+            "namespace",
+            "pool",
+            "schema",
+            "status",
+            "storage_bytes"
+        ],
+        "health: stable JSON with every field present"
+    );
+    ensure_eq!(
+        v["status"],
+        json!("healthy"),
+        "health: status serializes lower-case"
+    );
+    Ok(())
+}
+
+/// Health counts only its namespace.
+pub async fn health_counts_only_its_namespace(ctx: &Ctx) -> CaseResult {
+    populate(ctx, &ctx.ns("tenant-a")).await?;
+    let r = ctx.ns("tenant-b").health().await;
+    ensure_eq!(
+        r.counts.map(|c| c.total()),
+        Some(0),
+        "namespaces: health of B counts nothing of A"
+    );
+    ensure_eq!(r.namespace, "tenant-b", "health: names its namespace");
+    Ok(())
+}
+
+/// Purge deletes metrics and events strictly before their cut-offs, and
+/// records only when asked.
+pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    h.write_metrics(&[
+        gauge(t(0), "c", "n", 1.0),
+        gauge(t(100), "c", "n", 2.0),
+        gauge(t(200), "c", "n", 3.0),
+    ])
+    .await?;
+    h.append(&[
+        NewEvent::new("k", t(0), json!({})),
+        NewEvent::new("k", t(150), json!({})),
+        NewEvent::new("k", t(200), json!({})),
+    ])
+    .await?;
+    h.put("c", "old", &json!({}), Expect::Absent).await?;
+    ctx.set_now(t(300));
+    let r = h
+        .purge(&RetentionPolicy {
+            metrics_older_than: Some(secs(200)),
+            events_older_than: Some(secs(100)),
+            records_not_updated_for: None,
+        })
+        .await?;
+    ensure_eq!(
+        (r.metrics, r.events, r.records),
+        (1, 2, 0),
+        "retention: purge deletes strictly older than each cut-off and returns counts per domain"
+    );
+    let left: Vec<f64> = all_points(&h)
+        .await?
+        .iter()
+        .map(|m| m.point.value)
+        .collect();
+    ensure_eq!(
+        left,
+        vec![2.0, 3.0],
+        "retention: a point exactly at the cut-off stays"
+    );
+    ensure_eq!(
+        whole_log(&h)
+            .await?
+            .iter()
+            .map(|e| e.occurred_at)
+            .collect::<Vec<_>>(),
+        vec![t(200)],
+        "retention: an event exactly at the cut-off stays"
+    );
+    ensure_eq!(
+        h.counts().await?.records,
+        1,
+        "retention: records are purged only when asked"
+    );
+    let again = h
+        .purge(&RetentionPolicy {
+            metrics_older_than: Some(secs(200)),
+            events_older_than: Some(secs(100)),
+            records_not_updated_for: None,
+        })
+        .await?;
+    ensure_eq!(
+        (again.metrics, again.events),
+        (0, 0),
+        "retention: purging twice deletes nothing more"
+    );
+    Ok(())
+}
+
+/// Records not updated since the cut-off go when asked.
+pub async fn purge_records_when_asked(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    h.put("c", "stale", &json!({}), Expect::Absent).await?;
+    h.put("c", "touched", &json!({}), Expect::Absent).await?;
+    ctx.advance(secs(100));
+    h.put("c", "touched", &json!({"again": 1}), Expect::Version(1))
+        .await?;
+    ctx.advance(secs(10));
+    let r = h
+        .purge(&RetentionPolicy {
+            records_not_updated_for: Some(secs(50)),
+            ..Default::default()
+        })
+        .await?;
+    ensure_eq!(
+        r.records,
+        1,
+        "retention: records not updated since the cut-off are purged when asked"
+    );
+    ensure!(
+        h.get("c", "touched").await?.is_some() && h.get("c", "stale").await?.is_none(),
+        "retention: the purge keys on updated_at"
+    );
+    Ok(())
+}
+
+/// Export, import elsewhere, export again: byte-identical.
+pub async fn export_import_export_is_identical(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    populate(ctx, &ctx.ns("tenant-b")).await?;
+    let first = export_bytes(&h, ExportScope::All).await?;
+    let (other, _fixture) = ctx.other_store().await?;
+    let s = other.import(&mut first.as_slice(), None).await?;
+    ensure_eq!(
+        s.namespaces,
+        2,
+        "export: import loads every namespace of the archive"
+    );
+    let second = export_bytes(&other, ExportScope::All).await?;
+    ensure!(first == second, "export: export -> import -> export must give byte-identical archives\n--- first\n{}\n--- second\n{}", String::from_utf8_lossy(&first), String::from_utf8_lossy(&second));
+    ensure_eq!(
+        other.counts().await?,
+        h.counts().await?,
+        "export: import restores every row"
+    );
+    Ok(())
+}
+
+/// Export is deterministic, versioned, line-delimited JSON.
+pub async fn export_is_deterministic(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let a = export_bytes(&h, ExportScope::Namespace).await?;
+    let b = export_bytes(&h, ExportScope::Namespace).await?;
+    ensure!(
+        a == b,
+        "export: two exports of unchanged data are identical"
+    );
+    let text = String::from_utf8(a).map_err(|_| CaseError::failed("export: archive is UTF-8"))?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| CaseError::failed(format!("export: every line is JSON: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    ensure_eq!(
+        lines[0]["version"],
+        json!(1),
+        "export: the first line names the archive version"
+    );
+    ensure_eq!(
+        lines.last().map(|l| l["type"].clone()),
+        Some(json!("end")),
+        "export: the last line marks the end"
+    );
+    ensure_eq!(
+        lines.len(),
+        2 + 1 + 5 + 3 + 2 + 2,
+        "export: header, namespace, every item, end"
+    );
+    Ok(())
+}
+
+/// Exporting one namespace leaves the others out.
+pub async fn export_of_one_namespace(ctx: &Ctx) -> CaseResult {
+    populate(ctx, &ctx.ns("tenant-a")).await?;
+    ctx.ns("tenant-b")
+        .put("c", "id", &json!({}), Expect::Absent)
+        .await?;
+    let a = export_bytes(&ctx.ns("tenant-b"), ExportScope::Namespace).await?;
+    let text = String::from_utf8_lossy(&a);
+    ensure!(
+        !text.contains("tenant-a"),
+        "namespaces: exporting B holds nothing of A"
+    );
+    ensure_eq!(
+        text.lines().count(),
+        4,
+        "export: header, namespace, one record, end"
+    );
+    Ok(())
+}
+
+/// Import refuses a namespace that holds data, and writes nothing.
+pub async fn import_refuses_non_empty_namespace(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let archive = export_bytes(&h, ExportScope::Namespace).await?;
+    let before = h.counts().await?;
+    expect_err(
+        h.import(&mut archive.as_slice(), None).await,
+        ErrorKind::Conflict,
+        "export: import into a namespace that holds data",
+    )?;
+    ensure_eq!(
+        h.counts().await?,
+        before,
+        "export: a refused import writes nothing"
+    );
+    Ok(())
+}
+
+/// A malformed archive is `InvalidInput` and writes nothing.
+pub async fn import_rejects_malformed_archive(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let good = String::from_utf8(export_bytes(&h, ExportScope::Namespace).await?).expect("utf8");
+    let lines: Vec<&str> = good.lines().collect();
+    let (other, _f) = ctx.other_store().await?;
+    let truncated = lines[..lines.len() - 1].join("\n");
+    let mut bad_item = lines.clone();
+    bad_item[4] = r#"{"type":"record","collection":"c","id":"x","data":5,"version":1,"created_at":"2024-01-01T00:00:00.000000Z","updated_at":"2024-01-01T00:00:00.000000Z"}"#;
+    let bad_item = bad_item.join("\n");
+    let mut wrong_version = lines.clone();
+    wrong_version[0] = r#"{"format":"persistkit-archive","type":"archive","version":99}"#;
+    let wrong_version = wrong_version.join("\n");
+    for (archive, why) in [
+        (truncated.as_str(), "a truncated archive"),
+        (bad_item.as_str(), "an archive with a bad item"),
+        (wrong_version.as_str(), "an archive of an unknown version"),
+        ("not json", "garbage"),
+    ] {
+        expect_err(
+            other.import(&mut archive.as_bytes(), None).await,
+            ErrorKind::InvalidInput,
+            &format!("export: importing {why}"),
+        )?;
+        ensure_eq!(
+            other.store().namespaces().await?,
+            Vec::<String>::new(),
+            "export: importing {why} writes nothing"
+        );
+    }
+    Ok(())
+}
+
+/// An imported store keeps working: new ids follow, dedupe and versions hold.
+pub async fn imported_store_keeps_working(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let archive = export_bytes(&h, ExportScope::Namespace).await?;
+    let (other, _f) = ctx.other_store().await?;
+    other.import(&mut archive.as_slice(), None).await?;
+    let before = whole_log(&other).await?;
+    let max = before.iter().map(|e| e.position).max().unwrap_or(0);
+    let dup = other
+        .append(&[NewEvent::new("signup", t(2), json!({"user": "bob"}))])
+        .await?[0];
+    ensure!(dup.duplicate, "export: imported events still deduplicate");
+    let fresh = other
+        .append(&[NewEvent::new("new", t(9), json!({}))])
+        .await?[0];
+    ensure!(
+        fresh.position > max && !before.iter().any(|e| e.id == fresh.id),
+        "export: new events after an import get fresh ids and later positions"
+    );
+    let e = expect_err(
+        other.put("jobs", "1", &json!({}), Expect::Version(1)).await,
+        ErrorKind::Conflict,
+        "export: imported records keep their versions",
+    )?;
+    ensure_eq!(
+        e.current_version(),
+        Some(3),
+        "export: imported records keep their versions"
+    );
+    ensure!(
+        !other.claim("pay", "pending", secs(60)).await?.is_acquired(),
+        "export: imported live keys stay claimed"
+    );
+    Ok(())
+}
+
+/// Native backup works where declared and is `Unsupported` elsewhere.
+pub async fn native_backup_matches_capability(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let dir = tempfile::tempdir().map_err(|e| CaseError::failed(format!("tempdir: {e}")))?;
+    let path = dir.path().join("backup.snapshot");
+    if !ctx.capabilities().native_backup {
+        expect_err(
+            h.backup(&path).await,
+            ErrorKind::Unsupported,
+            "capabilities: backup without native_backup declared",
+        )?;
+        return Err(CaseError::Unsupported(
+            "native_backup is not declared (and backup correctly says Unsupported)".into(),
+        ));
+    }
+    h.backup(&path).await?;
+    expect_err(
+        h.backup(&path).await,
+        ErrorKind::InvalidInput,
+        "backup: refuses to overwrite an existing file",
+    )?;
+    let Some(opened) = ctx.fixture().hooks.open_backup(&path).await else {
+        return Err(CaseError::Skipped(
+            "the harness cannot open a backup".into(),
+        ));
+    };
+    let restored = ctx.wrap(opened?);
+    ensure!(
+        export_bytes(&restored, ExportScope::All).await?
+            == export_bytes(&h, ExportScope::All).await?,
+        "backup: a native snapshot holds the same data (same export)"
+    );
+    Ok(())
+}
+
+/// Durable stores keep acknowledged writes across close and reopen.
+pub async fn durable_across_reopen(ctx: &Ctx) -> CaseResult {
+    if !ctx.capabilities().durable {
+        return Err(CaseError::Unsupported("durable is not declared".into()));
+    }
+    let h = ctx.handle();
+    populate(ctx, &h).await?;
+    let before = export_bytes(&h, ExportScope::All).await?;
+    let Some(reopened) = ctx.fixture().hooks.reopen().await else {
+        return Err(CaseError::Skipped(
+            "the harness cannot reopen the store".into(),
+        ));
+    };
+    let again = ctx.wrap(reopened?);
+    ensure!(
+        export_bytes(&again, ExportScope::All).await? == before,
+        "durability: after close and reopen every acknowledged write is there"
+    );
+    Ok(())
+}
+
+/// A database whose schema is newer than the code is refused with `Schema`.
+pub async fn newer_schema_is_refused(ctx: &Ctx) -> CaseResult {
+    let Some(result) = ctx.fixture().hooks.open_with_newer_schema().await else {
+        return Err(CaseError::Skipped(
+            "the backend keeps no schema version on disk".into(),
+        ));
+    };
+    let expected = ctx.handle().migrate().await?.expected;
+    let e = expect_err(
+        result,
+        ErrorKind::Schema,
+        "migrations: opening a database newer than the code",
+    )?;
+    let msg = e.to_string();
+    ensure!(
+        msg.contains(&expected.to_string()) && msg.contains(&(expected + 1).to_string()),
+        "migrations: the Schema error names both versions, got {msg:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Idempotency keys: one winner, replay, release, expiry by the injected clock.
+
+use persistkit_core::{Claim, ErrorKind, KeyState, RetentionPolicy};
+
+use super::*;
+use crate::outcome::{expect_err, CaseResult};
+use crate::{ensure, ensure_eq, Ctx};
+
+fn token(c: &Claim) -> Result<String, CaseError> {
+    c.token()
+        .map(str::to_string)
+        .ok_or_else(|| CaseError::failed(format!("idempotency: expected to acquire, got {c:?}")))
+}
+
+/// The first claim acquires, with a token and `expires_at = now + ttl`.
+pub async fn first_claim_acquires(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let c = h.claim("payments", "order-1", secs(60)).await?;
+    match &c {
+        Claim::Acquired { token, expires_at } => {
+            ensure!(
+                !token.is_empty(),
+                "idempotency: an acquired claim carries a token"
+            );
+            ensure_eq!(
+                *expires_at,
+                t(60),
+                "idempotency: expires_at = claim time + ttl (by the injected clock)"
+            );
+        }
+        other => {
+            return Err(CaseError::failed(format!(
+                "idempotency: the first claim of a key acquires, got {other:?}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// A live key reports in progress, with when it was claimed.
+pub async fn live_key_reports_in_progress(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    token(&h.claim("s", "k", secs(60)).await?)?;
+    ctx.advance(secs(5));
+    let c = h.claim("s", "k", secs(60)).await?;
+    ensure_eq!(
+        c,
+        Claim::Exists {
+            state: KeyState::InProgress,
+            claimed_at: t(0),
+            expires_at: t(60)
+        },
+        "idempotency: a live key reports exists / in progress with when it was claimed"
+    );
+    Ok(())
+}
+
+/// After `complete`, claims replay the stored response.
+pub async fn completed_key_replays_response(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let tok = token(&h.claim("s", "k", secs(60)).await?)?;
+    let response = json!({"status": 201, "body": {"id": "abc"}});
+    h.complete("s", "k", &tok, &response).await?;
+    let c = h.claim("s", "k", secs(60)).await?;
+    ensure_eq!(
+        c,
+        Claim::Exists {
+            state: KeyState::Completed { response },
+            claimed_at: t(0),
+            expires_at: t(60)
+        },
+        "idempotency: later claims get exists / completed with the stored response"
+    );
+    Ok(())
+}
+
+/// `release` lets a retry acquire the key.
+pub async fn release_lets_a_retry_acquire(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let tok = token(&h.claim("s", "k", secs(60)).await?)?;
+    h.release("s", "k", &tok).await?;
+    let again = h.claim("s", "k", secs(60)).await?;
+    let tok2 = token(&again)?;
+    ensure!(tok2 != tok, "idempotency: a new claim gets a new token");
+    Ok(())
+}
+
+/// A wrong token is `Conflict` and changes nothing.
+pub async fn wrong_token_conflicts(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    token(&h.claim("s", "k", secs(60)).await?)?;
+    expect_err(
+        h.release("s", "k", "not-the-token").await,
+        ErrorKind::Conflict,
+        "idempotency: release with a wrong token",
+    )?;
+    expect_err(
+        h.complete("s", "k", "not-the-token", &json!({})).await,
+        ErrorKind::Conflict,
+        "idempotency: complete with a wrong token",
+    )?;
+    let c = h.claim("s", "k", secs(60)).await?;
+    ensure!(
+        matches!(
+            c,
+            Claim::Exists {
+                state: KeyState::InProgress,
+                ..
+            }
+        ),
+        "idempotency: a wrong token leaves the key in progress, got {c:?}"
+    );
+    Ok(())
+}
+
+/// Completing twice, or releasing a completed key, is `Conflict`.
+pub async fn completed_key_is_final(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let tok = token(&h.claim("s", "k", secs(60)).await?)?;
+    h.complete("s", "k", &tok, &json!({"n": 1})).await?;
+    expect_err(
+        h.complete("s", "k", &tok, &json!({"n": 2})).await,
+        ErrorKind::Conflict,
+        "idempotency: completing twice",
+    )?;
+    expect_err(
+        h.release("s", "k", &tok).await,
+        ErrorKind::Conflict,
+        "idempotency: releasing a completed key",
+    )?;
+    let c = h.claim("s", "k", secs(60)).await?;
+    ensure!(
+        matches!(&c, Claim::Exists { state: KeyState::Completed { response }, .. } if *response == json!({"n": 1})),
+        "idempotency: the first response stays, got {c:?}"
+    );
+    Ok(())
+}
+
+/// Completing or releasing an unknown key is `NotFound`.
+pub async fn unknown_key_is_not_found(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    expect_err(
+        h.complete("s", "nope", "t", &json!({})).await,
+        ErrorKind::NotFound,
+        "idempotency: complete of an unknown key",
+    )?;
+    expect_err(
+        h.release("s", "nope", "t").await,
+        ErrorKind::NotFound,
+        "idempotency: release of an unknown key",
+    )?;
+    ensure_empty(&h, "idempotency: calls on unknown keys").await
+}
+
+async fn race(ctx: &Ctx, two_handles: bool) -> CaseResult {
+    let mut handles = vec![ctx.handle()];
+    if two_handles {
+        handles.push(ctx.second().await?);
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let h = handles[i % handles.len()].clone();
+        let b = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            h.claim("race", "the-key", secs(60)).await
+        }));
+    }
+    let mut acquired = 0;
+    let mut exists = 0;
+    for t in tasks {
+        match t
+            .await
+            .map_err(|e| CaseError::failed(format!("task: {e}")))??
+        {
+            Claim::Acquired { .. } => acquired += 1,
+            Claim::Exists { .. } => exists += 1,
+        }
+    }
+    ensure_eq!(
+        acquired,
+        1,
+        "idempotency: among 64 concurrent claimers of one key exactly one acquires ({} handles)",
+        handles.len()
+    );
+    ensure_eq!(exists, 63, "idempotency: every other claimer sees exists");
+    Ok(())
+}
+
+/// 64 concurrent claimers on one handle: exactly one acquires.
+pub async fn exactly_one_of_64_claimers_acquires(ctx: &Ctx) -> CaseResult {
+    race(ctx, false).await
+}
+
+/// 64 concurrent claimers over two handles: exactly one acquires.
+pub async fn exactly_one_acquires_across_handles(ctx: &Ctx) -> CaseResult {
+    race(ctx, true).await
+}
+
+/// A key whose TTL has passed (by the injected clock) can be acquired again.
+pub async fn expired_key_can_be_acquired_again(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let old = token(&h.claim("s", "k", secs(60)).await?)?;
+    ctx.advance(secs(59));
+    ensure!(
+        !h.claim("s", "k", secs(60)).await?.is_acquired(),
+        "idempotency: a key is live until its TTL passes"
+    );
+    ctx.advance(secs(1));
+    let c = h.claim("s", "k", secs(60)).await?;
+    ensure!(
+        c.is_acquired(),
+        "idempotency: at claimed_at + ttl the key has expired and can be acquired again, got {c:?}"
+    );
+    expect_err(
+        h.complete("s", "k", &old, &json!({})).await,
+        ErrorKind::Conflict,
+        "idempotency: the expired claimer's token no longer completes the key",
+    )?;
+    Ok(())
+}
+
+/// A completed key expires too.
+pub async fn completed_key_expires(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let tok = token(&h.claim("s", "k", secs(10)).await?)?;
+    h.complete("s", "k", &tok, &json!({"ok": true})).await?;
+    ctx.advance(secs(10));
+    expect_err(
+        h.complete("s", "k", &tok, &json!({})).await,
+        ErrorKind::NotFound,
+        "idempotency: an expired key is gone for complete",
+    )?;
+    ensure!(
+        h.claim("s", "k", secs(10)).await?.is_acquired(),
+        "idempotency: a completed key whose TTL passed can be acquired again"
+    );
+    Ok(())
+}
+
+/// `purge` removes expired keys and only those.
+pub async fn purge_removes_only_expired_keys(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    for k in ["a", "b", "c"] {
+        h.claim("s", k, secs(10)).await?;
+    }
+    for k in ["d", "e"] {
+        h.claim("s", k, secs(100)).await?;
+    }
+    ctx.advance(secs(10));
+    let r = h.purge(&RetentionPolicy::default()).await?;
+    ensure_eq!(
+        r.idempotency_keys,
+        3,
+        "retention: purge removes expired idempotency keys"
+    );
+    ensure_eq!(
+        h.counts().await?.idempotency_keys,
+        2,
+        "retention: live keys survive purge"
+    );
+    ensure!(
+        !h.claim("s", "d", secs(10)).await?.is_acquired(),
+        "retention: a live key is still held after purge"
+    );
+    Ok(())
+}
+
+/// TTL must be more than zero and at most 100 years.
+pub async fn ttl_must_be_positive_and_bounded(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    expect_err(
+        h.claim("s", "k", secs(0)).await,
+        ErrorKind::InvalidInput,
+        "idempotency: ttl of zero",
+    )?;
+    expect_err(
+        h.claim("s", "k", persistkit_core::MAX_TTL + secs(1)).await,
+        ErrorKind::InvalidInput,
+        "idempotency: ttl over 100 years",
+    )?;
+    ensure_empty(&h, "idempotency: a rejected claim").await
+}
+
+/// Scope and key follow the name rules.
+pub async fn key_names_follow_the_rules(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let long = "k".repeat(256);
+    for (scope, key) in [
+        ("", "k"),
+        ("s", ""),
+        ("s\0", "k"),
+        ("s", "k\u{1b}"),
+        ("s", long.as_str()),
+    ] {
+        expect_err(
+            h.claim(scope, key, secs(5)).await,
+            ErrorKind::InvalidInput,
+            &format!("idempotency: scope {scope:?} key {key:?}"),
+        )?;
+    }
+    ensure_empty(&h, "idempotency: rejected names").await?;
+    ensure!(
+        h.claim("é😀", &"k".repeat(255), secs(5))
+            .await?
+            .is_acquired(),
+        "idempotency: a 255-byte key is a valid name"
+    );
+    Ok(())
+}
+
+/// A response must be valid JSON payload; a bad one leaves the key in progress.
+pub async fn complete_rejects_bad_response(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let tok = token(&h.claim("s", "k", secs(60)).await?)?;
+    for bad in [json!(5), json!({"a": "\u{0}"})] {
+        expect_err(
+            h.complete("s", "k", &tok, &bad).await,
+            ErrorKind::InvalidInput,
+            &format!("idempotency: response {bad}"),
+        )?;
+    }
+    let c = h.claim("s", "k", secs(60)).await?;
+    ensure!(
+        matches!(
+            c,
+            Claim::Exists {
+                state: KeyState::InProgress,
+                ..
+            }
+        ),
+        "idempotency: a rejected complete leaves the key in progress, got {c:?}"
+    );
+    Ok(())
+}
+
+/// The same key in two namespaces is two keys; purge stays in its namespace.
+pub async fn namespaces_isolate_keys(ctx: &Ctx) -> CaseResult {
+    let a = ctx.ns("tenant-a");
+    let b = ctx.ns("tenant-b");
+    ensure!(
+        a.claim("s", "k", secs(10)).await?.is_acquired(),
+        "namespaces: A acquires its key"
+    );
+    ensure!(
+        b.claim("s", "k", secs(10)).await?.is_acquired(),
+        "namespaces: B acquires the same key name independently"
+    );
+    ctx.advance(secs(10));
+    ensure_eq!(
+        b.purge(&RetentionPolicy::default()).await?.idempotency_keys,
+        1,
+        "namespaces: B's purge removes only B's expired key"
+    );
+    ensure_eq!(
+        a.counts().await?.idempotency_keys,
+        1,
+        "namespaces: A's expired key survives B's purge"
+    );
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The cases, one behaviour each, grouped by domain. Every failure message
+//! names the rule of CONTRACT.md that broke.
+
+pub mod admin;
+pub mod events;
+pub mod idempotency;
+pub mod metrics;
+pub mod records;
+
+use std::time::Duration;
+
+use persistkit_core::{
+    Event, EventFilter, Handle, MetricFilter, MetricPoint, Record, StoredMetric, Timestamp,
+};
+use serde_json::{json, Value};
+
+use crate::ctx::START;
+use crate::outcome::CaseError;
+
+/// `START + secs` seconds.
+pub(crate) fn t(secs: i64) -> Timestamp {
+    Timestamp::from_secs(START + secs).expect("in range")
+}
+
+pub(crate) fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub(crate) fn gauge(at: Timestamp, component: &str, name: &str, v: f64) -> MetricPoint {
+    MetricPoint::gauge(at, component, name, v)
+}
+
+/// Names that sort differently byte-wise than by any locale.
+pub(crate) fn tricky_names() -> Vec<String> {
+    [
+        "b", "B", "a", "é", "e", "😀", "Z", "a1", "a10", "a2", "É", "z", "ä", "_", "~",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Sorted byte-wise and distinct.
+pub(crate) fn bytewise(mut v: Vec<String>) -> Vec<String> {
+    v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    v.dedup();
+    v
+}
+
+/// Payloads that must come back semantically equal.
+pub(crate) fn payloads() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!([]),
+        json!({"a": 1, "b": [true, false, null], "c": {"d": "é😀\"\\\n\t"}}),
+        json!({"big": u64::MAX, "neg": i64::MIN, "f": 0.1, "e": 1e300, "small": -2.5e-300}),
+        json!([1, "two", 3.5, [], {}, {"nested": [[[]]]}]),
+        json!({"😀": "key", "": "empty key", "Z": 1, "a": 2}),
+    ]
+}
+
+/// Read every point matching `filter`, `page` at a time.
+pub(crate) async fn read_all(
+    h: &Handle,
+    mut filter: MetricFilter,
+    page: usize,
+) -> Result<Vec<StoredMetric>, CaseError> {
+    filter.limit = Some(page);
+    filter.cursor = None;
+    let mut out = Vec::new();
+    for _ in 0..100_000 {
+        let p = h.read_metrics(&filter).await?;
+        crate::ensure!(
+            p.items.len() <= page,
+            "metrics paging: a page of limit {page} returned {} points",
+            p.items.len()
+        );
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) => filter.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+    Err(CaseError::failed("metrics paging never ended"))
+}
+
+/// Every point in the namespace.
+pub(crate) async fn all_points(h: &Handle) -> Result<Vec<StoredMetric>, CaseError> {
+    read_all(h, MetricFilter::default(), 10_000).await
+}
+
+/// List every event matching `filter`, `page` at a time.
+pub(crate) async fn list_all(
+    h: &Handle,
+    mut filter: EventFilter,
+    page: usize,
+) -> Result<Vec<Event>, CaseError> {
+    filter.limit = Some(page);
+    filter.cursor = None;
+    let mut out = Vec::new();
+    for _ in 0..100_000 {
+        let p = h.list_events(&filter).await?;
+        crate::ensure!(
+            p.items.len() <= page,
+            "event paging: a page of limit {page} returned {} events",
+            p.items.len()
+        );
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) => filter.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+    Err(CaseError::failed("event paging never ended"))
+}
+
+/// The whole log of the namespace.
+pub(crate) async fn whole_log(h: &Handle) -> Result<Vec<Event>, CaseError> {
+    let mut out: Vec<Event> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e| e.position);
+        let page = h.read_log(after, 10_000).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
+
+/// Every record of a collection.
+pub(crate) async fn all_records(
+    h: &Handle,
+    collection: &str,
+    page: usize,
+) -> Result<Vec<Record>, CaseError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100_000 {
+        let p = h.list_records(collection, cursor.as_deref(), page).await?;
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+    Err(CaseError::failed("record paging never ended"))
+}
+
+/// Fail unless the namespace of `h` holds nothing at all.
+pub(crate) async fn ensure_empty(h: &Handle, rule: &str) -> Result<(), CaseError> {
+    let c = h.counts().await?;
+    crate::ensure!(
+        c.total() == 0,
+        "{rule}: a rejected call must write nothing, but the store now holds {c:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! What a case gets: a fresh store, a manual clock, and ways to get more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistkit_core::{Capabilities, Handle, ManualClock, Store, Timestamp};
+
+use crate::harness::{Fixture, Harness, SetupError};
+use crate::outcome::CaseError;
+
+/// The clock every case starts at: 2024-01-01T00:00:00Z.
+pub const START: i64 = 1_704_067_200;
+
+/// The context of one case.
+pub struct Ctx {
+    harness: Arc<dyn Harness>,
+    fixture: Fixture,
+    clock: ManualClock,
+}
+
+impl Ctx {
+    /// A context on a fresh fixture from `harness`.
+    ///
+    /// # Errors
+    /// Whatever the harness says.
+    pub async fn new(harness: Arc<dyn Harness>) -> Result<Self, SetupError> {
+        let fixture = harness.fresh().await?;
+        Ok(Ctx {
+            harness,
+            fixture,
+            clock: ManualClock::new(Timestamp::from_secs(START).expect("in range")),
+        })
+    }
+
+    /// The fixture.
+    pub fn fixture(&self) -> &Fixture {
+        &self.fixture
+    }
+
+    /// The store under test.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.fixture.store
+    }
+
+    /// A handle in the default namespace, on the case's manual clock.
+    pub fn handle(&self) -> Handle {
+        self.wrap(self.fixture.store.clone())
+    }
+
+    /// A handle in namespace `ns`.
+    pub fn ns(&self, ns: &str) -> Handle {
+        self.handle()
+            .namespace(ns)
+            .expect("valid namespace in a case")
+    }
+
+    /// A handle on a second connection to the same data.
+    ///
+    /// # Errors
+    /// `Failed` when the harness cannot connect.
+    pub async fn second(&self) -> Result<Handle, CaseError> {
+        let s = self.fixture.hooks.connect().await?;
+        Ok(self.wrap(s))
+    }
+
+    /// A handle on another fresh, empty store of the same backend.
+    ///
+    /// # Errors
+    /// `Skipped` or `Failed` as the harness says.
+    pub async fn other_store(&self) -> Result<(Handle, Fixture), CaseError> {
+        let f = self.harness.fresh().await.map_err(|e| match e {
+            SetupError::Skip(m) => CaseError::Skipped(m),
+            SetupError::Fail(m) => CaseError::Failed(format!("setting up a second store: {m}")),
+        })?;
+        Ok((self.wrap(f.store.clone()), f))
+    }
+
+    /// Wrap any store in a handle on this case's clock.
+    pub fn wrap(&self, store: Arc<dyn Store>) -> Handle {
+        Handle::new(store).with_clock(Arc::new(self.clock.clone()))
+    }
+
+    /// The case's clock.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// Move the clock forward.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Set the clock.
+    pub fn set_now(&self, t: Timestamp) {
+        self.clock.set(t);
+    }
+
+    /// What the backend declares.
+    pub fn capabilities(&self) -> Capabilities {
+        self.fixture.store.capabilities()
+    }
+}

@@ -1,0 +1,82 @@
+//! How the suite gets stores: a [`Harness`] makes a fresh, isolated
+//! [`Fixture`] for every case.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use persistkit_core::{Error, Result, Store};
+
+/// Why a fixture could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// The backend cannot be reached here (e.g. no Docker); the case is
+    /// reported as skipped with this reason, never as passed.
+    Skip(String),
+    /// Setting up failed; the case fails.
+    Fail(String),
+}
+
+/// Makes fresh stores for the suite. Implement this to run the suite on your
+/// backend.
+#[async_trait]
+pub trait Harness: Send + Sync + 'static {
+    /// A label for reports, e.g. `sqlite` or `postgres (127.0.0.1:5432)`.
+    fn name(&self) -> String;
+
+    /// A fresh, empty, migrated store that no other case uses.
+    async fn fresh(&self) -> Result<Fixture, SetupError>;
+}
+
+/// One case's store, with hooks for the cases that need more than one handle.
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    /// What else this harness can do with the same data.
+    pub hooks: Box<dyn FixtureHooks>,
+}
+
+impl Fixture {
+    /// A fixture with no hooks beyond `connect`, which returns `store` again.
+    pub fn shared(store: Arc<dyn Store>) -> Self {
+        Fixture {
+            hooks: Box::new(SameStore(store.clone())),
+            store,
+        }
+    }
+}
+
+struct SameStore(Arc<dyn Store>);
+
+#[async_trait]
+impl FixtureHooks for SameStore {
+    async fn connect(&self) -> Result<Arc<dyn Store>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Optional abilities of a fixture. Only `connect` is required.
+#[async_trait]
+pub trait FixtureHooks: Send + Sync {
+    /// A second handle on the same data, as independent as the backend allows
+    /// (its own pool for SQL backends). The race cases use it.
+    async fn connect(&self) -> Result<Arc<dyn Store>>;
+
+    /// Close the store and open the same data again. `None` when the harness
+    /// cannot; `durable` backends should support it.
+    async fn reopen(&self) -> Option<Result<Arc<dyn Store>>> {
+        None
+    }
+
+    /// Open a native backup written to `path`. `None` when the harness cannot.
+    async fn open_backup(&self, path: &Path) -> Option<Result<Arc<dyn Store>>> {
+        let _ = path;
+        None
+    }
+
+    /// Mark the database as migrated by newer code, open it again, and return
+    /// what opening said. `None` when the backend has no stored schema.
+    async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>, Error>> {
+        None
+    }
+}

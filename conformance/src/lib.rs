@@ -1,0 +1,222 @@
+//! The persistkit conformance suite, as a library.
+//!
+//! Every case is a plain `pub async fn(&Ctx) -> CaseResult` checking one
+//! behaviour of the contract (see [`cases`]). Run them:
+//!
+//! - as `#[tokio::test]`s, one per case, with [`suite!`]:
+//!
+//!   ```ignore
+//!   persistkit_conformance::suite!(my_backend, MyHarness::new());
+//!   ```
+//!
+//! - as a report, with [`run_suite`] (what `persistkit check` does).
+//!
+//! A [`Harness`] gives each case a fresh, isolated store. Cases that need a
+//! capability the backend does not declare report *unsupported*; cases that
+//! cannot run here report *skipped* with the reason. Neither counts as passed.
+#![deny(missing_docs)]
+
+pub mod cases;
+mod ctx;
+mod harness;
+pub mod harnesses;
+mod outcome;
+pub mod report;
+mod runner;
+
+use futures::future::BoxFuture;
+
+pub use ctx::{Ctx, START};
+pub use harness::{Fixture, FixtureHooks, Harness, SetupError};
+pub use outcome::{expect_err, CaseError, CaseResult};
+pub use report::{CaseReport, Status, SuiteReport, Totals};
+pub use runner::{run_case, run_case_as_test, run_suite, RunOptions, CASE_TIMEOUT};
+
+/// One conformance case.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// Its domain.
+    pub domain: &'static str,
+    /// Its name, unique within the domain.
+    pub name: &'static str,
+    /// The case itself.
+    pub run: for<'a> fn(&'a Ctx) -> BoxFuture<'a, CaseResult>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}::{}", self.domain, self.name)
+    }
+}
+
+/// The list of cases, written once: it feeds both [`all_cases`] and
+/// [`suite!`]. Calls `$callback! { { args } domain { case, … } … }`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($callback:path { $($args:tt)* }) => {
+        $callback! {
+            { $($args)* }
+            metrics {
+                write_keeps_identical_points,
+                read_orders_by_time_component_name_sequence,
+                read_filters_by_component_and_name,
+                read_range_is_half_open,
+                paging_returns_every_point_once,
+                limit_must_be_1_to_10000,
+                foreign_cursor_is_invalid,
+                inverted_range_is_invalid,
+                components_sorted_bytewise,
+                metric_names_sorted_bytewise,
+                aggregate_buckets_align_to_epoch,
+                aggregate_rows_have_exact_stats,
+                aggregate_last_breaks_ties_by_insertion,
+                aggregate_honours_filters,
+                aggregate_rejects_bad_buckets,
+                non_finite_values_rejected,
+                bad_batch_writes_nothing,
+                timestamps_keep_microseconds,
+                out_of_range_timestamps_rejected,
+                names_at_the_limits_round_trip,
+                kind_is_kept,
+                namespaces_isolate_metrics,
+                empty_batch_is_a_no_op,
+            }
+            events {
+                append_assigns_increasing_positions,
+                duplicate_returns_existing_id,
+                dedupe_uses_canonical_json,
+                dedupe_key_is_kind_time_and_data,
+                duplicates_within_one_batch,
+                concurrent_duplicates_write_once,
+                list_orders_by_time_then_id,
+                equal_times_list_in_stable_order,
+                paging_returns_every_event_once,
+                list_filters_kinds_and_window,
+                read_log_resumes_after_position,
+                gap_free_log_under_concurrent_appends,
+                payloads_round_trip,
+                payload_rules,
+                bad_event_batch_writes_nothing,
+                namespaces_isolate_events,
+            }
+            idempotency {
+                first_claim_acquires,
+                live_key_reports_in_progress,
+                completed_key_replays_response,
+                release_lets_a_retry_acquire,
+                wrong_token_conflicts,
+                completed_key_is_final,
+                unknown_key_is_not_found,
+                exactly_one_of_64_claimers_acquires,
+                exactly_one_acquires_across_handles,
+                expired_key_can_be_acquired_again,
+                completed_key_expires,
+                purge_removes_only_expired_keys,
+                ttl_must_be_positive_and_bounded,
+                key_names_follow_the_rules,
+                complete_rejects_bad_response,
+                namespaces_isolate_keys,
+            }
+            records {
+                put_absent_creates_version_1,
+                each_write_adds_one_to_version,
+                absent_on_existing_conflicts,
+                stale_version_conflicts,
+                version_on_missing_conflicts,
+                any_creates_or_replaces,
+                get_missing_is_none,
+                delete_checks_expectations,
+                recreated_record_starts_at_version_1,
+                list_orders_ids_bytewise,
+                no_lost_updates,
+                no_lost_updates_across_handles,
+                payloads_round_trip,
+                bad_input_leaves_record_untouched,
+                namespaces_isolate_records,
+            }
+            admin {
+                migrate_twice_is_a_no_op,
+                concurrent_migrations_are_safe,
+                health_report_is_complete,
+                health_counts_only_its_namespace,
+                purge_deletes_before_cutoffs,
+                purge_records_when_asked,
+                export_import_export_is_identical,
+                export_is_deterministic,
+                export_of_one_namespace,
+                import_refuses_non_empty_namespace,
+                import_rejects_malformed_archive,
+                imported_store_keeps_working,
+                native_backup_matches_capability,
+                durable_across_reopen,
+                newer_schema_is_refused,
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __registry {
+    ({} $($domain:ident { $($case:ident),* $(,)? })*) => {
+        /// Every case, in a stable order: by domain, then as listed.
+        pub fn all_cases() -> Vec<Case> {
+            vec![$($(
+                Case {
+                    domain: stringify!($domain),
+                    name: stringify!($case),
+                    run: {
+                        fn run(ctx: &Ctx) -> BoxFuture<'_, CaseResult> {
+                            Box::pin($crate::cases::$domain::$case(ctx))
+                        }
+                        run
+                    },
+                },
+            )*)*]
+        }
+    };
+}
+
+__with_cases!(__registry {});
+
+/// Expand to one `#[tokio::test]` per conformance case, in a module named
+/// `$name` with one submodule per domain, each running on a fresh fixture
+/// from `$harness` (an expression evaluated once per test).
+///
+/// Skipped and unsupported cases print `SKIPPED`/`UNSUPPORTED` with the
+/// reason on stderr; failures panic with the broken rule. The calling crate
+/// needs `tokio` (with the `macros` and `rt-multi-thread` features).
+///
+/// ```ignore
+/// persistkit_conformance::suite!(memory, persistkit_conformance::harnesses::MemoryHarness);
+/// ```
+#[macro_export]
+macro_rules! suite {
+    ($name:ident, $harness:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__with_cases!($crate::__emit_tests { $harness });
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __emit_tests {
+    ({ $harness:expr } $($domain:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $domain {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        $crate::run_case_as_test($harness, stringify!($domain), stringify!($case)).await;
+                    }
+                )*
+            }
+        )*
+    };
+}

@@ -1,0 +1,323 @@
+//! The suite catches broken stores: a buggy decorator breaks ordering, dedupe
+//! and atomicity, and the cases guarding those rules must fail, each with a
+//! message naming the rule.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use persistkit_conformance::harnesses::MemoryHarness;
+use persistkit_conformance::{all_cases, run_case, Fixture, Harness, SetupError, Status};
+use persistkit_core::*;
+use rstest::rstest;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bug {
+    /// `list_events` returns ties in reverse id order.
+    TieOrder,
+    /// `append` never reports duplicates and stores them again.
+    NoDedupe,
+    /// `write_metrics` writes only the first half of a batch.
+    PartialBatch,
+    /// `claim` always acquires.
+    EveryoneWins,
+    /// `list_components` sorts case-insensitively, like a default collation.
+    LocaleSort,
+}
+
+/// A decorator that forwards every call, except where it plants its bug.
+#[derive(Debug)]
+struct Buggy {
+    inner: Arc<dyn Store>,
+    bug: Bug,
+}
+
+#[async_trait]
+impl MetricStore for Buggy {
+    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+        if self.bug == Bug::PartialBatch && points.len() > 1 {
+            return self
+                .inner
+                .write_metrics(ns, &points[..points.len() / 2])
+                .await;
+        }
+        self.inner.write_metrics(ns, points).await
+    }
+    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        self.inner.read_metrics(ns, q).await
+    }
+    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+        let mut v = self.inner.list_components(ns).await?;
+        if self.bug == Bug::LocaleSort {
+            v.sort_by_key(|s| s.to_lowercase());
+        }
+        Ok(v)
+    }
+    async fn list_metric_names(&self, ns: &str, c: &str) -> Result<Vec<String>> {
+        self.inner.list_metric_names(ns, c).await
+    }
+    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        self.inner.aggregate(ns, q).await
+    }
+}
+
+#[async_trait]
+impl EventStore for Buggy {
+    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+        if self.bug == Bug::NoDedupe {
+            // Salt the digest so nothing ever matches.
+            let salted: Vec<PreparedEvent> = events
+                .iter()
+                .map(|e| PreparedEvent {
+                    digest: format!("{}-{}", e.digest, uuid()),
+                    ..e.clone()
+                })
+                .collect();
+            return self.inner.append(ns, &salted).await;
+        }
+        self.inner.append(ns, events).await
+    }
+    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        let mut v = self.inner.list_events(ns, q).await?;
+        if self.bug == Bug::TieOrder {
+            v.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at).then(b.id.cmp(&a.id)));
+        }
+        Ok(v)
+    }
+    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.inner.read_log(ns, after, limit).await
+    }
+}
+
+fn uuid() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    u128::from(N.fetch_add(1, Ordering::SeqCst))
+}
+
+#[async_trait]
+impl IdempotencyStore for Buggy {
+    async fn claim(
+        &self,
+        ns: &str,
+        s: &str,
+        k: &str,
+        tok: &str,
+        now: Timestamp,
+        exp: Timestamp,
+    ) -> Result<Claim> {
+        let c = self.inner.claim(ns, s, k, tok, now, exp).await?;
+        if self.bug == Bug::EveryoneWins {
+            return Ok(Claim::Acquired {
+                token: tok.into(),
+                expires_at: exp,
+            });
+        }
+        Ok(c)
+    }
+    async fn complete(
+        &self,
+        ns: &str,
+        s: &str,
+        k: &str,
+        tok: &str,
+        r: &Value,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.inner.complete(ns, s, k, tok, r, now).await
+    }
+    async fn release(&self, ns: &str, s: &str, k: &str, tok: &str, now: Timestamp) -> Result<()> {
+        self.inner.release(ns, s, k, tok, now).await
+    }
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>> {
+        self.inner.scan_keys(ns, after, limit).await
+    }
+}
+
+#[async_trait]
+impl RecordStore for Buggy {
+    async fn put(
+        &self,
+        ns: &str,
+        c: &str,
+        id: &str,
+        d: &Value,
+        e: Expect,
+        now: Timestamp,
+    ) -> Result<Record> {
+        self.inner.put(ns, c, id, d, e, now).await
+    }
+    async fn get(&self, ns: &str, c: &str, id: &str) -> Result<Option<Record>> {
+        self.inner.get(ns, c, id).await
+    }
+    async fn delete(&self, ns: &str, c: &str, id: &str, e: Expect) -> Result<()> {
+        self.inner.delete(ns, c, id, e).await
+    }
+    async fn list_records(
+        &self,
+        ns: &str,
+        c: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.inner.list_records(ns, c, after, limit).await
+    }
+    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+        self.inner.list_collections(ns).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for Buggy {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn migrate(&self) -> Result<SchemaVersions> {
+        self.inner.migrate().await
+    }
+    async fn schema_versions(&self) -> Result<SchemaVersions> {
+        self.inner.schema_versions().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn counts(&self, ns: &str) -> Result<Counts> {
+        self.inner.counts(ns).await
+    }
+    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        self.inner.purge(ns, c).await
+    }
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        self.inner.namespaces().await
+    }
+    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
+        self.inner.import(ns, items).await
+    }
+    async fn backup(&self, dest: &Path) -> Result<()> {
+        self.inner.backup(dest).await
+    }
+}
+
+struct BuggyHarness(Bug);
+
+#[async_trait]
+impl Harness for BuggyHarness {
+    fn name(&self) -> String {
+        format!("buggy memory ({:?})", self.0)
+    }
+    async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
+        let inner = MemoryHarness.fresh().await?.store;
+        Ok(Fixture::shared(Arc::new(Buggy { inner, bug: self.0 })))
+    }
+}
+
+async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.domain == domain && c.name == name)
+        .expect("case exists");
+    let r = run_case(Arc::new(BuggyHarness(bug)), &case).await;
+    (r.status, r.message.unwrap_or_default())
+}
+
+#[rstest]
+#[case(
+    Bug::TieOrder,
+    "events",
+    "equal_times_list_in_stable_order",
+    "ordered by id"
+)]
+#[case(
+    Bug::TieOrder,
+    "events",
+    "list_orders_by_time_then_id",
+    "(occurred_at, id)"
+)]
+#[case(
+    Bug::NoDedupe,
+    "events",
+    "duplicate_returns_existing_id",
+    "flagged duplicate"
+)]
+#[case(
+    Bug::NoDedupe,
+    "events",
+    "concurrent_duplicates_write_once",
+    "exactly one"
+)]
+#[case(
+    Bug::NoDedupe,
+    "events",
+    "dedupe_uses_canonical_json",
+    "canonical JSON"
+)]
+#[case(
+    Bug::PartialBatch,
+    "metrics",
+    "write_keeps_identical_points",
+    "identical points are all kept"
+)]
+#[case(
+    Bug::PartialBatch,
+    "metrics",
+    "paging_returns_every_point_once",
+    "every written point"
+)]
+#[case(
+    Bug::EveryoneWins,
+    "idempotency",
+    "exactly_one_of_64_claimers_acquires",
+    "exactly one acquires"
+)]
+#[case(
+    Bug::EveryoneWins,
+    "idempotency",
+    "live_key_reports_in_progress",
+    "in progress"
+)]
+#[case(Bug::LocaleSort, "metrics", "components_sorted_bytewise", "byte-wise")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planted_bug_fails_the_case_that_guards_it(
+    #[case] bug: Bug,
+    #[case] domain: &str,
+    #[case] name: &str,
+    #[case] rule: &str,
+) {
+    let (status, message) = outcome(bug, domain, name).await;
+    assert_eq!(
+        status,
+        Status::Failed,
+        "{bug:?} must fail {domain}::{name}; message: {message}"
+    );
+    assert!(
+        message.contains(rule),
+        "the failure must name the rule ({rule:?}); got: {message}"
+    );
+}
+
+/// The same cases pass on the unbroken store, so the failures above come
+/// from the planted bugs.
+#[rstest]
+#[case("events", "equal_times_list_in_stable_order")]
+#[case("events", "duplicate_returns_existing_id")]
+#[case("metrics", "write_keeps_identical_points")]
+#[case("idempotency", "exactly_one_of_64_claimers_acquires")]
+#[case("metrics", "components_sorted_bytewise")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.domain == domain && c.name == name)
+        .unwrap();
+    let r = run_case(Arc::new(MemoryHarness), &case).await;
+    assert_eq!(r.status, Status::Passed, "{:?}", r.message);
+}
