@@ -46,7 +46,8 @@ impl From<Error> for CaseError {
 #[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
+        let holds: bool = $cond;
+        if !holds {
             return Err($crate::CaseError::Failed(format!($($msg)+)));
         }
     };

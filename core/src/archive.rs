@@ -89,7 +89,7 @@ pub(crate) async fn export(
         write_line(out, &item)?;
         items += 1;
         if let Some(p) = progress {
-            if items % 1_000 == 0 {
+            if items.is_multiple_of(1_000) {
                 p(items);
             }
         }

@@ -256,9 +256,9 @@ pub fn aggregate_sorted<'a>(
     bucket: Bucket,
 ) -> Vec<AggregateRow> {
     use std::collections::BTreeMap;
-    // key: (bucket, component, name) -> (row, (at, seq) of last)
-    let mut rows: BTreeMap<(Timestamp, Vec<u8>, Vec<u8>), (AggregateRow, (Timestamp, u64))> =
-        BTreeMap::new();
+    // (bucket, component, name) -> (row, (at, seq) of the point that is `last`)
+    type Key = (Timestamp, Vec<u8>, Vec<u8>);
+    let mut rows: BTreeMap<Key, (AggregateRow, (Timestamp, u64))> = BTreeMap::new();
     for m in points {
         let p = &m.point;
         let start = bucket.start_of(p.at);

@@ -30,7 +30,7 @@ impl Timestamp {
     /// # Errors
     /// `InvalidInput` outside years 1..=9999.
     pub fn from_micros(micros: i64) -> Result<Self> {
-        if micros < Self::MIN.0 || micros > Self::MAX.0 {
+        if !(Self::MIN.0..=Self::MAX.0).contains(&micros) {
             return Err(Error::invalid(format!(
                 "timestamp {micros}µs is outside years 1..=9999"
             )));

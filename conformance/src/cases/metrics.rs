@@ -48,7 +48,7 @@ pub async fn write_keeps_identical_points(ctx: &Ctx) -> CaseResult {
 /// Reads order by `(at, component, name, insertion sequence)`.
 pub async fn read_orders_by_time_component_name_sequence(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();
-    let input = vec![
+    let input = [
         gauge(t(2), "b", "x", 1.0),
         gauge(t(1), "b", "x", 2.0),
         gauge(t(1), "a", "y", 3.0),

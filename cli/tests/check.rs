@@ -1,0 +1,84 @@
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn persistkit() -> Command {
+    Command::cargo_bin("persistkit").expect("binary built")
+}
+
+#[test]
+fn check_memory_prints_a_json_report_and_exits_0() {
+    let out = persistkit()
+        .args(["check", "memory://", "--format", "json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let report = &doc["reports"][0];
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.len() >= 60, "at least 60 cases, got {}", cases.len());
+    for c in cases {
+        for key in ["name", "domain", "status", "duration_ms"] {
+            assert!(c.get(key).is_some(), "case lacks {key}: {c}");
+        }
+    }
+    let domains: std::collections::BTreeSet<&str> = cases
+        .iter()
+        .map(|c| c["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        domains.into_iter().collect::<Vec<_>>(),
+        ["admin", "events", "idempotency", "metrics", "records"]
+    );
+    assert_eq!(doc["totals"]["failed"], 0);
+    let passed = doc["totals"]["passed"].as_u64().unwrap();
+    let skipped =
+        doc["totals"]["skipped"].as_u64().unwrap() + doc["totals"]["unsupported"].as_u64().unwrap();
+    assert_eq!(
+        passed + skipped,
+        cases.len() as u64,
+        "every case is passed, skipped or unsupported"
+    );
+    // Undeclared capabilities are reported as unsupported, never passed.
+    let backup = cases
+        .iter()
+        .find(|c| c["name"] == "native_backup_matches_capability")
+        .unwrap();
+    assert_eq!(backup["status"], "unsupported");
+}
+
+#[test]
+fn check_rejects_an_unknown_url_with_a_clear_error() {
+    let out = persistkit().args(["check", "nosuch://x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nosuch://x") && err.contains("memory://"),
+        "{err}"
+    );
+}
+
+#[test]
+fn junit_and_markdown_render() {
+    let out = persistkit()
+        .args(["check", "--format", "junit", "-q", "--filter", "records::"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        xml.contains("<testsuites") && xml.contains("records::no_lost_updates"),
+        "{xml}"
+    );
+    let out = persistkit()
+        .args([
+            "check", "--format", "markdown", "-q", "--filter", "events::",
+        ])
+        .output()
+        .unwrap();
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.contains("| events | payload_rules | passed |"), "{md}");
+}
