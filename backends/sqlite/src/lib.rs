@@ -1,0 +1,23 @@
+//! The SQLite backend: one database file in WAL mode, zero set-up.
+//!
+//! ```no_run
+//! # async fn f() -> persistkit_core::Result<()> {
+//! use persistkit_sqlite::SqliteStore;
+//! let store = SqliteStore::open("sqlite://data/persistkit.db?max_connections=8").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Capabilities: durable, shared across processes (SQLite file locking), and
+//! native backup (`VACUUM INTO`). The schema is in `migrations/` and described
+//! in the project README.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod schema;
+mod sql;
+mod store;
+
+pub use config::SqliteConfig;
+pub use schema::SCHEMA_VERSION;
+pub use store::SqliteStore;

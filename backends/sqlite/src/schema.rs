@@ -1,0 +1,101 @@
+//! Embedded, versioned migrations.
+
+use persistkit_core::{Error, Result, SchemaVersions};
+use sqlx::SqlitePool;
+
+use crate::error::map;
+
+/// The schema version this code expects.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+const HAS_SCHEMA_TABLE: &str =
+    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'persistkit_schema'";
+const CREATE_SCHEMA_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS persistkit_schema (version INTEGER NOT NULL)";
+const READ_VERSION: &str = "SELECT version FROM persistkit_schema";
+const INSERT_VERSION: &str = "INSERT INTO persistkit_schema (version) VALUES (0)";
+const WRITE_VERSION: &str = "UPDATE persistkit_schema SET version = ?";
+
+fn too_new(current: u32) -> Error {
+    Error::schema(format!(
+        "database schema version {current} is newer than this code's version {SCHEMA_VERSION}; \
+         upgrade persistkit before opening it"
+    ))
+}
+
+/// The version the database is at (0 when never migrated).
+pub(crate) async fn current(pool: &SqlitePool) -> Result<u32> {
+    let has: i64 = sqlx::query_scalar(HAS_SCHEMA_TABLE)
+        .fetch_one(pool)
+        .await
+        .map_err(map)?;
+    if has == 0 {
+        return Ok(0);
+    }
+    let v: Option<i64> = sqlx::query_scalar(READ_VERSION)
+        .fetch_optional(pool)
+        .await
+        .map_err(map)?;
+    Ok(v.unwrap_or(0) as u32)
+}
+
+/// Refuse a database newer than the code.
+pub(crate) async fn check(pool: &SqlitePool) -> Result<SchemaVersions> {
+    let current = current(pool).await?;
+    if current > SCHEMA_VERSION {
+        return Err(too_new(current));
+    }
+    Ok(SchemaVersions {
+        current,
+        expected: SCHEMA_VERSION,
+    })
+}
+
+/// Apply pending migrations in one IMMEDIATE transaction, so two processes
+/// migrating at once serialize on SQLite's write lock and the second finds
+/// nothing to do.
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<SchemaVersions> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+    sqlx::query(CREATE_SCHEMA_TABLE)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    let v: Option<i64> = sqlx::query_scalar(READ_VERSION)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+    let mut current = match v {
+        Some(v) => v as u32,
+        None => {
+            sqlx::query(INSERT_VERSION)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            0
+        }
+    };
+    if current > SCHEMA_VERSION {
+        return Err(too_new(current));
+    }
+    let from = current;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::schema(format!("migration {version} failed")).with_source(e))?;
+        sqlx::query(WRITE_VERSION)
+            .bind(*version as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        tracing::info!(version, "applied SQLite migration");
+        current = *version;
+    }
+    tx.commit().await.map_err(map)?;
+    Ok(SchemaVersions {
+        current,
+        expected: SCHEMA_VERSION,
+    })
+}

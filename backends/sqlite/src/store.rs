@@ -1,0 +1,884 @@
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use persistkit_core::validate::canonical_json;
+use persistkit_core::*;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::config::SqliteConfig;
+use crate::error::map;
+use crate::schema;
+use crate::sql::*;
+
+/// Rows per multi-row metrics INSERT (6 parameters each, well under
+/// SQLite's 32 766-parameter limit).
+const METRIC_CHUNK: usize = 500;
+
+/// A persistkit store in one SQLite file (WAL, `synchronous=NORMAL`).
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    config: SqliteConfig,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.config.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open `sqlite://path?options` (see [`SqliteConfig::from_url`]).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad URL, `Unavailable` when the file cannot be
+    /// opened, `Schema` when it is newer than this code.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::connect(SqliteConfig::from_url(url)?).await
+    }
+
+    /// Open with a configuration.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn connect(config: SqliteConfig) -> Result<Self> {
+        if config.create {
+            if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::unavailable(format!("cannot create {}", dir.display())).with_source(e)
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&config.path)
+            .create_if_missing(config.create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(config.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(map)?;
+        Self::from_pool_with(pool, config).await
+    }
+
+    /// Use an existing pool. Migrates it unless `migrate` is false.
+    ///
+    /// # Errors
+    /// `Schema` when the database is newer than this code or migrating fails.
+    pub async fn from_pool(pool: SqlitePool, migrate: bool) -> Result<Self> {
+        let path = pool.connect_options().get_filename().to_path_buf();
+        Self::from_pool_with(pool, SqliteConfig::new(path).migrate(migrate)).await
+    }
+
+    async fn from_pool_with(pool: SqlitePool, config: SqliteConfig) -> Result<Self> {
+        if config.migrate {
+            schema::migrate(&pool).await?;
+        } else {
+            schema::check(&pool).await?;
+        }
+        Ok(SqliteStore { pool, config })
+    }
+
+    /// The pool, for callers that want to run their own queries.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.config.path
+    }
+}
+
+fn ts(micros: i64) -> Result<Timestamp> {
+    Timestamp::from_micros(micros)
+        .map_err(|e| Error::internal("a stored timestamp is out of range").with_source(e))
+}
+
+fn json(text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal("stored JSON does not parse").with_source(e))
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn metric_row(r: &SqliteRow) -> Result<StoredMetric> {
+    Ok(StoredMetric {
+        seq: u64_of(r.get(0)),
+        point: MetricPoint {
+            at: ts(r.get(1))?,
+            component: r.get(2),
+            name: r.get(3),
+            kind: MetricKind::parse(r.get::<&str, _>(4))?,
+            value: r.get(5),
+        },
+    })
+}
+
+fn event_row(r: &SqliteRow) -> Result<Event> {
+    Ok(Event {
+        id: u64_of(r.get(0)),
+        position: u64_of(r.get(1)),
+        kind: r.get(2),
+        occurred_at: ts(r.get(3))?,
+        data: json(r.get::<&str, _>(4))?,
+    })
+}
+
+fn key_row(r: &SqliteRow) -> Result<IdempotencyEntry> {
+    Ok(IdempotencyEntry {
+        scope: r.get(0),
+        key: r.get(1),
+        token: r.get(2),
+        claimed_at: ts(r.get(3))?,
+        expires_at: ts(r.get(4))?,
+        response: r.get::<Option<&str>, _>(5).map(json).transpose()?,
+    })
+}
+
+fn record_row(r: &SqliteRow) -> Result<Record> {
+    Ok(Record {
+        collection: r.get(0),
+        id: r.get(1),
+        data: json(r.get::<&str, _>(2))?,
+        version: u64_of(r.get(3)),
+        created_at: ts(r.get(4))?,
+        updated_at: ts(r.get(5))?,
+    })
+}
+
+fn chunk_insert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let row = "(?, ?, ?, ?, ?, ?)";
+        format!(
+            "{INSERT_METRICS_PREFIX}VALUES {}",
+            vec![row; METRIC_CHUNK].join(", ")
+        )
+    })
+}
+
+#[async_trait]
+impl MetricStore for SqliteStore {
+    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut chunks = points.chunks_exact(METRIC_CHUNK);
+        for chunk in &mut chunks {
+            let mut q = sqlx::query(AssertSqlSafe(chunk_insert_sql()));
+            for p in chunk {
+                q = q
+                    .bind(ns)
+                    .bind(p.at.as_micros())
+                    .bind(&p.component)
+                    .bind(&p.name)
+                    .bind(p.kind.as_str())
+                    .bind(p.value);
+            }
+            q.execute(&mut *tx).await.map_err(map)?;
+        }
+        for p in chunks.remainder() {
+            sqlx::query(INSERT_METRIC)
+                .bind(ns)
+                .bind(p.at.as_micros())
+                .bind(&p.component)
+                .bind(&p.name)
+                .bind(p.kind.as_str())
+                .bind(p.value)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)
+    }
+
+    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let after = q.after.as_ref();
+        let rows = sqlx::query(READ_METRICS)
+            .bind(ns)
+            .bind(q.component.as_deref())
+            .bind(q.name.as_deref())
+            .bind(q.from.map(Timestamp::as_micros))
+            .bind(q.to.map(Timestamp::as_micros))
+            .bind(after.map(|k| k.at.as_micros()))
+            .bind(after.map(|k| k.component.as_str()))
+            .bind(after.map(|k| k.name.as_str()))
+            .bind(after.map(|k| k.seq as i64))
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(metric_row).collect()
+    }
+
+    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(LIST_COMPONENTS)
+            .bind(ns)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(LIST_METRIC_NAMES)
+            .bind(ns)
+            .bind(component)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let rows = sqlx::query(AGGREGATE)
+            .bind(ns)
+            .bind(q.component.as_deref())
+            .bind(q.name.as_deref())
+            .bind(q.from.map(Timestamp::as_micros))
+            .bind(q.to.map(Timestamp::as_micros))
+            .bind(q.bucket.as_micros())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                let count = u64_of(r.get(3));
+                let sum: f64 = r.get(4);
+                Ok(AggregateRow {
+                    bucket_start: ts(r.get::<i64, _>(0).max(Timestamp::MIN.as_micros()))?,
+                    component: r.get(1),
+                    name: r.get(2),
+                    count,
+                    sum,
+                    min: r.get(5),
+                    max: r.get(6),
+                    avg: sum / count as f64,
+                    last: r.get(7),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+        // IMMEDIATE takes the write lock first, so appends serialize and
+        // positions follow commit order.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let start: i64 = sqlx::query_scalar(LOG_HEAD)
+            .bind(ns)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?
+            .unwrap_or(0);
+        let mut head = start;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let existing: Option<(i64, i64)> = sqlx::query_as(FIND_EVENT)
+                .bind(ns)
+                .bind(&e.kind)
+                .bind(e.occurred_at.as_micros())
+                .bind(&e.digest)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+            if let Some((id, position)) = existing {
+                out.push(Appended {
+                    id: u64_of(id),
+                    position: u64_of(position),
+                    duplicate: true,
+                });
+                continue;
+            }
+            head += 1;
+            sqlx::query(INSERT_EVENT)
+                .bind(ns)
+                .bind(head)
+                .bind(head)
+                .bind(&e.kind)
+                .bind(e.occurred_at.as_micros())
+                .bind(&e.digest)
+                .bind(&e.canonical)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            out.push(Appended {
+                id: u64_of(head),
+                position: u64_of(head),
+                duplicate: false,
+            });
+        }
+        if head != start {
+            sqlx::query(SET_LOG_HEAD)
+                .bind(ns)
+                .bind(head)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        let kinds = (!q.kinds.is_empty())
+            .then(|| serde_json::to_string(&q.kinds).expect("strings serialize"));
+        let rows = sqlx::query(LIST_EVENTS)
+            .bind(ns)
+            .bind(q.from.map(Timestamp::as_micros))
+            .bind(q.to.map(Timestamp::as_micros))
+            .bind(kinds)
+            .bind(q.after.map(|(t, _)| t.as_micros()))
+            .bind(q.after.map(|(_, id)| id as i64))
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(event_row).collect()
+    }
+
+    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let rows = sqlx::query(READ_LOG)
+            .bind(ns)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(event_row).collect()
+    }
+}
+
+impl SqliteStore {
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        let row = sqlx::query(GET_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    /// Why `complete` or `release` matched no live key with that token.
+    async fn explain_key_miss(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        action: &str,
+    ) -> Error {
+        match self.get_key(ns, scope, key).await {
+            Err(e) => e,
+            Ok(None) => {
+                Error::not_found(format!("idempotency key {scope:?}/{key:?} does not exist"))
+            }
+            Ok(Some(e)) if e.expires_at <= now => {
+                Error::not_found(format!("idempotency key {scope:?}/{key:?} has expired"))
+            }
+            Ok(Some(e)) if e.token != token => {
+                Error::conflict(None, "idempotency token does not match the live claim")
+            }
+            Ok(Some(_)) => Error::conflict(
+                None,
+                format!("idempotency key {scope:?}/{key:?} is completed; it cannot be {action}"),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim> {
+        // The upsert is one statement, so exactly one concurrent claimer's
+        // insert or takeover succeeds. If it reports nothing and the key is
+        // gone by the time we look, a release raced us: try again.
+        for _ in 0..16 {
+            let won: Option<String> = sqlx::query_scalar(CLAIM)
+                .bind(ns)
+                .bind(scope)
+                .bind(key)
+                .bind(token)
+                .bind(now.as_micros())
+                .bind(expires_at.as_micros())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?;
+            if won.as_deref() == Some(token) {
+                return Ok(Claim::Acquired {
+                    token: token.into(),
+                    expires_at,
+                });
+            }
+            if let Some(e) = self.get_key(ns, scope, key).await? {
+                if e.expires_at > now {
+                    let state = match e.response {
+                        Some(response) => KeyState::Completed { response },
+                        None => KeyState::InProgress,
+                    };
+                    return Ok(Claim::Exists {
+                        state,
+                        claimed_at: e.claimed_at,
+                        expires_at: e.expires_at,
+                    });
+                }
+            }
+        }
+        Err(Error::unavailable(
+            "idempotency claim kept racing with releases; retry",
+        ))
+    }
+
+    async fn complete(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = sqlx::query(COMPLETE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(canonical_json(response))
+            .bind(now.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "completed again")
+            .await)
+    }
+
+    async fn release(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = sqlx::query(RELEASE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(now.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "released")
+            .await)
+    }
+
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>> {
+        let rows = sqlx::query(SCAN_KEYS)
+            .bind(ns)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(key_row).collect()
+    }
+}
+
+impl SqliteStore {
+    async fn record_version(&self, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
+        let v: Option<i64> = sqlx::query_scalar(RECORD_VERSION)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(v.map(u64_of))
+    }
+}
+
+fn expectation_failed(expect: Expect, current: Option<u64>) -> Error {
+    match (expect, current) {
+        (Expect::Version(v), Some(c)) => {
+            Error::conflict(Some(c), format!("expected version {v}, found version {c}"))
+        }
+        (Expect::Version(v), None) => {
+            Error::conflict(None, format!("expected version {v}, found no record"))
+        }
+        (_, Some(c)) => Error::conflict(Some(c), format!("expected no record, found version {c}")),
+        (_, None) => Error::conflict(None, "the record changed concurrently; retry"),
+    }
+}
+
+#[async_trait]
+impl RecordStore for SqliteStore {
+    async fn put(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        expect: Expect,
+        now: Timestamp,
+    ) -> Result<Record> {
+        let text = canonical_json(data);
+        let row = match expect {
+            Expect::Any => Some(
+                sqlx::query(UPSERT_RECORD)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(now.as_micros())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map)?,
+            ),
+            Expect::Absent => sqlx::query(INSERT_RECORD_IF_ABSENT)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(now.as_micros())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?,
+            Expect::Version(v) => sqlx::query(UPDATE_RECORD_AT_VERSION)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(now.as_micros())
+                .bind(v as i64)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?,
+        };
+        match row {
+            Some(r) => record_row(&r),
+            None => Err(expectation_failed(
+                expect,
+                self.record_version(ns, collection, id).await?,
+            )),
+        }
+    }
+
+    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
+        let row = sqlx::query(GET_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(record_row).transpose()
+    }
+
+    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
+        let version = match expect {
+            Expect::Absent => {
+                return match self.record_version(ns, collection, id).await? {
+                    Some(c) => Err(expectation_failed(expect, Some(c))),
+                    None => Err(Error::not_found(format!(
+                        "record {collection:?}/{id:?} does not exist"
+                    ))),
+                };
+            }
+            Expect::Any => None,
+            Expect::Version(v) => Some(v as i64),
+        };
+        let done = sqlx::query(DELETE_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(version)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match (expect, self.record_version(ns, collection, id).await?) {
+            (Expect::Any, None) => Err(Error::not_found(format!(
+                "record {collection:?}/{id:?} does not exist"
+            ))),
+            (_, current) => Err(expectation_failed(expect, current)),
+        }
+    }
+
+    async fn list_records(
+        &self,
+        ns: &str,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let rows = sqlx::query(LIST_RECORDS)
+            .bind(ns)
+            .bind(collection)
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(record_row).collect()
+    }
+
+    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(LIST_COLLECTIONS)
+            .bind(ns)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            durable: true,
+            shared_across_processes: true,
+            native_backup: true,
+        }
+    }
+
+    async fn migrate(&self) -> Result<SchemaVersions> {
+        schema::migrate(&self.pool).await
+    }
+
+    async fn schema_versions(&self) -> Result<SchemaVersions> {
+        Ok(SchemaVersions {
+            current: schema::current(&self.pool).await?,
+            expected: schema::SCHEMA_VERSION,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query(PING)
+            .execute(&self.pool)
+            .await
+            .map_err(map)
+            .map(|_| ())
+    }
+
+    async fn counts(&self, ns: &str) -> Result<Counts> {
+        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+            .bind(ns)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(Counts {
+            metrics: u64_of(m),
+            events: u64_of(e),
+            idempotency_keys: u64_of(k),
+            records: u64_of(r),
+        })
+    }
+
+    async fn storage_bytes(&self) -> Result<Option<u64>> {
+        let b: i64 = sqlx::query_scalar(STORAGE_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(Some(u64_of(b)))
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
+    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let mut report = PurgeReport::default();
+        if let Some(before) = c.metrics_before {
+            report.metrics = sqlx::query(PURGE_METRICS)
+                .bind(ns)
+                .bind(before.as_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        if let Some(before) = c.events_before {
+            report.events = sqlx::query(PURGE_EVENTS)
+                .bind(ns)
+                .bind(before.as_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        report.idempotency_keys = sqlx::query(PURGE_KEYS)
+            .bind(ns)
+            .bind(c.now.as_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+        if let Some(before) = c.records_before {
+            report.records = sqlx::query(PURGE_RECORDS)
+                .bind(ns)
+                .bind(before.as_micros())
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(report)
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(NAMESPACES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+            .bind(ns)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        if m + e + k + r > 0 {
+            return Err(Error::conflict(
+                None,
+                format!("namespace {ns:?} is not empty"),
+            ));
+        }
+        let mut head = 0i64;
+        for item in items {
+            match item {
+                ArchiveItem::Metric(p) => {
+                    sqlx::query(INSERT_METRIC)
+                        .bind(ns)
+                        .bind(p.at.as_micros())
+                        .bind(&p.component)
+                        .bind(&p.name)
+                        .bind(p.kind.as_str())
+                        .bind(p.value)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+                ArchiveItem::Event(ev) => {
+                    let checked = validate::json("event data", &ev.data)?;
+                    let position = ev.position as i64;
+                    head = head.max(position);
+                    sqlx::query(INSERT_EVENT)
+                        .bind(ns)
+                        .bind(position)
+                        .bind(ev.id as i64)
+                        .bind(&ev.kind)
+                        .bind(ev.occurred_at.as_micros())
+                        .bind(checked.sha256_hex())
+                        .bind(&checked.canonical)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+                ArchiveItem::IdempotencyKey(key) => {
+                    sqlx::query(INSERT_KEY_FULL)
+                        .bind(ns)
+                        .bind(&key.scope)
+                        .bind(&key.key)
+                        .bind(&key.token)
+                        .bind(key.claimed_at.as_micros())
+                        .bind(key.expires_at.as_micros())
+                        .bind(key.response.as_ref().map(canonical_json))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+                ArchiveItem::Record(rec) => {
+                    sqlx::query(INSERT_RECORD_FULL)
+                        .bind(ns)
+                        .bind(&rec.collection)
+                        .bind(&rec.id)
+                        .bind(canonical_json(&rec.data))
+                        .bind(rec.version as i64)
+                        .bind(rec.created_at.as_micros())
+                        .bind(rec.updated_at.as_micros())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+            }
+        }
+        if head > 0 {
+            sqlx::query(SET_LOG_HEAD)
+                .bind(ns)
+                .bind(head)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)
+    }
+
+    async fn backup(&self, dest: &Path) -> Result<()> {
+        let path = dest
+            .to_str()
+            .ok_or_else(|| Error::invalid("backup path must be UTF-8"))?;
+        sqlx::query(VACUUM_INTO)
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
