@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use persistkit_conformance::harnesses::MemoryHarness;
+use persistkit_conformance::harnesses::{MemoryHarness, SqliteHarness};
 use persistkit_conformance::{Ctx, Harness};
 use persistkit_core::{Expect, MetricPoint, NewEvent, Timestamp};
 use rstest::rstest;
@@ -27,12 +27,15 @@ async fn health_json(harness: Arc<dyn Harness>) -> serde_json::Value {
 
 #[rstest]
 #[case::memory(Arc::new(MemoryHarness))]
+#[case::sqlite(Arc::new(SqliteHarness::new()))]
 #[tokio::test]
 async fn health_snapshot(#[case] harness: Arc<dyn Harness>) {
     let name = harness.name();
     let v = health_json(harness).await;
     insta::assert_json_snapshot!(format!("health_{name}"), v, {
         ".latency_us" => "[latency]",
+        ".pool.size" => "[open connections]",
+        ".pool.idle" => "[idle connections]",
         ".storage_bytes" => insta::dynamic_redaction(|value, _| {
             // Present where the backend can tell; the size itself varies.
             if value.as_u64().is_some() { "[bytes]".into() } else { value }

@@ -501,12 +501,12 @@ pub async fn durable_across_reopen(ctx: &Ctx) -> CaseResult {
 
 /// A database whose schema is newer than the code is refused with `Schema`.
 pub async fn newer_schema_is_refused(ctx: &Ctx) -> CaseResult {
+    let expected = ctx.handle().migrate().await?.expected;
     let Some(result) = ctx.fixture().hooks.open_with_newer_schema().await else {
         return Err(CaseError::Skipped(
             "the backend keeps no schema version on disk".into(),
         ));
     };
-    let expected = ctx.handle().migrate().await?.expected;
     let e = expect_err(
         result,
         ErrorKind::Schema,
