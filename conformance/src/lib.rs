@@ -18,6 +18,7 @@
 
 pub mod cases;
 mod ctx;
+pub mod differential;
 mod harness;
 pub mod harnesses;
 mod outcome;

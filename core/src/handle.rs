@@ -105,7 +105,8 @@ impl Handle {
 
     // ---- metrics -------------------------------------------------------
 
-    /// Append points: all of them or, if any is invalid, none.
+    /// Append points: all of them or, if any is invalid, none. Negative zero
+    /// is stored as zero.
     ///
     /// # Errors
     /// `InvalidInput` with the index of the first bad point.
@@ -115,6 +116,21 @@ impl Handle {
         }
         if points.is_empty() {
             return Ok(());
+        }
+        // -0.0 equals 0.0 but prints differently; SQLite cannot keep it, so no
+        // backend does, and archives stay byte-identical across backends.
+        if points
+            .iter()
+            .any(|p| p.value == 0.0 && p.value.is_sign_negative())
+        {
+            let fixed: Vec<MetricPoint> = points
+                .iter()
+                .map(|p| MetricPoint {
+                    value: p.value + 0.0,
+                    ..p.clone()
+                })
+                .collect();
+            return self.store.write_metrics(&self.ns, &fixed).await;
         }
         self.store.write_metrics(&self.ns, points).await
     }

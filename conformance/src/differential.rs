@@ -1,0 +1,484 @@
+//! Differential testing: random operation sequences run on the memory oracle
+//! and on another backend; every observable result must be equal — return
+//! values, errors, reads, aggregates and the final export.
+//!
+//! Each sequence runs in a fresh namespace of the two stores, so one store of
+//! each kind serves a whole run. The seed is printed on failure; rerun with
+//! `PERSISTKIT_DIFF_SEED=<seed>`. `PERSISTKIT_DIFF_CASES` sets the count.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistkit_core::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use serde_json::{json, Value};
+
+const NAMES: &[&str] = &["a", "B", "é", "😀", "a1"];
+const VALUES: &[f64] = &[0.0, -0.0, 1.0, -2.5, 0.1, 0.2, 1e10, 3.25];
+
+fn name() -> impl Strategy<Value = String> {
+    prop::sample::select(NAMES).prop_map(str::to_string)
+}
+
+fn bad_or(name: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+    prop_oneof![9 => name, 1 => Just(String::new()), 1 => Just("bad\nname".to_string())]
+}
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![8 => prop::sample::select(VALUES), 1 => Just(f64::NAN)]
+}
+
+fn payload() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!({})),
+        Just(json!({"a": 1})),
+        Just(json!({"a": 1, "b": [1, 2]})),
+        Just(json!([1.5, "x"])),
+        Just(json!({"n": null, "é": "😀"})),
+        Just(json!(1)),
+    ]
+}
+
+fn at() -> impl Strategy<Value = i64> {
+    -5i64..20
+}
+
+fn expect() -> impl Strategy<Value = Expect> {
+    prop_oneof![
+        Just(Expect::Any),
+        Just(Expect::Absent),
+        (0u64..4).prop_map(Expect::Version)
+    ]
+}
+
+/// One operation of a sequence.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum Op {
+    WriteMetrics(Vec<(i64, String, String, bool, f64)>),
+    ReadMetrics {
+        component: Option<String>,
+        name: Option<String>,
+        from: Option<i64>,
+        to: Option<i64>,
+        limit: usize,
+    },
+    Aggregate {
+        component: Option<String>,
+        bucket: u64,
+    },
+    ListComponents,
+    ListNames(String),
+    Append(Vec<(String, i64, Value)>),
+    ListEvents {
+        kinds: Vec<String>,
+        from: Option<i64>,
+        to: Option<i64>,
+        limit: usize,
+    },
+    ReadLog {
+        after: u64,
+        limit: usize,
+    },
+    Claim {
+        key: String,
+        ttl: u64,
+    },
+    Complete {
+        key: String,
+        own_token: bool,
+        response: Value,
+    },
+    Release {
+        key: String,
+        own_token: bool,
+    },
+    Put {
+        collection: String,
+        id: String,
+        data: Value,
+        expect: Expect,
+    },
+    Get {
+        collection: String,
+        id: String,
+    },
+    Delete {
+        collection: String,
+        id: String,
+        expect: Expect,
+    },
+    ListRecords {
+        collection: String,
+        limit: usize,
+    },
+    Advance(u64),
+    Purge {
+        metrics: Option<u64>,
+        events: Option<u64>,
+        records: Option<u64>,
+    },
+    Counts,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let opt_name = || prop::option::of(name());
+    let opt_at = || prop::option::of(at());
+    prop_oneof![
+        3 => prop::collection::vec((at(), bad_or(name()), name(), any::<bool>(), value()), 0..6).prop_map(Op::WriteMetrics),
+        2 => (opt_name(), opt_name(), opt_at(), opt_at(), 1usize..5).prop_map(|(component, name, from, to, limit)| Op::ReadMetrics { component, name, from, to, limit }),
+        1 => (opt_name(), prop::sample::select(&[1u64, 7, 60, 3600][..])).prop_map(|(component, bucket)| Op::Aggregate { component, bucket }),
+        1 => Just(Op::ListComponents),
+        1 => name().prop_map(Op::ListNames),
+        3 => prop::collection::vec((bad_or(name()), at(), payload()), 0..5).prop_map(Op::Append),
+        2 => (prop::collection::vec(name(), 0..3), opt_at(), opt_at(), 1usize..5).prop_map(|(kinds, from, to, limit)| Op::ListEvents { kinds, from, to, limit }),
+        1 => (0u64..6, 1usize..4).prop_map(|(after, limit)| Op::ReadLog { after, limit }),
+        2 => (name(), 0u64..30).prop_map(|(key, ttl)| Op::Claim { key, ttl }),
+        2 => (name(), any::<bool>(), payload()).prop_map(|(key, own_token, response)| Op::Complete { key, own_token, response }),
+        1 => (name(), any::<bool>()).prop_map(|(key, own_token)| Op::Release { key, own_token }),
+        3 => (name(), bad_or(name()), payload(), expect()).prop_map(|(collection, id, data, expect)| Op::Put { collection, id, data, expect }),
+        1 => (name(), name()).prop_map(|(collection, id)| Op::Get { collection, id }),
+        1 => (name(), name(), expect()).prop_map(|(collection, id, expect)| Op::Delete { collection, id, expect }),
+        1 => (name(), 1usize..4).prop_map(|(collection, limit)| Op::ListRecords { collection, limit }),
+        2 => (1u64..20).prop_map(Op::Advance),
+        1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20)).prop_map(|(metrics, events, records)| Op::Purge { metrics, events, records }),
+        1 => Just(Op::Counts),
+    ]
+}
+
+/// A random sequence of operations.
+pub fn sequence() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op(), 1..25)
+}
+
+struct Side {
+    h: Handle,
+    clock: ManualClock,
+    tokens: HashMap<String, String>,
+}
+
+fn ts(s: i64) -> Timestamp {
+    Timestamp::from_secs(crate::START + s).expect("in range")
+}
+
+fn out<T: serde::Serialize>(r: Result<T>) -> Value {
+    match r {
+        Ok(v) => serde_json::to_value(v).expect("serializes"),
+        Err(e) => {
+            json!({"error": e.kind().as_str(), "index": e.index(), "current_version": e.current_version()})
+        }
+    }
+}
+
+/// Drop what legitimately differs between stores: insertion sequences
+/// (global per store), tokens (random), cursors (encode sequences).
+fn normalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("seq");
+            if let Some(t) = m.get_mut("token") {
+                *t = json!("<token>");
+            }
+            if let Some(c) = m.get_mut("next_cursor") {
+                *c = json!(!c.is_null());
+            }
+            m.values_mut().for_each(normalize);
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+/// Equal, except `sum` and `avg`, which may differ by a relative 1e-9.
+fn same(a: &Value, b: &Value, key: &str) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same(v, w, k)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same(v, w, key))
+        }
+        (Value::Number(x), Value::Number(y)) if key == "sum" || key == "avg" => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300)
+        }
+        _ => a == b,
+    }
+}
+
+impl Side {
+    async fn apply(&mut self, op: &Op) -> Value {
+        let h = &self.h;
+        match op {
+            Op::WriteMetrics(ps) => {
+                let points: Vec<MetricPoint> = ps
+                    .iter()
+                    .map(|(s, c, n, counter, v)| {
+                        if *counter {
+                            MetricPoint::counter(ts(*s), c, n, *v)
+                        } else {
+                            MetricPoint::gauge(ts(*s), c, n, *v)
+                        }
+                    })
+                    .collect();
+                out(h.write_metrics(&points).await)
+            }
+            Op::ReadMetrics {
+                component,
+                name,
+                from,
+                to,
+                limit,
+            } => {
+                let f = MetricFilter {
+                    component: component.clone(),
+                    name: name.clone(),
+                    from: from.map(ts),
+                    to: to.map(ts),
+                    limit: Some(*limit),
+                    cursor: None,
+                };
+                // Page through everything, recording each page.
+                let mut pages = Vec::new();
+                let mut f = f;
+                for _ in 0..200 {
+                    let p = h.read_metrics(&f).await;
+                    let next = p.as_ref().ok().and_then(|p| p.next_cursor.clone());
+                    pages.push(out(p));
+                    match next {
+                        Some(c) => f.cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Value::Array(pages)
+            }
+            Op::Aggregate { component, bucket } => out(h
+                .aggregate(
+                    &AggregateFilter {
+                        component: component.clone(),
+                        ..Default::default()
+                    },
+                    Bucket::seconds(*bucket),
+                )
+                .await),
+            Op::ListComponents => out(h.list_components().await),
+            Op::ListNames(c) => out(h.list_metric_names(c).await),
+            Op::Append(es) => {
+                let events: Vec<NewEvent> = es
+                    .iter()
+                    .map(|(k, s, d)| NewEvent::new(k, ts(*s), d.clone()))
+                    .collect();
+                out(h.append(&events).await)
+            }
+            Op::ListEvents {
+                kinds,
+                from,
+                to,
+                limit,
+            } => {
+                let mut f = EventFilter {
+                    kinds: kinds.clone(),
+                    from: from.map(ts),
+                    to: to.map(ts),
+                    limit: Some(*limit),
+                    cursor: None,
+                };
+                let mut pages = Vec::new();
+                for _ in 0..200 {
+                    let p = h.list_events(&f).await;
+                    let next = p.as_ref().ok().and_then(|p| p.next_cursor.clone());
+                    pages.push(out(p));
+                    match next {
+                        Some(c) => f.cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Value::Array(pages)
+            }
+            Op::ReadLog { after, limit } => out(h.read_log(*after, *limit).await),
+            Op::Claim { key, ttl } => {
+                let r = h.claim("scope", key, Duration::from_secs(*ttl)).await;
+                if let Ok(Claim::Acquired { token, .. }) = &r {
+                    self.tokens.insert(key.clone(), token.clone());
+                }
+                out(r)
+            }
+            Op::Complete {
+                key,
+                own_token,
+                response,
+            } => {
+                let token = self.token(key, *own_token);
+                out(h.complete("scope", key, &token, response).await)
+            }
+            Op::Release { key, own_token } => {
+                let token = self.token(key, *own_token);
+                out(h.release("scope", key, &token).await)
+            }
+            Op::Put {
+                collection,
+                id,
+                data,
+                expect,
+            } => out(h.put(collection, id, data, *expect).await),
+            Op::Get { collection, id } => out(h.get(collection, id).await),
+            Op::Delete {
+                collection,
+                id,
+                expect,
+            } => out(h.delete(collection, id, *expect).await),
+            Op::ListRecords { collection, limit } => {
+                out(h.list_records(collection, None, *limit).await)
+            }
+            Op::Advance(s) => {
+                self.clock.advance(Duration::from_secs(*s));
+                Value::Null
+            }
+            Op::Purge {
+                metrics,
+                events,
+                records,
+            } => {
+                let d = |s: &Option<u64>| s.map(Duration::from_secs);
+                out(h
+                    .purge(&RetentionPolicy {
+                        metrics_older_than: d(metrics),
+                        events_older_than: d(events),
+                        records_not_updated_for: d(records),
+                    })
+                    .await)
+            }
+            Op::Counts => out(h.counts().await),
+        }
+    }
+
+    fn token(&self, key: &str, own: bool) -> String {
+        match (own, self.tokens.get(key)) {
+            (true, Some(t)) => t.clone(),
+            _ => "not-a-token".into(),
+        }
+    }
+
+    async fn export(&self) -> Result<String> {
+        let mut buf = Vec::new();
+        self.h
+            .export(ExportScope::Namespace, &mut buf, None)
+            .await?;
+        let text = String::from_utf8(buf).expect("archives are UTF-8");
+        // Tokens are random per store; everything else must match byte for byte.
+        Ok(text
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).expect("archive lines are JSON");
+                if let Some(t) = v.get_mut("token") {
+                    *t = json!("<token>");
+                }
+                validate::canonical_json(&v)
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
+static NEXT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Run one sequence on both stores, in a fresh namespace of each.
+///
+/// # Errors
+/// A description of the first divergence.
+pub async fn compare(
+    oracle: &Arc<dyn Store>,
+    other: &Arc<dyn Store>,
+    ops: &[Op],
+) -> std::result::Result<(), String> {
+    let ns = format!(
+        "diff-{}-{}",
+        std::process::id(),
+        NEXT_NS.fetch_add(1, Ordering::SeqCst)
+    );
+    let side = |s: &Arc<dyn Store>| {
+        let clock = ManualClock::new(ts(0));
+        Side {
+            h: Handle::new(s.clone())
+                .with_clock(Arc::new(clock.clone()))
+                .namespace(&ns)
+                .expect("valid"),
+            clock,
+            tokens: HashMap::new(),
+        }
+    };
+    let (mut a, mut b) = (side(oracle), side(other));
+    for (i, op) in ops.iter().enumerate() {
+        let (mut x, mut y) = (a.apply(op).await, b.apply(op).await);
+        normalize(&mut x);
+        normalize(&mut y);
+        if !same(&x, &y, "") {
+            return Err(format!(
+                "step {i}: {op:?}\n  memory: {x}\n  {}: {y}",
+                other.backend_name()
+            ));
+        }
+    }
+    let (x, y) = (
+        a.export().await.map_err(|e| e.to_string())?,
+        b.export().await.map_err(|e| e.to_string())?,
+    );
+    if x != y {
+        return Err(format!(
+            "final export differs\n--- memory\n{x}\n--- {}\n{y}",
+            other.backend_name()
+        ));
+    }
+    Ok(())
+}
+
+/// Run `cases` random sequences (or `PERSISTKIT_DIFF_CASES`) against `other`,
+/// with the seed from `PERSISTKIT_DIFF_SEED` or a fresh one, printed on
+/// failure. Panics with the minimal failing sequence.
+pub fn run(rt: &tokio::runtime::Handle, oracle: Arc<dyn Store>, other: Arc<dyn Store>, cases: u32) {
+    let cases = std::env::var("PERSISTKIT_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    let seed: u64 = std::env::var("PERSISTKIT_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let result = runner.run(&sequence(), |ops| {
+        rt.block_on(compare(&oracle, &other, &ops))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!(
+            "memory and {} disagree (seed {seed}; rerun with PERSISTKIT_DIFF_SEED={seed}):\n{e}",
+            other.backend_name()
+        );
+    }
+    eprintln!(
+        "differential: {cases} sequences agree between memory and {} (seed {seed})",
+        other.backend_name()
+    );
+}
