@@ -23,21 +23,61 @@ pub use persistkit_core::*;
 
 #[cfg(feature = "memory")]
 pub use persistkit_memory as memory;
+#[cfg(feature = "sqlite")]
+pub use persistkit_sqlite as sqlite;
 
-/// Open a store from a URL and return a handle in the `default` namespace.
+/// The embedded default store: a SQLite file under `./data/`.
+pub const DEFAULT_URL: &str = "sqlite://data/persistkit.db";
+
+/// How to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Apply pending migrations on open (default true). When false, a
+    /// database newer than the code is still refused.
+    pub migrate: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { migrate: true }
+    }
+}
+
+/// Open a store from a URL and return a handle in the `default` namespace,
+/// migrating it.
 ///
 /// | URL | backend | cargo feature |
 /// | --- | --- | --- |
 /// | `memory://` | in process memory | `memory` (default) |
+/// | `sqlite://path/to/file.db?max_connections=8` | one SQLite file | `sqlite` (default) |
 ///
 /// # Errors
 /// `InvalidInput` for a URL no enabled backend understands; whatever the
-/// backend says when opening fails.
+/// backend says when opening fails (`Unavailable`, `Schema`).
 pub async fn open(url: &str) -> Result<Handle> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    open_with(url, OpenOptions::default()).await
+}
+
+/// [`open`] with options.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    let _ = options;
     let store: Arc<dyn Store> = match scheme {
         #[cfg(feature = "memory")]
         "memory" => Arc::new(persistkit_memory::MemoryStore::new()),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let config = persistkit_sqlite::SqliteConfig::from_url(url)?;
+            let config = if options.migrate {
+                config
+            } else {
+                config.migrate(false)
+            };
+            Arc::new(persistkit_sqlite::SqliteStore::connect(config).await?)
+        }
         _ => {
             return Err(Error::invalid(format!(
                 "unsupported store URL {:?}: expected one of {}",
@@ -49,12 +89,31 @@ pub async fn open(url: &str) -> Result<Handle> {
     Ok(Handle::new(store))
 }
 
+/// The URL [`from_env`] uses: `PERSISTKIT_DATABASE_URL`, else `DATABASE_URL`,
+/// else [`DEFAULT_URL`].
+pub fn url_from_env() -> String {
+    ["PERSISTKIT_DATABASE_URL", "DATABASE_URL"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| DEFAULT_URL.to_string())
+}
+
+/// Open the store named by the environment (see [`url_from_env`]).
+///
+/// # Errors
+/// As [`open`].
+pub async fn from_env() -> Result<Handle> {
+    open(&url_from_env()).await
+}
+
 /// The URL schemes this build understands.
 #[allow(clippy::vec_init_then_push)] // one push per enabled feature
 pub fn supported_schemes() -> Vec<&'static str> {
     let mut v = Vec::new();
     #[cfg(feature = "memory")]
     v.push("memory://");
+    #[cfg(feature = "sqlite")]
+    v.push("sqlite://PATH");
     v
 }
 
@@ -95,5 +154,33 @@ mod tests {
         let e = open("nope://x").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().contains("memory://"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn opens_sqlite_files_and_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/store.db", dir.path().display());
+        let h = open(&url).await.unwrap();
+        h.put("c", "id", &serde_json::json!({"a": 1}), Expect::Absent)
+            .await
+            .unwrap();
+        h.store().close().await;
+        let again = open(&url).await.unwrap();
+        assert_eq!(again.get("c", "id").await.unwrap().unwrap().version, 1);
+        assert_eq!(again.store().backend_name(), "sqlite");
+    }
+
+    #[test]
+    fn env_url_precedence() {
+        // One test touches the environment, so no other test races it.
+        std::env::remove_var("PERSISTKIT_DATABASE_URL");
+        std::env::remove_var("DATABASE_URL");
+        assert_eq!(url_from_env(), DEFAULT_URL);
+        std::env::set_var("DATABASE_URL", "memory://");
+        assert_eq!(url_from_env(), "memory://");
+        std::env::set_var("PERSISTKIT_DATABASE_URL", "sqlite://x.db");
+        assert_eq!(url_from_env(), "sqlite://x.db");
+        std::env::remove_var("PERSISTKIT_DATABASE_URL");
+        std::env::remove_var("DATABASE_URL");
     }
 }
