@@ -1,31 +1,51 @@
 //! `persistkit`: run the conformance suite against a store, and administer one.
 
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
 use persistkit_conformance::{report, run_suite, Harness, RunOptions, SuiteReport};
 
 #[derive(Parser)]
 #[command(
     name = "persistkit",
     version,
-    about = "Persistence for service operational data: conformance checks and administration."
+    about = "Persistence for service operational data: conformance checks and administration.",
+    after_help = "Commands that take --url use, when it is omitted, PERSISTKIT_DATABASE_URL, then \
+                  DATABASE_URL, then the embedded default sqlite://data/persistkit.db."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct Target {
+    /// Store URL (memory://, sqlite://PATH). Default: from the environment.
+    #[arg(long)]
+    url: Option<String>,
+    /// Namespace to act on.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the conformance suite against stores and print a report.
     ///
-    /// Every case runs on a fresh, isolated store of the URL's backend, so a
-    /// check never touches existing data. Exits 1 if any case fails; skipped
-    /// and unsupported cases are reported as such, never as passed.
+    /// Every case runs on a fresh, isolated store of the URL's backend (a new
+    /// temporary file for sqlite://; the path in the URL only supplies pool
+    /// options), so a check never touches existing data. With no URL it checks
+    /// memory:// and a temporary SQLite file. Exits 1 if any case fails;
+    /// skipped and unsupported cases are reported as such, never as passed.
     Check {
-        /// Stores to check (e.g. `memory://`). Default: the embedded defaults.
+        /// Stores to check. Default: memory:// and a temporary SQLite file.
         urls: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -37,6 +57,49 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Print the health report as JSON. Exits 1 when unhealthy.
+    Health(Target),
+    /// Apply pending migrations and print the schema versions.
+    Migrate(Target),
+    /// Write the portable archive (line-delimited JSON) to FILE.
+    Export {
+        /// Where to write; `-` for stdout.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Every namespace, not just --namespace.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Load a portable archive into a store whose target namespaces are empty.
+    Import {
+        /// The archive; `-` for stdin.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete old metrics and events, expired idempotency keys, and (if asked)
+    /// stale records, in one namespace. Prints counts per domain as JSON.
+    Purge {
+        #[command(flatten)]
+        target: Target,
+        /// e.g. 90d, 12h, 1y
+        #[arg(long, value_parser = humantime::parse_duration)]
+        metrics_older_than: Option<Duration>,
+        /// e.g. 30d
+        #[arg(long, value_parser = humantime::parse_duration)]
+        events_older_than: Option<Duration>,
+        /// e.g. 1y
+        #[arg(long, value_parser = humantime::parse_duration)]
+        records_not_updated_for: Option<Duration>,
+    },
+    /// Write the backend's native snapshot (SQLite: VACUUM INTO) to FILE.
+    Backup {
+        /// Where to write; must not exist.
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -47,10 +110,16 @@ enum Format {
     Markdown,
 }
 
+type CliResult = Result<bool, String>;
+
 fn harness_for(url: &str) -> Result<Arc<dyn Harness>, String> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    use persistkit_conformance::harnesses::{MemoryHarness, SqliteHarness};
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "memory" => Ok(Arc::new(persistkit_conformance::harnesses::MemoryHarness)),
+        "memory" => Ok(Arc::new(MemoryHarness)),
+        "sqlite" => Ok(Arc::new(
+            SqliteHarness::from_url(url).map_err(|e| e.to_string())?,
+        )),
         _ => Err(format!(
             "cannot check {:?}: supported URLs are {}",
             persistkit::redact(url),
@@ -59,18 +128,14 @@ fn harness_for(url: &str) -> Result<Arc<dyn Harness>, String> {
     }
 }
 
-fn default_targets() -> Vec<String> {
-    vec!["memory://".into()]
-}
-
 async fn check(
     urls: Vec<String>,
     format: Format,
     filter: Option<String>,
     quiet: bool,
-) -> Result<bool, String> {
+) -> CliResult {
     let urls = if urls.is_empty() {
-        default_targets()
+        vec!["memory://".into(), "sqlite://persistkit-check.db".into()]
     } else {
         urls
     };
@@ -99,6 +164,107 @@ async fn check(
     Ok(reports.iter().all(SuiteReport::ok))
 }
 
+async fn open(target: &Target, migrate: bool) -> Result<Handle, String> {
+    let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
+    let h = persistkit::open_with(&url, OpenOptions { migrate })
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open {}: {}",
+                persistkit::redact(&url),
+                persistkit::error_chain(&e)
+            )
+        })?;
+    h.namespace(&target.namespace).map_err(|e| e.to_string())
+}
+
+fn json_out<T: serde::Serialize>(v: &T) {
+    print_out(&serde_json::to_string_pretty(v).expect("serializes"));
+}
+
+async fn health(target: Target) -> CliResult {
+    // Open without migrating: a health check must not change the database.
+    let report = match open(&target, false).await {
+        Ok(h) => h.health().await,
+        Err(e) => {
+            let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
+            HealthReport {
+                status: HealthStatus::Unhealthy,
+                backend: url
+                    .split_once(':')
+                    .map(|(s, _)| s.to_string())
+                    .unwrap_or_default(),
+                namespace: target.namespace.clone(),
+                schema: None,
+                counts: None,
+                storage_bytes: None,
+                pool: None,
+                latency_us: None,
+                error: Some(e),
+            }
+        }
+    };
+    json_out(&report);
+    Ok(report.status != HealthStatus::Unhealthy)
+}
+
+fn spinner(what: &'static str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+    );
+    pb.set_message(format!("{what}: 0 items"));
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+async fn export(file: PathBuf, target: Target, all: bool) -> CliResult {
+    let h = open(&target, true).await?;
+    let scope = if all {
+        ExportScope::All
+    } else {
+        ExportScope::Namespace
+    };
+    let pb = spinner("exporting");
+    let progress = |n: u64| pb.set_message(format!("exporting: {n} items"));
+    let summary = if file.as_os_str() == "-" {
+        let mut out = std::io::stdout();
+        h.export(scope, &mut out, Some(&progress)).await
+    } else {
+        let f =
+            File::create(&file).map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+        let mut out = BufWriter::new(f);
+        h.export(scope, &mut out, Some(&progress)).await
+    }
+    .map_err(|e| persistkit::error_chain(&e))?;
+    pb.finish_and_clear();
+    eprintln!(
+        "exported {} items from {} namespace(s)",
+        summary.items, summary.namespaces
+    );
+    Ok(true)
+}
+
+async fn import(file: PathBuf, target: Target) -> CliResult {
+    let h = open(&target, true).await?;
+    let pb = spinner("importing");
+    let progress = |n: u64| pb.set_message(format!("importing: {n} items"));
+    let summary = if file.as_os_str() == "-" {
+        let mut input = BufReader::new(std::io::stdin());
+        h.import(&mut input, Some(&progress)).await
+    } else {
+        let f = File::open(&file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+        h.import(&mut BufReader::new(f), Some(&progress)).await
+    }
+    .map_err(|e| persistkit::error_chain(&e))?;
+    pb.finish_and_clear();
+    eprintln!(
+        "imported {} items into {} namespace(s)",
+        summary.items, summary.namespaces
+    );
+    Ok(true)
+}
+
 /// Print to stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn print_out(s: &str) {
     use std::io::Write;
@@ -120,6 +286,47 @@ async fn main() -> ExitCode {
             filter,
             quiet,
         } => check(urls, format, filter, quiet).await,
+        Command::Health(t) => health(t).await,
+        Command::Migrate(t) => match open(&t, true).await {
+            Ok(h) => h
+                .migrate()
+                .await
+                .map(|v| json_out(&v))
+                .map(|_| true)
+                .map_err(|e| persistkit::error_chain(&e)),
+            Err(e) => Err(e),
+        },
+        Command::Export { file, target, all } => export(file, target, all).await,
+        Command::Import { file, target } => import(file, target).await,
+        Command::Purge {
+            target,
+            metrics_older_than,
+            events_older_than,
+            records_not_updated_for,
+        } => match open(&target, true).await {
+            Ok(h) => {
+                let policy = RetentionPolicy {
+                    metrics_older_than,
+                    events_older_than,
+                    records_not_updated_for,
+                };
+                h.purge(&policy)
+                    .await
+                    .map(|r| json_out(&r))
+                    .map(|_| true)
+                    .map_err(|e| persistkit::error_chain(&e))
+            }
+            Err(e) => Err(e),
+        },
+        Command::Backup { file, target } => match open(&target, true).await {
+            Ok(h) => h
+                .backup(&file)
+                .await
+                .map(|_| eprintln!("wrote {}", file.display()))
+                .map(|_| true)
+                .map_err(|e| persistkit::error_chain(&e)),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
