@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod bench;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
 use persistkit_conformance::{report, run_suite, Harness, RunOptions, SuiteReport};
@@ -92,6 +94,19 @@ enum Command {
         /// e.g. 1y
         #[arg(long, value_parser = humantime::parse_duration)]
         records_not_updated_for: Option<Duration>,
+    },
+    /// Measure ingest, append and claim beside a hand-written sqlx baseline on
+    /// an equivalent table, in the same run, and print the ratios.
+    Bench {
+        /// Backend to measure: sqlite (a temporary file).
+        #[arg(default_value = "sqlite")]
+        backend: String,
+        /// Batches of 10 000 points for the ingest figure.
+        #[arg(long, default_value_t = 10)]
+        batches: usize,
+        /// Single operations for the latency figures.
+        #[arg(long, default_value_t = 2000)]
+        ops: usize,
     },
     /// Write the backend's native snapshot (SQLite: VACUUM INTO) to FILE.
     Backup {
@@ -318,6 +333,20 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Bench {
+            backend,
+            batches,
+            ops,
+        } => {
+            let opts = bench::BenchOptions {
+                batches: batches.max(1),
+                ops: ops.max(1),
+            };
+            match backend.as_str() {
+                "sqlite" => bench::sqlite(&opts).await.map(|_| true),
+                other => Err(format!("no benchmark for {other:?}; try sqlite")),
+            }
+        }
         Command::Backup { file, target } => match open(&target, true).await {
             Ok(h) => h
                 .backup(&file)
