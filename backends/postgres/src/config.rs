@@ -1,0 +1,232 @@
+//! Configuration: a builder, and `postgres://` URLs with pool options.
+
+use std::fmt;
+use std::time::Duration;
+
+use persistkit_core::{Error, Result};
+
+/// How to open a Postgres store.
+///
+/// URL form: `postgres://user:pass@host:port/db?schema=persistkit&max_connections=10`.
+/// persistkit's options (taken out before the URL reaches the driver):
+/// `schema` (default `persistkit`; lower-case letters, digits, `_`),
+/// `max_connections` (10), `acquire_timeout` (5s), `idle_timeout` (10m),
+/// `max_lifetime` (30m), `statement_timeout` (30s; `0` for none), `migrate`
+/// (true). Durations take `ms`, `s`, `m` or `h`. Every other query option
+/// (`sslmode`, `application_name`, …) goes to the driver.
+#[derive(Clone, PartialEq)]
+pub struct PgConfig {
+    /// The connection URL without persistkit's options.
+    pub url: String,
+    /// Schema that holds the tables.
+    pub schema: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a call waits for a connection before `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// Close connections idle this long.
+    pub idle_timeout: Option<Duration>,
+    /// Replace connections this old.
+    pub max_lifetime: Option<Duration>,
+    /// Server-side limit per statement (`Unavailable` when hit).
+    pub statement_timeout: Option<Duration>,
+    /// Apply pending migrations on open.
+    pub migrate: bool,
+}
+
+impl fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+/// `url` with the password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest
+        .find(['/', '?'])
+        .map_or((rest, ""), |i| rest.split_at(i));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgConfig {
+    /// Defaults for `url` (which must not carry persistkit's options).
+    pub fn new(url: impl Into<String>) -> Self {
+        PgConfig {
+            url: url.into(),
+            schema: "persistkit".into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            statement_timeout: Some(Duration::from_secs(30)),
+            migrate: true,
+        }
+    }
+
+    /// Parse a `postgres://` or `postgresql://` URL.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the option that is wrong.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::invalid(format!(
+                "{} is not a postgres:// URL",
+                redact(url)
+            )));
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut cfg = PgConfig::new(base);
+        let mut passthrough = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let bad = |why: &str| Error::invalid(format!("postgres URL option {k}={v:?}: {why}"));
+            let dur = || {
+                parse_duration(v).ok_or_else(|| bad("expected a duration like 5s, 250ms or 10m"))
+            };
+            match k {
+                "schema" => cfg.schema = v.to_string(),
+                "max_connections" => {
+                    cfg.max_connections = v
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad("expected a whole number of 1 or more"))?
+                }
+                "acquire_timeout" => cfg.acquire_timeout = dur()?,
+                "idle_timeout" => cfg.idle_timeout = Some(dur()?).filter(|d| !d.is_zero()),
+                "max_lifetime" => cfg.max_lifetime = Some(dur()?).filter(|d| !d.is_zero()),
+                "statement_timeout" => {
+                    cfg.statement_timeout = Some(dur()?).filter(|d| !d.is_zero())
+                }
+                "migrate" => {
+                    cfg.migrate = match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(bad("expected true or false")),
+                    }
+                }
+                _ => passthrough.push(pair),
+            }
+        }
+        check_schema(&cfg.schema)?;
+        if !passthrough.is_empty() {
+            cfg.url = format!("{base}?{}", passthrough.join("&"));
+        }
+        Ok(cfg)
+    }
+
+    /// Use `schema` for the tables.
+    ///
+    /// # Errors
+    /// `InvalidInput` unless it is lower-case letters, digits and `_`.
+    pub fn schema(mut self, schema: &str) -> Result<Self> {
+        check_schema(schema)?;
+        self.schema = schema.to_string();
+        Ok(self)
+    }
+
+    /// Set the pool size.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Set the acquire timeout.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.acquire_timeout = d;
+        self
+    }
+
+    /// Set the statement timeout (`None`: no limit).
+    pub fn statement_timeout(mut self, d: Option<Duration>) -> Self {
+        self.statement_timeout = d;
+        self
+    }
+
+    /// Apply migrations on open (default) or not.
+    pub fn migrate(mut self, yes: bool) -> Self {
+        self.migrate = yes;
+        self
+    }
+}
+
+fn check_schema(s: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "schema {s:?} must be 1..=63 lower-case letters, digits or _, not starting with a digit"
+        )))
+    }
+}
+
+fn parse_duration(v: &str) -> Option<Duration> {
+    let (num, unit) = v
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((v, "s"), |i| v.split_at(i));
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_options_and_passes_the_rest_through() {
+        let c = PgConfig::from_url("postgres://u:pw@h:5/db?schema=pk_1&max_connections=3&sslmode=disable&statement_timeout=0&acquire_timeout=250ms").unwrap();
+        assert_eq!(c.url, "postgres://u:pw@h:5/db?sslmode=disable");
+        assert_eq!((c.schema.as_str(), c.max_connections), ("pk_1", 3));
+        assert_eq!(c.statement_timeout, None);
+        assert_eq!(c.acquire_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = PgConfig::from_url("postgres://u:secret@h/db").unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("secret") && d.contains("u:***@h/db"), "{d}");
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        for (url, needle) in [
+            ("mysql://x", "not a postgres"),
+            ("postgres://h/db?schema=Bad-Name", "schema"),
+            ("postgres://h/db?max_connections=none", "max_connections"),
+            ("postgres://h/db?acquire_timeout=soon", "acquire_timeout"),
+        ] {
+            let e = PgConfig::from_url(url).unwrap_err();
+            assert!(e.to_string().contains(needle), "{url}: {e}");
+        }
+    }
+}

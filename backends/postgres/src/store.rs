@@ -1,0 +1,895 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use persistkit_core::validate::canonical_json;
+use persistkit_core::*;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use crate::config::{redact, PgConfig};
+use crate::error::map;
+use crate::schema;
+use crate::sql::*;
+
+/// A persistkit store in a Postgres schema.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    config: PgConfig,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &redact(&self.config.url))
+            .field("schema", &self.config.schema)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Open `postgres://…` (see [`PgConfig::from_url`]).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad URL, `Unavailable` when the server cannot be
+    /// reached within the acquire timeout, `Schema` when the database is
+    /// newer than this code.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::connect(PgConfig::from_url(url)?).await
+    }
+
+    /// Open with a configuration.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn connect(config: PgConfig) -> Result<Self> {
+        let pool = Self::pool_options(&config)
+            .connect_with(Self::connect_options(&config)?)
+            .await
+            .map_err(map)?;
+        Self::from_pool_with(pool, config).await
+    }
+
+    /// Connection options for `config`: the URL plus `search_path` and
+    /// `statement_timeout`, set at connection start-up.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the driver cannot parse the URL.
+    pub fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
+        let mut opts = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| {
+                Error::invalid(format!("bad postgres URL {}", redact(&config.url))).with_source(e)
+            })?
+            .options([("search_path", config.schema.as_str())]);
+        if let Some(t) = config.statement_timeout {
+            opts = opts.options([("statement_timeout", t.as_millis().to_string())]);
+        }
+        Ok(opts)
+    }
+
+    fn pool_options(config: &PgConfig) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+    }
+
+    /// Use an existing pool, whose connections must have `search_path` set to
+    /// `schema`. Migrates unless `migrate` is false.
+    ///
+    /// # Errors
+    /// `Schema` when the database is newer than this code or migrating fails.
+    pub async fn from_pool(pool: PgPool, schema: &str, migrate: bool) -> Result<Self> {
+        let config = PgConfig::new(String::new())
+            .schema(schema)?
+            .migrate(migrate);
+        Self::from_pool_with(pool, config).await
+    }
+
+    async fn from_pool_with(pool: PgPool, config: PgConfig) -> Result<Self> {
+        if config.migrate {
+            schema::migrate(&pool, &config.schema).await?;
+        } else {
+            schema::check(&pool).await?;
+        }
+        Ok(PgStore { pool, config })
+    }
+
+    /// The pool, for callers that want to run their own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn dt(t: Timestamp) -> DateTime<Utc> {
+    t.to_datetime()
+}
+
+fn ts(d: DateTime<Utc>) -> Result<Timestamp> {
+    Timestamp::from_datetime(&d)
+        .map_err(|e| Error::internal("a stored timestamp is out of range").with_source(e))
+}
+
+fn json(text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal("stored JSON does not parse").with_source(e))
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn metric_row(r: &PgRow) -> Result<StoredMetric> {
+    Ok(StoredMetric {
+        seq: u64_of(r.get(0)),
+        point: MetricPoint {
+            at: ts(r.get(1))?,
+            component: r.get(2),
+            name: r.get(3),
+            kind: MetricKind::parse(r.get::<&str, _>(4))?,
+            value: r.get(5),
+        },
+    })
+}
+
+fn event_row(r: &PgRow) -> Result<Event> {
+    Ok(Event {
+        id: u64_of(r.get(0)),
+        position: u64_of(r.get(1)),
+        kind: r.get(2),
+        occurred_at: ts(r.get(3))?,
+        data: json(r.get::<&str, _>(4))?,
+    })
+}
+
+fn key_row(r: &PgRow) -> Result<IdempotencyEntry> {
+    Ok(IdempotencyEntry {
+        scope: r.get(0),
+        key: r.get(1),
+        token: r.get(2),
+        claimed_at: ts(r.get(3))?,
+        expires_at: ts(r.get(4))?,
+        response: r.get::<Option<&str>, _>(5).map(json).transpose()?,
+    })
+}
+
+fn record_row(r: &PgRow) -> Result<Record> {
+    Ok(Record {
+        collection: r.get(0),
+        id: r.get(1),
+        data: json(r.get::<&str, _>(2))?,
+        version: u64_of(r.get(3)),
+        created_at: ts(r.get(4))?,
+        updated_at: ts(r.get(5))?,
+    })
+}
+
+#[async_trait]
+impl MetricStore for PgStore {
+    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+        // One statement per call: UNNEST keeps the batch atomic and fast.
+        let at: Vec<DateTime<Utc>> = points.iter().map(|p| dt(p.at)).collect();
+        let component: Vec<&str> = points.iter().map(|p| p.component.as_str()).collect();
+        let name: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+        let kind: Vec<&str> = points.iter().map(|p| p.kind.as_str()).collect();
+        let value: Vec<f64> = points.iter().map(|p| p.value).collect();
+        sqlx::query(INSERT_METRICS)
+            .bind(ns)
+            .bind(at)
+            .bind(component)
+            .bind(name)
+            .bind(kind)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let after = q.after.as_ref();
+        let rows = sqlx::query(READ_METRICS)
+            .bind(ns)
+            .bind(q.component.as_deref())
+            .bind(q.name.as_deref())
+            .bind(q.from.map(dt))
+            .bind(q.to.map(dt))
+            .bind(after.map(|k| dt(k.at)))
+            .bind(after.map(|k| k.component.as_str()))
+            .bind(after.map(|k| k.name.as_str()))
+            .bind(after.map(|k| k.seq as i64))
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(metric_row).collect()
+    }
+
+    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(LIST_COMPONENTS)
+            .bind(ns)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(LIST_METRIC_NAMES)
+            .bind(ns)
+            .bind(component)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let rows = sqlx::query(AGGREGATE)
+            .bind(ns)
+            .bind(q.component.as_deref())
+            .bind(q.name.as_deref())
+            .bind(q.from.map(dt))
+            .bind(q.to.map(dt))
+            .bind(q.bucket.as_micros())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                let count = u64_of(r.get(3));
+                let sum: f64 = r.get(4);
+                Ok(AggregateRow {
+                    bucket_start: Timestamp::from_micros(
+                        r.get::<i64, _>(0).max(Timestamp::MIN.as_micros()),
+                    )?,
+                    component: r.get(1),
+                    name: r.get(2),
+                    count,
+                    sum,
+                    min: r.get(5),
+                    max: r.get(6),
+                    avg: sum / count as f64,
+                    last: r.get(7),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        // Locks the namespace's head row until commit: appends to one
+        // namespace serialize, so positions follow commit order, and the
+        // dedupe lookup below sees every earlier append.
+        let start: i64 = sqlx::query_scalar(LOCK_LOG_HEAD)
+            .bind(ns)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let times: Vec<DateTime<Utc>> = events.iter().map(|e| dt(e.occurred_at)).collect();
+        let digests: Vec<&str> = events.iter().map(|e| e.digest.as_str()).collect();
+        let rows = sqlx::query(FIND_EVENTS)
+            .bind(ns)
+            .bind(&kinds)
+            .bind(&times)
+            .bind(&digests)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+        let mut known: HashMap<(String, i64, String), (i64, i64)> = HashMap::new();
+        for r in &rows {
+            let at: DateTime<Utc> = r.get(1);
+            known.insert(
+                (r.get(0), ts(at)?.as_micros(), r.get(2)),
+                (r.get(3), r.get(4)),
+            );
+        }
+        let mut head = start;
+        let mut out = Vec::with_capacity(events.len());
+        let (mut pos, mut kind, mut at, mut digest, mut data) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for e in events {
+            let key = (e.kind.clone(), e.occurred_at.as_micros(), e.digest.clone());
+            if let Some(&(id, position)) = known.get(&key) {
+                out.push(Appended {
+                    id: u64_of(id),
+                    position: u64_of(position),
+                    duplicate: true,
+                });
+                continue;
+            }
+            head += 1;
+            known.insert(key, (head, head));
+            pos.push(head);
+            kind.push(e.kind.as_str());
+            at.push(dt(e.occurred_at));
+            digest.push(e.digest.as_str());
+            data.push(e.canonical.as_str());
+            out.push(Appended {
+                id: u64_of(head),
+                position: u64_of(head),
+                duplicate: false,
+            });
+        }
+        if !pos.is_empty() {
+            sqlx::query(INSERT_EVENTS)
+                .bind(ns)
+                .bind(&pos)
+                .bind(&pos)
+                .bind(&kind)
+                .bind(&at)
+                .bind(&digest)
+                .bind(&data)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            sqlx::query(SET_LOG_HEAD)
+                .bind(ns)
+                .bind(head)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        let kinds: Option<Vec<&str>> =
+            (!q.kinds.is_empty()).then(|| q.kinds.iter().map(String::as_str).collect());
+        let rows = sqlx::query(LIST_EVENTS)
+            .bind(ns)
+            .bind(q.from.map(dt))
+            .bind(q.to.map(dt))
+            .bind(kinds)
+            .bind(q.after.map(|(t, _)| dt(t)))
+            .bind(q.after.map(|(_, id)| id as i64))
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(event_row).collect()
+    }
+
+    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let rows = sqlx::query(READ_LOG)
+            .bind(ns)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(event_row).collect()
+    }
+}
+
+impl PgStore {
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        let row = sqlx::query(GET_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn explain_key_miss(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        action: &str,
+    ) -> Error {
+        match self.get_key(ns, scope, key).await {
+            Err(e) => e,
+            Ok(None) => {
+                Error::not_found(format!("idempotency key {scope:?}/{key:?} does not exist"))
+            }
+            Ok(Some(e)) if e.expires_at <= now => {
+                Error::not_found(format!("idempotency key {scope:?}/{key:?} has expired"))
+            }
+            Ok(Some(e)) if e.token != token => {
+                Error::conflict(None, "idempotency token does not match the live claim")
+            }
+            Ok(Some(_)) => Error::conflict(
+                None,
+                format!("idempotency key {scope:?}/{key:?} is completed; it cannot be {action}"),
+            ),
+        }
+    }
+
+    async fn record_version(&self, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
+        let v: Option<i64> = sqlx::query_scalar(RECORD_VERSION)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(v.map(u64_of))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PgStore {
+    async fn claim(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim> {
+        // INSERT … ON CONFLICT DO UPDATE … WHERE expired is atomic: concurrent
+        // claimers queue on the row, and only an expired row is taken over.
+        for _ in 0..16 {
+            let won: Option<String> = sqlx::query_scalar(CLAIM)
+                .bind(ns)
+                .bind(scope)
+                .bind(key)
+                .bind(token)
+                .bind(dt(now))
+                .bind(dt(expires_at))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?;
+            if won.as_deref() == Some(token) {
+                return Ok(Claim::Acquired {
+                    token: token.into(),
+                    expires_at,
+                });
+            }
+            if let Some(e) = self.get_key(ns, scope, key).await? {
+                if e.expires_at > now {
+                    let state = match e.response {
+                        Some(response) => KeyState::Completed { response },
+                        None => KeyState::InProgress,
+                    };
+                    return Ok(Claim::Exists {
+                        state,
+                        claimed_at: e.claimed_at,
+                        expires_at: e.expires_at,
+                    });
+                }
+            }
+        }
+        Err(Error::unavailable(
+            "idempotency claim kept racing with releases; retry",
+        ))
+    }
+
+    async fn complete(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = sqlx::query(COMPLETE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(canonical_json(response))
+            .bind(dt(now))
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "completed again")
+            .await)
+    }
+
+    async fn release(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = sqlx::query(RELEASE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(dt(now))
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "released")
+            .await)
+    }
+
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>> {
+        let rows = sqlx::query(SCAN_KEYS)
+            .bind(ns)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(key_row).collect()
+    }
+}
+
+fn expectation_failed(expect: Expect, current: Option<u64>) -> Error {
+    match (expect, current) {
+        (Expect::Version(v), Some(c)) => {
+            Error::conflict(Some(c), format!("expected version {v}, found version {c}"))
+        }
+        (Expect::Version(v), None) => {
+            Error::conflict(None, format!("expected version {v}, found no record"))
+        }
+        (_, Some(c)) => Error::conflict(Some(c), format!("expected no record, found version {c}")),
+        (_, None) => Error::conflict(None, "the record changed concurrently; retry"),
+    }
+}
+
+#[async_trait]
+impl RecordStore for PgStore {
+    async fn put(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        expect: Expect,
+        now: Timestamp,
+    ) -> Result<Record> {
+        let text = canonical_json(data);
+        let row = match expect {
+            Expect::Any => Some(
+                sqlx::query(UPSERT_RECORD)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map)?,
+            ),
+            Expect::Absent => sqlx::query(INSERT_RECORD_IF_ABSENT)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(dt(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?,
+            Expect::Version(v) => sqlx::query(UPDATE_RECORD_AT_VERSION)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(dt(now))
+                .bind(v as i64)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?,
+        };
+        match row {
+            Some(r) => record_row(&r),
+            None => Err(expectation_failed(
+                expect,
+                self.record_version(ns, collection, id).await?,
+            )),
+        }
+    }
+
+    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
+        let row = sqlx::query(GET_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(record_row).transpose()
+    }
+
+    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
+        let version = match expect {
+            Expect::Absent => {
+                return match self.record_version(ns, collection, id).await? {
+                    Some(c) => Err(expectation_failed(expect, Some(c))),
+                    None => Err(Error::not_found(format!(
+                        "record {collection:?}/{id:?} does not exist"
+                    ))),
+                };
+            }
+            Expect::Any => None,
+            Expect::Version(v) => Some(v as i64),
+        };
+        let done = sqlx::query(DELETE_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(version)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match (expect, self.record_version(ns, collection, id).await?) {
+            (Expect::Any, None) => Err(Error::not_found(format!(
+                "record {collection:?}/{id:?} does not exist"
+            ))),
+            (_, current) => Err(expectation_failed(expect, current)),
+        }
+    }
+
+    async fn list_records(
+        &self,
+        ns: &str,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let rows = sqlx::query(LIST_RECORDS)
+            .bind(ns)
+            .bind(collection)
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(record_row).collect()
+    }
+
+    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(LIST_COLLECTIONS)
+            .bind(ns)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+}
+
+#[async_trait]
+impl AdminStore for PgStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            durable: true,
+            shared_across_processes: true,
+            native_backup: false,
+        }
+    }
+
+    async fn migrate(&self) -> Result<SchemaVersions> {
+        schema::migrate(&self.pool, &self.config.schema).await
+    }
+
+    async fn schema_versions(&self) -> Result<SchemaVersions> {
+        Ok(SchemaVersions {
+            current: schema::current(&self.pool).await?,
+            expected: schema::SCHEMA_VERSION,
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query(PING)
+            .execute(&self.pool)
+            .await
+            .map_err(map)
+            .map(|_| ())
+    }
+
+    async fn counts(&self, ns: &str) -> Result<Counts> {
+        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+            .bind(ns)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(Counts {
+            metrics: u64_of(m),
+            events: u64_of(e),
+            idempotency_keys: u64_of(k),
+            records: u64_of(r),
+        })
+    }
+
+    async fn storage_bytes(&self) -> Result<Option<u64>> {
+        let b: i64 = sqlx::query_scalar(STORAGE_BYTES)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(Some(u64_of(b)))
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
+    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut report = PurgeReport::default();
+        if let Some(before) = c.metrics_before {
+            report.metrics = sqlx::query(PURGE_METRICS)
+                .bind(ns)
+                .bind(dt(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        if let Some(before) = c.events_before {
+            report.events = sqlx::query(PURGE_EVENTS)
+                .bind(ns)
+                .bind(dt(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        report.idempotency_keys = sqlx::query(PURGE_KEYS)
+            .bind(ns)
+            .bind(dt(c.now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+        if let Some(before) = c.records_before {
+            report.records = sqlx::query(PURGE_RECORDS)
+                .bind(ns)
+                .bind(dt(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(map)?;
+        Ok(report)
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(NAMESPACES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(map)?;
+        // Hold the log head so no append slips in while we check and load.
+        sqlx::query_scalar::<_, i64>(LOCK_LOG_HEAD)
+            .bind(ns)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+            .bind(ns)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        if m + e + k + r > 0 {
+            return Err(Error::conflict(
+                None,
+                format!("namespace {ns:?} is not empty"),
+            ));
+        }
+        let mut metrics: Vec<&MetricPoint> = Vec::new();
+        let (mut pos, mut ids, mut kind, mut at, mut digest, mut data) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for item in items {
+            match item {
+                ArchiveItem::Metric(p) => metrics.push(p),
+                ArchiveItem::Event(ev) => {
+                    let checked = validate::json("event data", &ev.data)?;
+                    pos.push(ev.position as i64);
+                    ids.push(ev.id as i64);
+                    kind.push(ev.kind.as_str());
+                    at.push(dt(ev.occurred_at));
+                    digest.push(checked.sha256_hex());
+                    data.push(checked.canonical);
+                }
+                ArchiveItem::IdempotencyKey(key) => {
+                    sqlx::query(INSERT_KEY_FULL)
+                        .bind(ns)
+                        .bind(&key.scope)
+                        .bind(&key.key)
+                        .bind(&key.token)
+                        .bind(dt(key.claimed_at))
+                        .bind(dt(key.expires_at))
+                        .bind(key.response.as_ref().map(canonical_json))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+                ArchiveItem::Record(rec) => {
+                    sqlx::query(INSERT_RECORD_FULL)
+                        .bind(ns)
+                        .bind(&rec.collection)
+                        .bind(&rec.id)
+                        .bind(canonical_json(&rec.data))
+                        .bind(rec.version as i64)
+                        .bind(dt(rec.created_at))
+                        .bind(dt(rec.updated_at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+            }
+        }
+        for chunk in metrics.chunks(10_000) {
+            sqlx::query(INSERT_METRICS)
+                .bind(ns)
+                .bind(chunk.iter().map(|p| dt(p.at)).collect::<Vec<_>>())
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|p| p.component.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(chunk.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|p| p.value).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        if !pos.is_empty() {
+            sqlx::query(INSERT_EVENTS)
+                .bind(ns)
+                .bind(&pos)
+                .bind(&ids)
+                .bind(&kind)
+                .bind(&at)
+                .bind(&digest)
+                .bind(&data)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            let head = pos.iter().copied().max().unwrap_or(0);
+            sqlx::query(SET_LOG_HEAD)
+                .bind(ns)
+                .bind(head)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
