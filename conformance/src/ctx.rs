@@ -15,6 +15,7 @@ pub const START: i64 = 1_704_067_200;
 pub struct Ctx {
     harness: Arc<dyn Harness>,
     fixture: Fixture,
+    others: std::sync::Mutex<Vec<Fixture>>,
     clock: ManualClock,
 }
 
@@ -28,6 +29,7 @@ impl Ctx {
         Ok(Ctx {
             harness,
             fixture,
+            others: std::sync::Mutex::new(Vec::new()),
             clock: ManualClock::new(Timestamp::from_secs(START).expect("in range")),
         })
     }
@@ -63,16 +65,31 @@ impl Ctx {
         Ok(self.wrap(s))
     }
 
-    /// A handle on another fresh, empty store of the same backend.
+    /// A handle on another fresh, empty store of the same backend, cleaned
+    /// up with this context.
     ///
     /// # Errors
     /// `Skipped` or `Failed` as the harness says.
-    pub async fn other_store(&self) -> Result<(Handle, Fixture), CaseError> {
+    pub async fn other_store(&self) -> Result<Handle, CaseError> {
         let f = self.harness.fresh().await.map_err(|e| match e {
             SetupError::Skip(m) => CaseError::Skipped(m),
             SetupError::Fail(m) => CaseError::Failed(format!("setting up a second store: {m}")),
         })?;
-        Ok((self.wrap(f.store.clone()), f))
+        let h = self.wrap(f.store.clone());
+        self.others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(f);
+        Ok(h)
+    }
+
+    /// Release every fixture of this context.
+    pub async fn cleanup(self) {
+        let others = std::mem::take(&mut *self.others.lock().unwrap_or_else(|p| p.into_inner()));
+        for f in others {
+            f.hooks.cleanup().await;
+        }
+        self.fixture.hooks.cleanup().await;
     }
 
     /// Wrap any store in a handle on this case's clock.

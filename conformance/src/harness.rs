@@ -79,4 +79,8 @@ pub trait FixtureHooks: Send + Sync {
     async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>, Error>> {
         None
     }
+
+    /// Release what the fixture made (pools, databases on a shared server).
+    /// Called once the case has ended, whatever its outcome.
+    async fn cleanup(&self) {}
 }

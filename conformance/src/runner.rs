@@ -32,7 +32,11 @@ pub async fn run_case(harness: Arc<dyn Harness>, case: &Case) -> CaseReport {
         })?;
         // Run on its own task so a panic becomes a failure, not an abort.
         let run = case.run;
-        let task = tokio::spawn(async move { run(&ctx).await });
+        let task = tokio::spawn(async move {
+            let r = run(&ctx).await;
+            ctx.cleanup().await;
+            r
+        });
         match tokio::time::timeout(CASE_TIMEOUT, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(join)) => Err(CaseError::Failed(format!(

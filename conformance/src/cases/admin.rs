@@ -279,7 +279,7 @@ pub async fn export_import_export_is_identical(ctx: &Ctx) -> CaseResult {
     populate(ctx, &h).await?;
     populate(ctx, &ctx.ns("tenant-b")).await?;
     let first = export_bytes(&h, ExportScope::All).await?;
-    let (other, _fixture) = ctx.other_store().await?;
+    let other = ctx.other_store().await?;
     let s = other.import(&mut first.as_slice(), None).await?;
     ensure_eq!(
         s.namespaces,
@@ -377,7 +377,7 @@ pub async fn import_rejects_malformed_archive(ctx: &Ctx) -> CaseResult {
     populate(ctx, &h).await?;
     let good = String::from_utf8(export_bytes(&h, ExportScope::Namespace).await?).expect("utf8");
     let lines: Vec<&str> = good.lines().collect();
-    let (other, _f) = ctx.other_store().await?;
+    let other = ctx.other_store().await?;
     let truncated = lines[..lines.len() - 1].join("\n");
     let mut bad_item = lines.clone();
     bad_item[4] = r#"{"type":"record","collection":"c","id":"x","data":5,"version":1,"created_at":"2024-01-01T00:00:00.000000Z","updated_at":"2024-01-01T00:00:00.000000Z"}"#;
@@ -410,7 +410,7 @@ pub async fn imported_store_keeps_working(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();
     populate(ctx, &h).await?;
     let archive = export_bytes(&h, ExportScope::Namespace).await?;
-    let (other, _f) = ctx.other_store().await?;
+    let other = ctx.other_store().await?;
     other.import(&mut archive.as_slice(), None).await?;
     let before = whole_log(&other).await?;
     let max = before.iter().map(|e| e.position).max().unwrap_or(0);

@@ -2,10 +2,14 @@
 
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryHarness;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresHarness, DEFAULT_IMAGE, IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteHarness;
