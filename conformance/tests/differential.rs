@@ -22,3 +22,29 @@ fn memory_and_sqlite_agree() {
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
     differential::run(rt.handle(), memory, sqlite, 500);
 }
+
+#[test]
+fn memory_and_postgres_agree() {
+    use persistkit_conformance::harnesses::PostgresHarness;
+    use persistkit_conformance::{Harness, SetupError};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fixture = match rt.block_on(PostgresHarness::from_env().fresh()) {
+        Ok(f) => f,
+        Err(SetupError::Skip(why)) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED memory_and_postgres_agree: {why}"
+            );
+            return;
+        }
+        Err(SetupError::Fail(why)) => panic!("{why}"),
+    };
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    differential::run(rt.handle(), memory, fixture.store.clone(), 500);
+    rt.block_on(fixture.hooks.cleanup());
+}

@@ -33,6 +33,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_LIMIT: usize = 1_000;
 /// Longest idempotency TTL: about 100 years.
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 366 * 86_400);
+/// How long a call may wait for the backend before it is `Unavailable`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A store seen through one namespace. Cheap to clone.
 ///
@@ -44,6 +46,7 @@ pub struct Handle {
     store: Arc<dyn Store>,
     ns: Arc<str>,
     clock: Arc<dyn Clock>,
+    timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Handle {
@@ -62,6 +65,33 @@ impl Handle {
             store,
             ns: Arc::from(DEFAULT_NAMESPACE),
             clock: Arc::new(SystemClock),
+            timeout: Some(DEFAULT_TIMEOUT),
+        }
+    }
+
+    /// Fail any call that gets no answer within `timeout` with `Unavailable`
+    /// (default 5 s; `None` waits forever). Import is exempt: it may be long.
+    /// The backend's own pool and lock timeouts still apply inside.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Run a backend call under the handle's timeout.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match self.timeout {
+            None => call.await,
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::unavailable(format!(
+                    "{what}: no answer from {} within {limit:?}",
+                    self.store.backend_name()
+                ))),
+            },
         }
     }
 
@@ -130,9 +160,12 @@ impl Handle {
                     ..p.clone()
                 })
                 .collect();
-            return self.store.write_metrics(&self.ns, &fixed).await;
+            return self
+                .timed("write_metrics", self.store.write_metrics(&self.ns, &fixed))
+                .await;
         }
-        self.store.write_metrics(&self.ns, points).await
+        self.timed("write_metrics", self.store.write_metrics(&self.ns, points))
+            .await
     }
 
     /// Read points ordered by `(at, component, name, insertion sequence)`.
@@ -157,7 +190,9 @@ impl Handle {
             limit: limit + 1,
             after,
         };
-        let items = self.store.read_metrics(&self.ns, &query).await?;
+        let items = self
+            .timed("read_metrics", self.store.read_metrics(&self.ns, &query))
+            .await?;
         Ok(paginate(items, limit, |m| {
             cursor::encode(
                 "metrics",
@@ -176,7 +211,8 @@ impl Handle {
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn list_components(&self) -> Result<Vec<String>> {
-        self.store.list_components(&self.ns).await
+        self.timed("list_components", self.store.list_components(&self.ns))
+            .await
     }
 
     /// Distinct metric names of `component`, sorted byte-wise.
@@ -185,7 +221,11 @@ impl Handle {
     /// `InvalidInput` for a bad component name.
     pub async fn list_metric_names(&self, component: &str) -> Result<Vec<String>> {
         validate::name("component", component)?;
-        self.store.list_metric_names(&self.ns, component).await
+        self.timed(
+            "list_metric_names",
+            self.store.list_metric_names(&self.ns, component),
+        )
+        .await
     }
 
     /// Aggregate into epoch-aligned buckets of `bucket` seconds.
@@ -214,7 +254,8 @@ impl Handle {
             to: filter.to,
             bucket,
         };
-        self.store.aggregate(&self.ns, &query).await
+        self.timed("aggregate", self.store.aggregate(&self.ns, &query))
+            .await
     }
 
     // ---- events --------------------------------------------------------
@@ -231,7 +272,8 @@ impl Handle {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        self.store.append(&self.ns, &prepared).await
+        self.timed("append", self.store.append(&self.ns, &prepared))
+            .await
     }
 
     /// List events ordered by `(occurred_at, id)`.
@@ -259,7 +301,9 @@ impl Handle {
             limit: limit + 1,
             after,
         };
-        let items = self.store.list_events(&self.ns, &query).await?;
+        let items = self
+            .timed("list_events", self.store.list_events(&self.ns, &query))
+            .await?;
         Ok(paginate(items, limit, |e| {
             cursor::encode("events", &(e.occurred_at, e.id))
         }))
@@ -271,7 +315,8 @@ impl Handle {
     /// `InvalidInput` for a limit outside 1..=10 000.
     pub async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         validate::limit(limit)?;
-        self.store.read_log(&self.ns, after, limit).await
+        self.timed("read_log", self.store.read_log(&self.ns, after, limit))
+            .await
     }
 
     // ---- idempotency ---------------------------------------------------
@@ -290,9 +335,12 @@ impl Handle {
         let now = self.now();
         let expires_at = now.checked_add(ttl)?;
         let token = uuid::Uuid::new_v4().simple().to_string();
-        self.store
-            .claim(&self.ns, scope, key, &token, now, expires_at)
-            .await
+        self.timed(
+            "claim",
+            self.store
+                .claim(&self.ns, scope, key, &token, now, expires_at),
+        )
+        .await
     }
 
     /// Store the outcome of a claimed key, for replay.
@@ -309,9 +357,13 @@ impl Handle {
     ) -> Result<()> {
         check_key(scope, key)?;
         validate::json("response", response)?;
-        self.store
-            .complete(&self.ns, scope, key, token, response, self.now())
-            .await
+        let now = self.now();
+        self.timed(
+            "complete",
+            self.store
+                .complete(&self.ns, scope, key, token, response, now),
+        )
+        .await
     }
 
     /// Give up a claim so a retry can acquire the key.
@@ -321,9 +373,12 @@ impl Handle {
     /// absent or expired key.
     pub async fn release(&self, scope: &str, key: &str, token: &str) -> Result<()> {
         check_key(scope, key)?;
-        self.store
-            .release(&self.ns, scope, key, token, self.now())
-            .await
+        let now = self.now();
+        self.timed(
+            "release",
+            self.store.release(&self.ns, scope, key, token, now),
+        )
+        .await
     }
 
     // ---- records -------------------------------------------------------
@@ -342,9 +397,12 @@ impl Handle {
     ) -> Result<Record> {
         check_record(collection, id, expect)?;
         validate::json("record data", data)?;
-        self.store
-            .put(&self.ns, collection, id, data, expect, self.now())
-            .await
+        let now = self.now();
+        self.timed(
+            "put",
+            self.store.put(&self.ns, collection, id, data, expect, now),
+        )
+        .await
     }
 
     /// Fetch a record.
@@ -353,7 +411,8 @@ impl Handle {
     /// `InvalidInput` for bad names.
     pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
         check_record(collection, id, Expect::Any)?;
-        self.store.get(&self.ns, collection, id).await
+        self.timed("get", self.store.get(&self.ns, collection, id))
+            .await
     }
 
     /// Delete a record if `expect` holds.
@@ -363,7 +422,11 @@ impl Handle {
     /// `NotFound` when there is no record to delete.
     pub async fn delete(&self, collection: &str, id: &str, expect: Expect) -> Result<()> {
         check_record(collection, id, expect)?;
-        self.store.delete(&self.ns, collection, id, expect).await
+        self.timed(
+            "delete",
+            self.store.delete(&self.ns, collection, id, expect),
+        )
+        .await
     }
 
     /// Records of `collection` ordered by id byte-wise.
@@ -383,8 +446,11 @@ impl Handle {
             None => None,
         };
         let items = self
-            .store
-            .list_records(&self.ns, collection, after.as_deref(), limit + 1)
+            .timed(
+                "list_records",
+                self.store
+                    .list_records(&self.ns, collection, after.as_deref(), limit + 1),
+            )
             .await?;
         Ok(paginate(items, limit, |r| cursor::encode("records", &r.id)))
     }
@@ -396,7 +462,7 @@ impl Handle {
     /// # Errors
     /// `Schema` when the database is newer than the code or a migration fails.
     pub async fn migrate(&self) -> Result<SchemaVersions> {
-        self.store.migrate().await
+        self.timed("migrate", self.store.migrate()).await
     }
 
     /// Row counts per domain in this namespace.
@@ -404,13 +470,30 @@ impl Handle {
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn counts(&self) -> Result<Counts> {
-        self.store.counts(&self.ns).await
+        self.timed("counts", self.store.counts(&self.ns)).await
     }
 
     /// A health report. Never fails: a down database is `unhealthy` with the
     /// error.
     pub async fn health(&self) -> HealthReport {
-        health(self.store.as_ref(), &self.ns).await
+        let checked = health(self.store.as_ref(), &self.ns);
+        match self.timeout {
+            None => checked.await,
+            Some(limit) => match tokio::time::timeout(limit, checked).await {
+                Ok(r) => r,
+                Err(_) => HealthReport {
+                    status: HealthStatus::Unhealthy,
+                    backend: self.store.backend_name().to_string(),
+                    namespace: self.ns.to_string(),
+                    schema: None,
+                    counts: None,
+                    storage_bytes: None,
+                    pool: self.store.pool_stats(),
+                    latency_us: None,
+                    error: Some(format!("no answer within {limit:?}")),
+                },
+            },
+        }
     }
 
     /// Delete what `policy` names, and expired idempotency keys, in this
@@ -428,7 +511,8 @@ impl Handle {
                 .records_not_updated_for
                 .map(|d| now.saturating_sub(d)),
         };
-        self.store.purge(&self.ns, &cutoffs).await
+        self.timed("purge", self.store.purge(&self.ns, &cutoffs))
+            .await
     }
 
     /// Write the portable archive of this namespace, or of all, to `out`.
@@ -444,7 +528,7 @@ impl Handle {
     ) -> Result<ExportSummary> {
         let namespaces = match scope {
             ExportScope::Namespace => vec![self.ns.to_string()],
-            ExportScope::All => self.store.namespaces().await?,
+            ExportScope::All => self.timed("namespaces", self.store.namespaces()).await?,
         };
         archive::export(self.store.as_ref(), &namespaces, out, progress).await
     }

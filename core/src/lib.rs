@@ -31,7 +31,7 @@ pub use archive::{ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION};
 pub use cursor::Page;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent};
-pub use handle::{error_chain, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, MAX_TTL};
+pub use handle::{error_chain, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL};
 pub use idempotency::{Claim, IdempotencyEntry, IdempotencyStore, KeyState};
 pub use metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
