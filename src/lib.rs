@@ -23,6 +23,8 @@ pub use persistkit_core::*;
 
 #[cfg(feature = "memory")]
 pub use persistkit_memory as memory;
+#[cfg(feature = "postgres")]
+pub use persistkit_postgres as postgres;
 #[cfg(feature = "sqlite")]
 pub use persistkit_sqlite as sqlite;
 
@@ -50,6 +52,7 @@ impl Default for OpenOptions {
 /// | --- | --- | --- |
 /// | `memory://` | in process memory | `memory` (default) |
 /// | `sqlite://path/to/file.db?max_connections=8` | one SQLite file | `sqlite` (default) |
+/// | `postgres://user:pass@host/db?schema=persistkit` | a Postgres server | `postgres` |
 ///
 /// # Errors
 /// `InvalidInput` for a URL no enabled backend understands; whatever the
@@ -77,6 +80,16 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
                 config.migrate(false)
             };
             Arc::new(persistkit_sqlite::SqliteStore::connect(config).await?)
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let config = persistkit_postgres::PgConfig::from_url(url)?;
+            let config = if options.migrate {
+                config
+            } else {
+                config.migrate(false)
+            };
+            Arc::new(persistkit_postgres::PgStore::connect(config).await?)
         }
         _ => {
             return Err(Error::invalid(format!(
@@ -114,6 +127,8 @@ pub fn supported_schemes() -> Vec<&'static str> {
     v.push("memory://");
     #[cfg(feature = "sqlite")]
     v.push("sqlite://PATH");
+    #[cfg(feature = "postgres")]
+    v.push("postgres://USER:PASSWORD@HOST:PORT/DB");
     v
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use persistkit::sqlite::SqliteStore;
-use persistkit::{Handle, MetricPoint, NewEvent, Timestamp};
+use chrono::{DateTime, Utc};
+use persistkit::{Handle, MetricPoint, NewEvent, Store, Timestamp};
 use serde_json::json;
 
 /// What to run.
@@ -17,6 +17,119 @@ pub struct BenchOptions {
 }
 
 const BATCH: usize = 10_000;
+
+/// The hand-written side: plain sqlx on a second store's tables.
+pub enum Baseline {
+    /// One transaction, a prepared single-row INSERT per point.
+    Sqlite(sqlx::SqlitePool),
+    /// One UNNEST INSERT per batch.
+    Postgres(sqlx::PgPool),
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Baseline {
+    fn describe(&self) -> &'static str {
+        match self {
+            Baseline::Sqlite(_) => "sqlx: one transaction, prepared single-row INSERT",
+            Baseline::Postgres(_) => "sqlx: one UNNEST INSERT per batch",
+        }
+    }
+
+    async fn ingest(&self, ps: &[MetricPoint]) -> Result<(), String> {
+        match self {
+            Baseline::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(err)?;
+                for p in ps {
+                    sqlx::query("INSERT INTO metrics (ns, at, component, name, kind, value) VALUES (?, ?, ?, ?, ?, ?)")
+                        .bind("default")
+                        .bind(p.at.as_micros())
+                        .bind(&p.component)
+                        .bind(&p.name)
+                        .bind(p.kind.as_str())
+                        .bind(p.value)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                tx.commit().await.map_err(err)
+            }
+            Baseline::Postgres(pool) => {
+                let at: Vec<DateTime<Utc>> = ps.iter().map(|p| p.at.to_datetime()).collect();
+                sqlx::query(
+                    "INSERT INTO metrics (ns, at, component, name, kind, value) \
+                     SELECT 'default', * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::float8[])",
+                )
+                .bind(at)
+                .bind(ps.iter().map(|p| p.component.as_str()).collect::<Vec<_>>())
+                .bind(ps.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())
+                .bind(ps.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>())
+                .bind(ps.iter().map(|p| p.value).collect::<Vec<_>>())
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(err)
+            }
+        }
+    }
+
+    async fn append(&self, i: usize, at: Timestamp, data: &str) -> Result<(), String> {
+        let digest = format!("{i:064x}");
+        match self {
+            Baseline::Sqlite(pool) => sqlx::query("INSERT INTO events (ns, position, id, kind, occurred_at, digest, data) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind("default")
+                .bind(i as i64 + 1)
+                .bind(i as i64 + 1)
+                .bind("paid")
+                .bind(at.as_micros())
+                .bind(digest)
+                .bind(data)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(err),
+            Baseline::Postgres(pool) => sqlx::query("INSERT INTO events (ns, position, id, kind, occurred_at, digest, data) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)")
+                .bind("default")
+                .bind(i as i64 + 1)
+                .bind(i as i64 + 1)
+                .bind("paid")
+                .bind(at.to_datetime())
+                .bind(digest)
+                .bind(data)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(err),
+        }
+    }
+
+    async fn claim(&self, key: &str) -> Result<(), String> {
+        match self {
+            Baseline::Sqlite(pool) => sqlx::query("INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                .bind("default")
+                .bind("payments")
+                .bind(key)
+                .bind("token")
+                .bind(0i64)
+                .bind(3_600_000_000i64)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(err),
+            Baseline::Postgres(pool) => sqlx::query("INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at) VALUES ($1, $2, $3, $4, now(), now() + interval '1 hour') ON CONFLICT DO NOTHING")
+                .bind("default")
+                .bind("payments")
+                .bind(key)
+                .bind("token")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(err),
+        }
+    }
+}
 
 struct Figure {
     name: String,
@@ -42,60 +155,39 @@ fn points(batch: usize) -> Vec<MetricPoint> {
         .collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
-
 fn latencies(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
-    (percentile(&v, 0.50), percentile(&v, 0.99))
+    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99))
 }
 
-async fn fresh_sqlite(dir: &std::path::Path, name: &str) -> Result<SqliteStore, String> {
-    SqliteStore::open(&format!("sqlite://{}", dir.join(name).display()))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Run the SQLite benchmark and print the table. Returns the rows.
-pub async fn sqlite(opts: &BenchOptions) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let ours_store = fresh_sqlite(dir.path(), "persistkit.db").await?;
-    let base_store = fresh_sqlite(dir.path(), "baseline.db").await?;
-    let h = Handle::new(Arc::new(ours_store));
-    let pool = base_store.pool().clone();
+/// Run the three measurements on `store` and `baseline` (empty stores of the
+/// same backend), alternating so both see the same conditions, and print
+/// the table.
+pub async fn run(
+    title: &str,
+    store: Arc<dyn Store>,
+    baseline: Baseline,
+    opts: &BenchOptions,
+) -> Result<(), String> {
+    let h = Handle::new(store).with_timeout(None);
     let mut figures = Vec::new();
+
     eprintln!(
         "bench: metric ingest, {} batches of {BATCH} points each side …",
         opts.batches
     );
-
-    // Ingest: persistkit vs one transaction with a prepared single-row INSERT.
     let (mut ours, mut base) = (Duration::ZERO, Duration::ZERO);
     for b in 0..=opts.batches {
         let ps = points(b);
         let t = Instant::now();
-        h.write_metrics(&ps).await.map_err(|e| e.to_string())?;
+        h.write_metrics(&ps).await.map_err(err)?;
         let ours_t = t.elapsed();
         let t = Instant::now();
-        let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        for p in &ps {
-            sqlx::query("INSERT INTO metrics (ns, at, component, name, kind, value) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind("default")
-                .bind(p.at.as_micros())
-                .bind(&p.component)
-                .bind(&p.name)
-                .bind(p.kind.as_str())
-                .bind(p.value)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        tx.commit().await.map_err(|e| e.to_string())?;
+        baseline.ingest(&ps).await?;
         let base_t = t.elapsed();
         if b > 0 {
-            // Batch 0 warms caches on both sides.
+            // Batch 0 warms caches and statement caches on both sides.
             ours += ours_t;
             base += base_t;
         }
@@ -117,21 +209,11 @@ pub async fn sqlite(opts: &BenchOptions) -> Result<(), String> {
         let t = Instant::now();
         h.append(&[NewEvent::new("paid", at, data.clone())])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         ours.push(t.elapsed());
         let canonical = persistkit::validate::canonical_json(&data);
         let t = Instant::now();
-        sqlx::query("INSERT INTO events (ns, position, id, kind, occurred_at, digest, data) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind("default")
-            .bind(i as i64 + 1)
-            .bind(i as i64 + 1)
-            .bind("paid")
-            .bind(at.as_micros())
-            .bind(format!("{i:064x}"))
-            .bind(canonical)
-            .execute(&pool)
-            .await
-            .map_err(|e| e.to_string())?;
+        baseline.append(i, at, &canonical).await?;
         base.push(t.elapsed());
     }
     let ((o50, o99), (b50, b99)) = (latencies(ours), latencies(base));
@@ -157,19 +239,10 @@ pub async fn sqlite(opts: &BenchOptions) -> Result<(), String> {
         let t = Instant::now();
         h.claim("payments", &key, Duration::from_secs(3600))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         ours.push(t.elapsed());
         let t = Instant::now();
-        sqlx::query("INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind("default")
-            .bind("payments")
-            .bind(&key)
-            .bind("token")
-            .bind(0i64)
-            .bind(3_600_000_000i64)
-            .execute(&pool)
-            .await
-            .map_err(|e| e.to_string())?;
+        baseline.claim(&key).await?;
         base.push(t.elapsed());
     }
     let ((o50, o99), (b50, b99)) = (latencies(ours), latencies(base));
@@ -188,18 +261,12 @@ pub async fn sqlite(opts: &BenchOptions) -> Result<(), String> {
         higher_is_better: false,
     });
 
-    print_table("sqlite (temporary file, WAL, synchronous=NORMAL)", &figures);
-    Ok(())
-}
-
-fn print_table(title: &str, figures: &[Figure]) {
-    let mut s = format!("== bench: {title} ==\n");
+    let mut s = format!("== bench: {title} ==\nbaseline = {}\n", baseline.describe());
     s += &format!(
         "{:<38} {:>16} {:>16} {:>8}\n",
-        "figure", "persistkit", "baseline (sqlx)", "ratio"
+        "figure", "persistkit", "baseline", "ratio"
     );
-    for f in figures {
-        // Ratio as "persistkit speed relative to the baseline": >1 is faster.
+    for f in &figures {
         let ratio = if f.higher_is_better {
             f.ours / f.base
         } else {
@@ -215,4 +282,5 @@ fn print_table(title: &str, figures: &[Figure]) {
     }
     s += "ratio = persistkit speed / baseline speed (1.00× = as fast; ingest target ≥ 0.80×)";
     crate::print_out(&s);
+    Ok(())
 }

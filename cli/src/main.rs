@@ -29,7 +29,7 @@ struct Cli {
 
 #[derive(Args)]
 struct Target {
-    /// Store URL (memory://, sqlite://PATH). Default: from the environment.
+    /// Store URL (memory://, sqlite://PATH, postgres://…). Default: from the environment.
     #[arg(long)]
     url: Option<String>,
     /// Namespace to act on.
@@ -41,14 +41,22 @@ struct Target {
 enum Command {
     /// Run the conformance suite against stores and print a report.
     ///
-    /// Every case runs on a fresh, isolated store of the URL's backend (a new
-    /// temporary file for sqlite://; the path in the URL only supplies pool
-    /// options), so a check never touches existing data. With no URL it checks
-    /// memory:// and a temporary SQLite file. Exits 1 if any case fails;
-    /// skipped and unsupported cases are reported as such, never as passed.
+    /// Every case runs on a fresh, isolated store of the URL's backend, so a
+    /// check never touches existing data:
+    ///   sqlite://PATH   a new temporary file per case (PATH's options apply);
+    ///   postgres://...  a new database per case on that server, created and
+    ///                   dropped by the check (the user needs CREATEDB);
+    ///   --docker        a Postgres container, as `cargo test` starts.
+    /// With no URL it checks memory:// and a temporary SQLite file. Exits 1 if
+    /// any case fails; skipped and unsupported cases are reported as such,
+    /// never as passed.
     Check {
         /// Stores to check. Default: memory:// and a temporary SQLite file.
         urls: Vec<String>,
+        /// Also check Postgres in a Docker container (image from
+        /// PERSISTKIT_POSTGRES_IMAGE, default postgres:16-alpine).
+        #[arg(long)]
+        docker: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -98,7 +106,7 @@ enum Command {
     /// Measure ingest, append and claim beside a hand-written sqlx baseline on
     /// an equivalent table, in the same run, and print the ratios.
     Bench {
-        /// Backend to measure: sqlite (a temporary file).
+        /// Backend to measure: sqlite (temporary files) or postgres.
         #[arg(default_value = "sqlite")]
         backend: String,
         /// Batches of 10 000 points for the ingest figure.
@@ -107,6 +115,10 @@ enum Command {
         /// Single operations for the latency figures.
         #[arg(long, default_value_t = 2000)]
         ops: usize,
+        /// postgres only: a server to create two scratch databases on
+        /// (dropped afterwards). Default: a container, as the tests start.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Write the backend's native snapshot (SQLite: VACUUM INTO) to FILE.
     Backup {
@@ -128,13 +140,17 @@ enum Format {
 type CliResult = Result<bool, String>;
 
 fn harness_for(url: &str) -> Result<Arc<dyn Harness>, String> {
-    use persistkit_conformance::harnesses::{MemoryHarness, SqliteHarness};
+    use persistkit_conformance::harnesses::{MemoryHarness, PostgresHarness, SqliteHarness};
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
         "memory" => Ok(Arc::new(MemoryHarness)),
         "sqlite" => Ok(Arc::new(
             SqliteHarness::from_url(url).map_err(|e| e.to_string())?,
         )),
+        "postgres" | "postgresql" => {
+            persistkit::postgres::PgConfig::from_url(url).map_err(|e| e.to_string())?;
+            Ok(Arc::new(PostgresHarness::external(url)))
+        }
         _ => Err(format!(
             "cannot check {:?}: supported URLs are {}",
             persistkit::redact(url),
@@ -145,19 +161,25 @@ fn harness_for(url: &str) -> Result<Arc<dyn Harness>, String> {
 
 async fn check(
     urls: Vec<String>,
+    docker: bool,
     format: Format,
     filter: Option<String>,
     quiet: bool,
 ) -> CliResult {
-    let urls = if urls.is_empty() {
+    let urls = if urls.is_empty() && !docker {
         vec!["memory://".into(), "sqlite://persistkit-check.db".into()]
     } else {
         urls
     };
-    let harnesses = urls
+    let mut harnesses = urls
         .iter()
         .map(|u| harness_for(u))
         .collect::<Result<Vec<_>, _>>()?;
+    if docker {
+        harnesses.push(Arc::new(
+            persistkit_conformance::harnesses::PostgresHarness::docker(),
+        ));
+    }
     let mut reports: Vec<SuiteReport> = Vec::new();
     for h in harnesses {
         if !quiet {
@@ -280,6 +302,52 @@ async fn import(file: PathBuf, target: Target) -> CliResult {
     Ok(true)
 }
 
+async fn bench_cmd(backend: &str, url: Option<String>, opts: &bench::BenchOptions) -> CliResult {
+    use persistkit_conformance::harnesses::PostgresHarness;
+    match backend {
+        "sqlite" => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let open = |name: &str| {
+                persistkit::sqlite::SqliteStore::connect(persistkit::sqlite::SqliteConfig::new(
+                    dir.path().join(name),
+                ))
+            };
+            let ours = open("persistkit.db").await.map_err(|e| e.to_string())?;
+            let base = open("baseline.db").await.map_err(|e| e.to_string())?;
+            let pool = base.pool().clone();
+            let title = "sqlite (temporary files, WAL, synchronous=NORMAL)";
+            bench::run(title, Arc::new(ours), bench::Baseline::Sqlite(pool), opts).await?;
+        }
+        "postgres" => {
+            let harness = match url {
+                Some(u) => PostgresHarness::external(&u),
+                None => PostgresHarness::docker(),
+            };
+            let setup =
+                |e: persistkit_conformance::SetupError| format!("cannot set up Postgres: {e:?}");
+            let (ours, _) = harness.fresh_pg().await.map_err(setup)?;
+            let (base, base_store) = harness.fresh_pg().await.map_err(setup)?;
+            let pool = base_store.pool().clone();
+            let result = bench::run(
+                &harness.name(),
+                ours.store.clone(),
+                bench::Baseline::Postgres(pool),
+                opts,
+            )
+            .await;
+            ours.hooks.cleanup().await;
+            base.hooks.cleanup().await;
+            result?;
+        }
+        other => {
+            return Err(format!(
+                "no benchmark for {other:?}; try sqlite or postgres"
+            ))
+        }
+    }
+    Ok(true)
+}
+
 /// Print to stdout; a closed pipe (`| head`) is not an error worth a panic.
 fn print_out(s: &str) {
     use std::io::Write;
@@ -297,10 +365,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check {
             urls,
+            docker,
             format,
             filter,
             quiet,
-        } => check(urls, format, filter, quiet).await,
+        } => check(urls, docker, format, filter, quiet).await,
         Command::Health(t) => health(t).await,
         Command::Migrate(t) => match open(&t, true).await {
             Ok(h) => h
@@ -337,15 +406,13 @@ async fn main() -> ExitCode {
             backend,
             batches,
             ops,
+            url,
         } => {
             let opts = bench::BenchOptions {
                 batches: batches.max(1),
                 ops: ops.max(1),
             };
-            match backend.as_str() {
-                "sqlite" => bench::sqlite(&opts).await.map(|_| true),
-                other => Err(format!("no benchmark for {other:?}; try sqlite")),
-            }
+            bench_cmd(&backend, url, &opts).await
         }
         Command::Backup { file, target } => match open(&target, true).await {
             Ok(h) => h

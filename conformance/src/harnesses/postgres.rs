@@ -74,8 +74,6 @@ struct Server {
     config: PgConfig,
     /// Databases are made from a migrated template (throw-away servers only).
     template: bool,
-    /// Label for reports.
-    label: String,
 }
 
 static DOCKER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
@@ -159,7 +157,6 @@ async fn start_container() -> std::result::Result<Server, String> {
                 let server = Server {
                     config: PgConfig::new(url),
                     template: true,
-                    label: format!("postgres ({name}:{tag} in Docker)"),
                 };
                 let _ = tx.send(Ok(server));
                 // Keep the container (and this runtime) alive until exit.
@@ -180,11 +177,9 @@ impl PostgresHarness {
         };
         if let Some(url) = external {
             let config = PgConfig::from_url(&url).map_err(|e| e.to_string())?;
-            let label = format!("postgres ({})", persistkit_postgres_redact(&url));
             return Ok(Server {
                 config,
                 template: false,
-                label,
             });
         }
         DOCKER.get_or_init(start_container).await.clone()
@@ -330,6 +325,17 @@ impl Harness for PostgresHarness {
     }
 
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
+        self.fresh_pg().await.map(|(f, _)| f)
+    }
+}
+
+impl PostgresHarness {
+    /// Like [`Harness::fresh`], with the concrete store too (benchmarks use
+    /// its pool for their hand-written baseline).
+    ///
+    /// # Errors
+    /// As [`Harness::fresh`].
+    pub async fn fresh_pg(&self) -> std::result::Result<(Fixture, PgStore), SetupError> {
         let server = match self.server().await {
             Ok(s) => s,
             Err(reason) => {
@@ -364,16 +370,16 @@ impl Harness for PostgresHarness {
         let _ = conn.close().await;
         let config = with_database(&server.config, &db);
         let first = PgStore::connect(config.clone()).await.map_err(fail)?;
-        let _ = &server.label;
-        Ok(Fixture {
+        let fixture = Fixture {
             store: Arc::new(first.clone()),
             hooks: Box::new(PgHooks {
                 server,
                 db,
                 config,
-                first,
+                first: first.clone(),
                 opened: Mutex::new(Vec::new()),
             }),
-        })
+        };
+        Ok((fixture, first))
     }
 }
