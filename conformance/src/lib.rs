@@ -5,8 +5,10 @@
 //!
 //! - as `#[tokio::test]`s, one per case, with [`suite!`]:
 //!
-//!   ```ignore
-//!   persistkit_conformance::suite!(my_backend, MyHarness::new());
+//!   ```
+//!   // In a test file: one #[tokio::test] per case, e.g. memory::records::no_lost_updates.
+//!   persistkit_conformance::suite!(memory, persistkit_conformance::harnesses::MemoryHarness);
+//!   # fn main() {}
 //!   ```
 //!
 //! - as a report, with [`run_suite`] (what `persistkit check` does).
@@ -189,8 +191,9 @@ __with_cases!(__registry {});
 /// reason on stderr; failures panic with the broken rule. The calling crate
 /// needs `tokio` (with the `macros` and `rt-multi-thread` features).
 ///
-/// ```ignore
+/// ```
 /// persistkit_conformance::suite!(memory, persistkit_conformance::harnesses::MemoryHarness);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! suite {
