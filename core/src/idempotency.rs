@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
 /// The outcome of a claim.
@@ -126,4 +126,39 @@ pub trait IdempotencyStore: Send + Sync {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<IdempotencyEntry>>;
+}
+
+/// Whether `complete` or `release` with `token` may act on `entry` at `now`:
+/// the key must exist, be live, carry that token and not be completed.
+///
+/// # Errors
+/// `NotFound` for an absent or expired key; `Conflict` for a wrong token or a
+/// completed key. SQL backends call this after their conditional statement
+/// matched nothing, with the row read back, so every backend explains a miss
+/// the same way.
+pub fn check_live_claim(
+    entry: Option<&IdempotencyEntry>,
+    scope: &str,
+    key: &str,
+    token: &str,
+    now: Timestamp,
+    action: &str,
+) -> Result<()> {
+    match entry {
+        None => Err(Error::not_found(format!(
+            "idempotency key {scope:?}/{key:?} does not exist"
+        ))),
+        Some(e) if e.expires_at <= now => Err(Error::not_found(format!(
+            "idempotency key {scope:?}/{key:?} has expired"
+        ))),
+        Some(e) if e.token != token => Err(Error::conflict(
+            None,
+            "idempotency token does not match the live claim",
+        )),
+        Some(e) if e.response.is_some() => Err(Error::conflict(
+            None,
+            format!("idempotency key {scope:?}/{key:?} is completed; it cannot be {action}"),
+        )),
+        Some(_) => Ok(()),
+    }
 }

@@ -32,11 +32,11 @@ pub use cursor::Page;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent};
 pub use handle::{error_chain, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL};
-pub use idempotency::{Claim, IdempotencyEntry, IdempotencyStore, KeyState};
+pub use idempotency::{check_live_claim, Claim, IdempotencyEntry, IdempotencyStore, KeyState};
 pub use metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
     MetricPoint, MetricQuery, MetricStore, StoredMetric,
 };
-pub use records::{Expect, Record, RecordStore};
+pub use records::{check_expect, expectation_error, Expect, Record, RecordStore};
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

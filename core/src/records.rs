@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
 /// What a write expects to find.
@@ -73,4 +73,33 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<Vec<Record>>;
     /// Collections with at least one record, sorted byte-wise.
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>>;
+}
+
+/// Whether `expect` holds for a record at version `current` (`None`: absent).
+///
+/// # Errors
+/// `Conflict` carrying `current`, as [`expectation_error`] builds it.
+pub fn check_expect(current: Option<u64>, expect: Expect) -> Result<()> {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) => Ok(()),
+        (Expect::Version(v), Some(c)) if v == c => Ok(()),
+        _ => Err(expectation_error(expect, current)),
+    }
+}
+
+/// The error for a write whose expectation failed, given the version read
+/// afterwards. Every backend reports failed expectations through this, so
+/// the messages and the carried version agree everywhere.
+pub fn expectation_error(expect: Expect, current: Option<u64>) -> Error {
+    match (expect, current) {
+        (Expect::Version(v), Some(c)) => {
+            Error::conflict(Some(c), format!("expected version {v}, found version {c}"))
+        }
+        (Expect::Version(v), None) => {
+            Error::conflict(None, format!("expected version {v}, found no record"))
+        }
+        (_, Some(c)) => Error::conflict(Some(c), format!("expected no record, found version {c}")),
+        // The expectation held when re-read: the record changed in between.
+        (_, None) => Error::conflict(None, "the record changed concurrently; retry"),
+    }
 }

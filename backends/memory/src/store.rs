@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use persistkit_core::metrics::aggregate_sorted;
+use persistkit_core::{check_expect, check_live_claim, expectation_error};
 use persistkit_core::{
     AdminStore, AggregateQuery, AggregateRow, Appended, ArchiveItem, Capabilities, Claim, Counts,
     Error, Event, EventQuery, EventStore, Expect, IdempotencyEntry, IdempotencyStore, KeyState,
@@ -284,20 +285,8 @@ impl IdempotencyStore for MemoryStore {
         now: Timestamp,
     ) -> Result<()> {
         let mut s = self.lock();
-        let e = live_key(&mut s, ns, scope, key, now)?;
-        if e.token != token {
-            return Err(Error::conflict(
-                None,
-                "idempotency token does not match the live claim",
-            ));
-        }
-        if e.response.is_some() {
-            return Err(Error::conflict(
-                None,
-                "idempotency key is already completed",
-            ));
-        }
-        e.response = Some(response.clone());
+        claimed(&mut s, ns, scope, key, token, now, "completed again")?.response =
+            Some(response.clone());
         Ok(())
     }
 
@@ -310,19 +299,7 @@ impl IdempotencyStore for MemoryStore {
         now: Timestamp,
     ) -> Result<()> {
         let mut s = self.lock();
-        let e = live_key(&mut s, ns, scope, key, now)?;
-        if e.token != token {
-            return Err(Error::conflict(
-                None,
-                "idempotency token does not match the live claim",
-            ));
-        }
-        if e.response.is_some() {
-            return Err(Error::conflict(
-                None,
-                "idempotency key is completed; it cannot be released",
-            ));
-        }
+        claimed(&mut s, ns, scope, key, token, now, "released")?;
         s.keys
             .get_mut(ns)
             .expect("found above")
@@ -352,26 +329,22 @@ impl IdempotencyStore for MemoryStore {
     }
 }
 
-fn live_key<'a>(
+/// The live claim `token` holds on `(scope, key)`, or why there is none.
+fn claimed<'a>(
     s: &'a mut State,
     ns: &str,
     scope: &str,
     key: &str,
+    token: &str,
     now: Timestamp,
+    action: &str,
 ) -> Result<&'a mut IdempotencyEntry> {
-    match s
+    let entry = s
         .keys
         .get_mut(ns)
-        .and_then(|m| m.get_mut(&(scope.to_string(), key.to_string())))
-    {
-        Some(e) if e.expires_at > now => Ok(e),
-        Some(_) => Err(Error::not_found(format!(
-            "idempotency key {scope:?}/{key:?} has expired"
-        ))),
-        None => Err(Error::not_found(format!(
-            "idempotency key {scope:?}/{key:?} does not exist"
-        ))),
-    }
+        .and_then(|m| m.get_mut(&(scope.to_string(), key.to_string())));
+    check_live_claim(entry.as_deref(), scope, key, token, now, action)?;
+    Ok(entry.expect("checked above"))
 }
 
 #[async_trait]
@@ -423,7 +396,7 @@ impl RecordStore for MemoryStore {
         let k = (collection.to_string(), id.to_string());
         let current = s.records.get(ns).and_then(|m| m.get(&k)).map(|r| r.version);
         match (current, expect) {
-            (None, Expect::Version(_)) => check_expect(None, expect),
+            (None, Expect::Version(_)) => Err(expectation_error(expect, None)),
             (None, _) => Err(Error::not_found(format!(
                 "record {collection:?}/{id:?} does not exist"
             ))),
@@ -467,26 +440,6 @@ impl RecordStore for MemoryStore {
             .unwrap_or_default();
         v.dedup();
         Ok(v)
-    }
-}
-
-/// The one place the memory backend decides whether a version expectation holds.
-fn check_expect(current: Option<u64>, expect: Expect) -> Result<()> {
-    match (expect, current) {
-        (Expect::Any, _) | (Expect::Absent, None) => Ok(()),
-        (Expect::Version(v), Some(c)) if v == c => Ok(()),
-        (Expect::Absent, Some(c)) => Err(Error::conflict(
-            Some(c),
-            format!("expected no record, found version {c}"),
-        )),
-        (Expect::Version(v), Some(c)) => Err(Error::conflict(
-            Some(c),
-            format!("expected version {v}, found version {c}"),
-        )),
-        (Expect::Version(v), None) => Err(Error::conflict(
-            None,
-            format!("expected version {v}, found no record"),
-        )),
     }
 }
 

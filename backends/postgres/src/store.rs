@@ -393,19 +393,10 @@ impl PgStore {
     ) -> Error {
         match self.get_key(ns, scope, key).await {
             Err(e) => e,
-            Ok(None) => {
-                Error::not_found(format!("idempotency key {scope:?}/{key:?} does not exist"))
-            }
-            Ok(Some(e)) if e.expires_at <= now => {
-                Error::not_found(format!("idempotency key {scope:?}/{key:?} has expired"))
-            }
-            Ok(Some(e)) if e.token != token => {
-                Error::conflict(None, "idempotency token does not match the live claim")
-            }
-            Ok(Some(_)) => Error::conflict(
-                None,
-                format!("idempotency key {scope:?}/{key:?} is completed; it cannot be {action}"),
-            ),
+            Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
+                Err(e) => e,
+                Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
+            },
         }
     }
 
@@ -540,19 +531,6 @@ impl IdempotencyStore for PgStore {
     }
 }
 
-fn expectation_failed(expect: Expect, current: Option<u64>) -> Error {
-    match (expect, current) {
-        (Expect::Version(v), Some(c)) => {
-            Error::conflict(Some(c), format!("expected version {v}, found version {c}"))
-        }
-        (Expect::Version(v), None) => {
-            Error::conflict(None, format!("expected version {v}, found no record"))
-        }
-        (_, Some(c)) => Error::conflict(Some(c), format!("expected no record, found version {c}")),
-        (_, None) => Error::conflict(None, "the record changed concurrently; retry"),
-    }
-}
-
 #[async_trait]
 impl RecordStore for PgStore {
     async fn put(
@@ -599,7 +577,7 @@ impl RecordStore for PgStore {
         };
         match row {
             Some(r) => record_row(&r),
-            None => Err(expectation_failed(
+            None => Err(expectation_error(
                 expect,
                 self.record_version(ns, collection, id).await?,
             )),
@@ -621,7 +599,7 @@ impl RecordStore for PgStore {
         let version = match expect {
             Expect::Absent => {
                 return match self.record_version(ns, collection, id).await? {
-                    Some(c) => Err(expectation_failed(expect, Some(c))),
+                    Some(c) => Err(expectation_error(expect, Some(c))),
                     None => Err(Error::not_found(format!(
                         "record {collection:?}/{id:?} does not exist"
                     ))),
@@ -645,7 +623,7 @@ impl RecordStore for PgStore {
             (Expect::Any, None) => Err(Error::not_found(format!(
                 "record {collection:?}/{id:?} does not exist"
             ))),
-            (_, current) => Err(expectation_failed(expect, current)),
+            (_, current) => Err(expectation_error(expect, current)),
         }
     }
 

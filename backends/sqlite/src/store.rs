@@ -374,7 +374,6 @@ impl SqliteStore {
         row.as_ref().map(key_row).transpose()
     }
 
-    /// Why `complete` or `release` matched no live key with that token.
     async fn explain_key_miss(
         &self,
         ns: &str,
@@ -386,19 +385,10 @@ impl SqliteStore {
     ) -> Error {
         match self.get_key(ns, scope, key).await {
             Err(e) => e,
-            Ok(None) => {
-                Error::not_found(format!("idempotency key {scope:?}/{key:?} does not exist"))
-            }
-            Ok(Some(e)) if e.expires_at <= now => {
-                Error::not_found(format!("idempotency key {scope:?}/{key:?} has expired"))
-            }
-            Ok(Some(e)) if e.token != token => {
-                Error::conflict(None, "idempotency token does not match the live claim")
-            }
-            Ok(Some(_)) => Error::conflict(
-                None,
-                format!("idempotency key {scope:?}/{key:?} is completed; it cannot be {action}"),
-            ),
+            Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
+                Err(e) => e,
+                Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
+            },
         }
     }
 }
@@ -536,19 +526,6 @@ impl SqliteStore {
     }
 }
 
-fn expectation_failed(expect: Expect, current: Option<u64>) -> Error {
-    match (expect, current) {
-        (Expect::Version(v), Some(c)) => {
-            Error::conflict(Some(c), format!("expected version {v}, found version {c}"))
-        }
-        (Expect::Version(v), None) => {
-            Error::conflict(None, format!("expected version {v}, found no record"))
-        }
-        (_, Some(c)) => Error::conflict(Some(c), format!("expected no record, found version {c}")),
-        (_, None) => Error::conflict(None, "the record changed concurrently; retry"),
-    }
-}
-
 #[async_trait]
 impl RecordStore for SqliteStore {
     async fn put(
@@ -595,7 +572,7 @@ impl RecordStore for SqliteStore {
         };
         match row {
             Some(r) => record_row(&r),
-            None => Err(expectation_failed(
+            None => Err(expectation_error(
                 expect,
                 self.record_version(ns, collection, id).await?,
             )),
@@ -617,7 +594,7 @@ impl RecordStore for SqliteStore {
         let version = match expect {
             Expect::Absent => {
                 return match self.record_version(ns, collection, id).await? {
-                    Some(c) => Err(expectation_failed(expect, Some(c))),
+                    Some(c) => Err(expectation_error(expect, Some(c))),
                     None => Err(Error::not_found(format!(
                         "record {collection:?}/{id:?} does not exist"
                     ))),
@@ -641,7 +618,7 @@ impl RecordStore for SqliteStore {
             (Expect::Any, None) => Err(Error::not_found(format!(
                 "record {collection:?}/{id:?} does not exist"
             ))),
-            (_, current) => Err(expectation_failed(expect, current)),
+            (_, current) => Err(expectation_error(expect, current)),
         }
     }
 
