@@ -23,6 +23,20 @@ async fn expect_unavailable(h: &Handle, what: &str) {
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{what}: {e}");
     assert!(e.is_retryable());
     assert!(took < HANG, "{what}: the call hung for {took:?}");
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let e = h
+        .export(persistkit_core::ExportScope::Namespace, &mut sink, None)
+        .await
+        .expect_err(&format!(
+            "{what}: export must fail while the database is down"
+        ));
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{what}: export: {e}");
+    assert!(
+        started.elapsed() < HANG,
+        "{what}: export hung for {:?}",
+        started.elapsed()
+    );
     let report = h.health().await;
     assert_eq!(
         report.status,

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::ArchiveItem;
 use crate::error::{Error, Result};
+use crate::handle::within;
 use crate::metrics::{MetricKey, MetricQuery};
 use crate::store::Store;
 use crate::validate;
@@ -75,8 +76,11 @@ fn write_line<T: Serialize>(out: &mut (dyn Write + Send), v: &T) -> Result<()> {
         .map_err(|e| Error::internal("writing the archive failed").with_source(e))
 }
 
+/// Every page read is bounded by `limit` (the handle's timeout), so a
+/// database that stops answering fails the export instead of hanging it.
 pub(crate) async fn export(
     store: &dyn Store,
+    limit: Option<std::time::Duration>,
     namespaces: &[String],
     out: &mut (dyn Write + Send),
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
@@ -115,7 +119,13 @@ pub(crate) async fn export(
                 limit: PAGE,
                 after: after.clone(),
             };
-            let page = store.read_metrics(ns, &q).await?;
+            let page = within(
+                limit,
+                store.backend_name(),
+                "export metrics",
+                store.read_metrics(ns, &q),
+            )
+            .await?;
             let done = page.len() < PAGE;
             for m in page {
                 after = Some(MetricKey {
@@ -133,7 +143,13 @@ pub(crate) async fn export(
         // Events, by position.
         let mut pos = 0;
         loop {
-            let page = store.read_log(ns, pos, PAGE).await?;
+            let page = within(
+                limit,
+                store.backend_name(),
+                "export events",
+                store.read_log(ns, pos, PAGE),
+            )
+            .await?;
             let done = page.len() < PAGE;
             for e in page {
                 pos = e.position;
@@ -147,7 +163,13 @@ pub(crate) async fn export(
         let mut after: Option<(String, String)> = None;
         loop {
             let a = after.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
-            let page = store.scan_keys(ns, a, PAGE).await?;
+            let page = within(
+                limit,
+                store.backend_name(),
+                "export idempotency keys",
+                store.scan_keys(ns, a, PAGE),
+            )
+            .await?;
             let done = page.len() < PAGE;
             for k in page {
                 after = Some((k.scope.clone(), k.key.clone()));
@@ -158,12 +180,23 @@ pub(crate) async fn export(
             }
         }
         // Records, by (collection, id).
-        for coll in store.list_collections(ns).await? {
+        for coll in within(
+            limit,
+            store.backend_name(),
+            "export collections",
+            store.list_collections(ns),
+        )
+        .await?
+        {
             let mut after: Option<String> = None;
             loop {
-                let page = store
-                    .list_records(ns, &coll, after.as_deref(), PAGE)
-                    .await?;
+                let page = within(
+                    limit,
+                    store.backend_name(),
+                    "export records",
+                    store.list_records(ns, &coll, after.as_deref(), PAGE),
+                )
+                .await?;
                 let done = page.len() < PAGE;
                 for r in page {
                     after = Some(r.id.clone());

@@ -83,16 +83,7 @@ impl Handle {
         what: &str,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        match self.timeout {
-            None => call.await,
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::unavailable(format!(
-                    "{what}: no answer from {} within {limit:?}",
-                    self.store.backend_name()
-                ))),
-            },
-        }
+        within(self.timeout, self.store.backend_name(), what, call).await
     }
 
     /// The same store seen through namespace `ns`.
@@ -530,7 +521,14 @@ impl Handle {
             ExportScope::Namespace => vec![self.ns.to_string()],
             ExportScope::All => self.timed("namespaces", self.store.namespaces()).await?,
         };
-        archive::export(self.store.as_ref(), &namespaces, out, progress).await
+        archive::export(
+            self.store.as_ref(),
+            self.timeout,
+            &namespaces,
+            out,
+            progress,
+        )
+        .await
     }
 
     /// Load a portable archive (every namespace it holds) into a store where
@@ -567,6 +565,24 @@ impl Handle {
             )));
         }
         self.store.backup(dest).await
+    }
+}
+
+/// Run `call` with a time limit: no answer within `limit` is `Unavailable`.
+pub(crate) async fn within<T>(
+    limit: Option<Duration>,
+    backend: &str,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match limit {
+        None => call.await,
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::unavailable(format!(
+                "{what}: no answer from {backend} within {limit:?}"
+            ))),
+        },
     }
 }
 
