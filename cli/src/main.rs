@@ -257,21 +257,21 @@ fn spinner(what: &'static str) -> ProgressBar {
 
 async fn export(file: PathBuf, target: Target, all: bool) -> CliResult {
     let h = open(&target, true).await?;
-    let scope = if all {
-        ExportScope::All
-    } else {
-        ExportScope::Namespace
-    };
     let pb = spinner("exporting");
     let progress = |n: u64| pb.set_message(format!("exporting: {n} items"));
-    let summary = if file.as_os_str() == "-" {
-        let mut out = std::io::stdout();
-        h.export(scope, &mut out, Some(&progress)).await
+    let mut out: Box<dyn std::io::Write + Send> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdout())
     } else {
         let f =
             File::create(&file).map_err(|e| format!("cannot create {}: {e}", file.display()))?;
-        let mut out = BufWriter::new(f);
-        h.export(scope, &mut out, Some(&progress)).await
+        Box::new(BufWriter::new(f))
+    };
+    // --all reaches every namespace, which only the admin scope may.
+    let summary = if all {
+        h.admin().export(&mut out, Some(&progress)).await
+    } else {
+        h.export(ExportScope::Namespace, &mut out, Some(&progress))
+            .await
     }
     .map_err(|e| persistkit::error_chain(&e))?;
     pb.finish_and_clear();
@@ -282,16 +282,19 @@ async fn export(file: PathBuf, target: Target, all: bool) -> CliResult {
     Ok(true)
 }
 
+/// Imports every namespace of the archive: an operator's tool, so it uses
+/// the admin scope. All of the archive lands, or none of it.
 async fn import(file: PathBuf, target: Target) -> CliResult {
     let h = open(&target, true).await?;
+    let admin = h.admin();
     let pb = spinner("importing");
     let progress = |n: u64| pb.set_message(format!("importing: {n} items"));
     let summary = if file.as_os_str() == "-" {
         let mut input = BufReader::new(std::io::stdin());
-        h.import(&mut input, Some(&progress)).await
+        admin.import(&mut input, Some(&progress)).await
     } else {
         let f = File::open(&file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-        h.import(&mut BufReader::new(f), Some(&progress)).await
+        admin.import(&mut BufReader::new(f), Some(&progress)).await
     }
     .map_err(|e| persistkit::error_chain(&e))?;
     pb.finish_and_clear();

@@ -199,8 +199,15 @@ impl AdminStore for Buggy {
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner.namespaces().await
     }
-    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
-        self.inner.import(ns, items).await
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()> {
+        self.inner.import(archive, progress).await
+    }
+    async fn close(&self) {
+        self.inner.close().await
     }
     async fn backup(&self, dest: &Path) -> Result<()> {
         self.inner.backup(dest).await

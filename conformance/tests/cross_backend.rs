@@ -11,7 +11,7 @@ use serde_json::json;
 
 async fn export_all(h: &Handle) -> Vec<u8> {
     let mut out = Vec::new();
-    h.export(ExportScope::All, &mut out, None).await.unwrap();
+    h.admin().export(&mut out, None).await.unwrap();
     out
 }
 
@@ -80,7 +80,11 @@ async fn memory_to_sqlite_to_postgres_is_byte_identical() {
     let sqlite = Handle::new(Arc::new(
         persistkit_sqlite::SqliteStore::open(&url).await.unwrap(),
     ));
-    sqlite.import(&mut first.as_slice(), None).await.unwrap();
+    sqlite
+        .admin()
+        .import(&mut first.as_slice(), None)
+        .await
+        .unwrap();
     let second = export_all(&sqlite).await;
     assert_eq!(
         String::from_utf8_lossy(&first),
@@ -101,7 +105,11 @@ async fn memory_to_sqlite_to_postgres_is_byte_identical() {
         Err(SetupError::Fail(why)) => panic!("{why}"),
     };
     let postgres = Handle::new(fixture.store.clone());
-    postgres.import(&mut second.as_slice(), None).await.unwrap();
+    postgres
+        .admin()
+        .import(&mut second.as_slice(), None)
+        .await
+        .unwrap();
     let third = export_all(&postgres).await;
     assert_eq!(
         String::from_utf8_lossy(&second),

@@ -152,6 +152,19 @@ pub enum ArchiveItem {
     Record(Record),
 }
 
+/// One namespace of an archive, with its items in archive order, as
+/// [`AdminStore::import`] receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveNamespace {
+    /// The namespace the items belong to.
+    pub name: String,
+    /// Its items, in archive order.
+    pub items: Vec<ArchiveItem>,
+}
+
+/// Reports how many items an import has written so far.
+pub type ImportProgress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
 /// Administration primitives a backend implements.
 ///
 /// # Contract
@@ -159,8 +172,11 @@ pub enum ArchiveItem {
 ///   no-op and is safe from two processes at once.
 /// - A schema newer than the code is refused with `Schema` naming both versions.
 /// - `purge` and `counts` touch only `ns`.
-/// - `import` loads items into an empty namespace in one transaction, keeping
-///   event ids and positions, record versions and times, and metric order.
+/// - `import` loads a whole archive (every namespace in it) all-or-nothing,
+///   keeping event ids and positions, record versions and times, and metric
+///   order. Every target namespace must be empty, checked inside the same
+///   transaction. It reports progress after each step it writes, because the
+///   handle abandons an import that makes no progress within its timeout.
 /// - Features not in [`capabilities`](AdminStore::capabilities) return
 ///   `Unsupported`.
 #[async_trait]
@@ -189,11 +205,18 @@ pub trait AdminStore: Send + Sync {
     async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport>;
     /// Namespaces holding any data, sorted byte-wise.
     async fn namespaces(&self) -> Result<Vec<String>>;
-    /// Load archive items into the empty namespace `ns`, atomically.
+    /// Load a checked archive into empty namespaces, all of it or nothing.
+    /// Call `progress` with the running item count after each batch
+    /// written (at least every few thousand items).
     ///
     /// # Errors
-    /// `Conflict` when `ns` already holds data.
-    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()>;
+    /// `Conflict` naming the first namespace that already holds data (never
+    /// its contents or counts); nothing is written.
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()>;
     /// Write a native snapshot to `dest`.
     ///
     /// # Errors
@@ -205,6 +228,9 @@ pub trait AdminStore: Send + Sync {
             self.backend_name()
         )))
     }
-    /// Close connections; later calls may fail.
+    /// Close connections. Later calls fail with [`ErrorKind::Closed`]
+    /// (not retryable).
+    ///
+    /// [`ErrorKind::Closed`]: crate::ErrorKind::Closed
     async fn close(&self) {}
 }

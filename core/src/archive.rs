@@ -15,12 +15,13 @@
 //! `(scope, key)`, records by `(collection, id)`. The `end` line lets import
 //! tell a whole archive from a truncated one.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin::ArchiveItem;
+use crate::admin::{ArchiveItem, ArchiveNamespace};
 use crate::error::{Error, Result};
 use crate::handle::within;
 use crate::metrics::{MetricKey, MetricQuery};
@@ -37,7 +38,9 @@ const PAGE: usize = 5_000;
 pub enum ExportScope {
     /// The handle's namespace only.
     Namespace,
-    /// Every namespace with data.
+    /// Every namespace with data. Only an [`AdminHandle`](crate::AdminHandle)
+    /// may ask for this; a [`Handle`](crate::Handle) refuses it, because it
+    /// never sees other namespaces.
     All,
 }
 
@@ -230,8 +233,8 @@ pub(crate) async fn export(
 ///
 /// # Errors
 /// `InvalidInput` naming the line that breaks a rule.
-pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<(String, Vec<ArchiveItem>)>> {
-    let mut out: Vec<(String, Vec<ArchiveItem>)> = Vec::new();
+pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<ArchiveNamespace>> {
+    let mut out: Vec<ArchiveNamespace> = Vec::new();
     let mut seen_header = false;
     let mut ended = None;
     let mut items = 0u64;
@@ -276,12 +279,15 @@ pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<(String, Vec<Archiv
                     }
                     Control::Namespace { name } => {
                         validate::name("namespace", &name).map_err(at)?;
-                        if out.iter().any(|(ns, _)| *ns == name) {
+                        if out.iter().any(|ns| ns.name == name) {
                             return Err(Error::invalid(format!(
                                 "archive line {n}: namespace {name:?} appears twice"
                             )));
                         }
-                        out.push((name, Vec::new()));
+                        out.push(ArchiveNamespace {
+                            name,
+                            items: Vec::new(),
+                        });
                     }
                     Control::End {
                         namespaces,
@@ -299,7 +305,7 @@ pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<(String, Vec<Archiv
                     Error::invalid(format!("archive line {n}: bad item")).with_source(e)
                 })?;
                 check_item(&item).map_err(at)?;
-                let Some((_, bucket)) = out.last_mut() else {
+                let Some(ArchiveNamespace { items: bucket, .. }) = out.last_mut() else {
                     return Err(Error::invalid(format!(
                         "archive line {n}: item before any namespace line"
                     )));
@@ -318,8 +324,8 @@ pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<(String, Vec<Archiv
             out.len()
         )));
     }
-    for (ns, items) in &out {
-        check_namespace_items(ns, items)?;
+    for ns in &out {
+        check_namespace_items(&ns.name, &ns.items)?;
     }
     Ok(out)
 }
@@ -334,10 +340,8 @@ fn check_item(item: &ArchiveItem) -> Result<()> {
         ArchiveItem::Event(e) => {
             validate::name("event kind", &e.kind)?;
             validate::json("event data", &e.data)?;
-            if e.id == 0 || e.position == 0 {
-                return Err(Error::invalid("event id and position must be 1 or more"));
-            }
-            Ok(())
+            validate::sequence("event id", e.id)?;
+            validate::sequence("event position", e.position)
         }
         ArchiveItem::IdempotencyKey(k) => {
             validate::name("idempotency scope", &k.scope)?;
@@ -354,10 +358,7 @@ fn check_item(item: &ArchiveItem) -> Result<()> {
             validate::name("collection", &r.collection)?;
             validate::name("record id", &r.id)?;
             validate::json("record data", &r.data)?;
-            if r.version == 0 {
-                return Err(Error::invalid("record version must be 1 or more"));
-            }
-            Ok(())
+            validate::sequence("record version", r.version)
         }
     }
 }
@@ -414,34 +415,71 @@ fn check_namespace_items(ns: &str, items: &[ArchiveItem]) -> Result<()> {
     Ok(())
 }
 
+/// Load checked `namespaces` into `store`: refuse before writing when any
+/// of them holds data, then hand the whole archive to the backend at once,
+/// so it lands all-or-nothing. With a `limit`, the import must make
+/// progress (the backend reports each batch) within it, or it is abandoned
+/// as `Unavailable`; the backend's transaction is dropped and rolls back.
 pub(crate) async fn import(
     store: &dyn Store,
-    input: &mut (dyn BufRead + Send),
+    namespaces: &[ArchiveNamespace],
+    limit: Option<Duration>,
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> Result<ImportSummary> {
-    let parsed = parse(input)?;
-    // Refuse before writing anything if any target namespace holds data.
-    let mut busy = BTreeMap::new();
-    for (ns, _) in &parsed {
-        let c = store.counts(ns).await?;
+    let backend = store.backend_name();
+    for ns in namespaces {
+        let c = within(limit, backend, "import", store.counts(&ns.name)).await?;
         if c.total() > 0 {
-            busy.insert(ns.clone(), c.total());
+            return Err(not_empty(&ns.name));
         }
     }
-    if !busy.is_empty() {
-        return Err(Error::conflict(
-            None,
-            format!("import needs empty namespaces; these hold data: {busy:?}"),
-        ));
-    }
-    let mut summary = ImportSummary::default();
-    for (ns, items) in &parsed {
-        store.import(ns, items).await?;
-        summary.namespaces += 1;
-        summary.items += items.len() as u64;
+    let items: u64 = namespaces.iter().map(|ns| ns.items.len() as u64).sum();
+    let started = Instant::now();
+    // Milliseconds since `started` at the last progress report.
+    let beat = AtomicU64::new(0);
+    let report = |n: u64| {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        beat.store(ms, Ordering::Relaxed);
         if let Some(p) = progress {
-            p(summary.items);
+            p(n);
+        }
+    };
+    let load = store.import(namespaces, &report);
+    match limit {
+        None => load.await?,
+        Some(limit) => {
+            tokio::pin!(load);
+            loop {
+                let seen = beat.load(Ordering::Relaxed);
+                let deadline = started + Duration::from_millis(seen) + limit;
+                tokio::select! {
+                    r = &mut load => { r?; break; }
+                    () = tokio::time::sleep_until(deadline.into()) => {
+                        if beat.load(Ordering::Relaxed) == seen {
+                            return Err(Error::unavailable(format!(
+                                "import: {backend} made no progress within {limit:?}; \
+                                 the import was abandoned and nothing of it was kept"
+                            )));
+                        }
+                    }
+                }
+            }
         }
     }
-    Ok(summary)
+    if let Some(p) = progress {
+        p(items);
+    }
+    Ok(ImportSummary {
+        namespaces: namespaces.len() as u64,
+        items,
+    })
+}
+
+/// The error for importing into a namespace that holds data. It names the
+/// namespace and nothing of what is in it.
+pub fn not_empty(ns: &str) -> Error {
+    Error::conflict(
+        None,
+        format!("import needs empty namespaces; namespace {ns:?} already holds data; nothing was imported"),
+    )
 }

@@ -26,6 +26,16 @@ pub(crate) fn decode<K: DeserializeOwned>(tag: &str, cursor: &str) -> Result<K> 
     Ok(key)
 }
 
+/// Refuse a cursor whose sequence number no store could have handed out.
+pub(crate) fn check_sequence(tag: &str, cursor: &str, seq: u64) -> Result<()> {
+    if seq > crate::validate::MAX_SEQUENCE {
+        return Err(Error::invalid(format!(
+            "cursor {cursor:?} is not a {tag} cursor"
+        )));
+    }
+    Ok(())
+}
+
 /// One page of results and the cursor for the next, if there may be more.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Page<T> {

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Unsupported,
     /// A bug or an unexpected state.
     Internal,
+    /// The store was closed; open it again. Not retryable: the same store
+    /// will never answer again.
+    Closed,
 }
 
 impl ErrorKind {
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::Schema => "schema",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "internal",
+            ErrorKind::Closed => "closed",
         }
     }
 }
@@ -106,6 +110,11 @@ impl Error {
         Self::new(ErrorKind::Unavailable, message)
     }
 
+    /// `Closed`: the store was closed by its owner.
+    pub fn closed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Closed, message)
+    }
+
     /// `Schema` with a message.
     pub fn schema(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Schema, message)
@@ -164,6 +173,7 @@ mod tests {
             ErrorKind::Schema,
             ErrorKind::Unsupported,
             ErrorKind::Internal,
+            ErrorKind::Closed,
         ] {
             assert!(!Error::new(kind, "x").is_retryable(), "{kind}");
         }

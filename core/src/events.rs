@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::Timestamp;
+use crate::validate::MAX_SEQUENCE;
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,4 +120,21 @@ pub trait EventStore: Send + Sync {
     async fn list_events(&self, ns: &str, query: &EventQuery) -> Result<Vec<Event>>;
     /// Read the log after a position.
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
+}
+
+/// The position after `head` in the log of `ns`.
+///
+/// Every backend hands out positions through this, so a log at the end of
+/// its range fails the same way everywhere.
+///
+/// # Errors
+/// `InvalidInput` when `head` is already the largest position
+/// ([`MAX_SEQUENCE`]): the log is full and nothing may be appended.
+pub fn next_position(ns: &str, head: u64) -> Result<u64> {
+    if head >= MAX_SEQUENCE {
+        return Err(Error::invalid(format!(
+            "the event log of namespace {ns:?} is full: position {head} is the last one; nothing was appended"
+        )));
+    }
+    Ok(head + 1)
 }

@@ -70,7 +70,8 @@ impl Handle {
     }
 
     /// Fail any call that gets no answer within `timeout` with `Unavailable`
-    /// (default 5 s; `None` waits forever). Import is exempt: it may be long.
+    /// (default 5 s; `None` waits forever). An import may take longer as a
+    /// whole, but each of its batches must make progress within `timeout`.
     /// The backend's own pool and lock timeouts still apply inside.
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
@@ -117,6 +118,28 @@ impl Handle {
     /// The current time by this handle's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The clock's time, checked like any input: a clock outside years
+    /// 1..=9999 is `InvalidInput`, before anything is written.
+    fn checked_now(&self) -> Result<Timestamp> {
+        let now = self.clock.now();
+        Timestamp::from_micros(now.as_micros()).map_err(|_| {
+            Error::invalid(format!(
+                "the handle's clock reads {}µs since the epoch, outside years 1..=9999; nothing was written",
+                now.as_micros()
+            ))
+        })
+    }
+
+    /// Operations over every namespace of this store (export and import of
+    /// several namespaces). A `Handle` never reaches beyond its own
+    /// namespace; this is the explicit way to.
+    pub fn admin(&self) -> AdminHandle {
+        AdminHandle {
+            store: self.store.clone(),
+            timeout: self.timeout,
+        }
     }
 
     /// What the backend declares.
@@ -170,7 +193,11 @@ impl Handle {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
         validate::limit(limit)?;
         let after = match &filter.cursor {
-            Some(c) => Some(cursor::decode::<MetricKey>("metrics", c)?),
+            Some(c) => {
+                let k = cursor::decode::<MetricKey>("metrics", c)?;
+                cursor::check_sequence("metrics", c, k.seq)?;
+                Some(k)
+            }
             None => None,
         };
         let query = MetricQuery {
@@ -279,7 +306,11 @@ impl Handle {
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
         validate::limit(limit)?;
         let after = match &filter.cursor {
-            Some(c) => Some(cursor::decode::<(Timestamp, u64)>("events", c)?),
+            Some(c) => {
+                let k = cursor::decode::<(Timestamp, u64)>("events", c)?;
+                cursor::check_sequence("events", c, k.1)?;
+                Some(k)
+            }
             None => None,
         };
         let mut kinds = filter.kinds.clone();
@@ -323,8 +354,12 @@ impl Handle {
                 "ttl must be more than zero and at most 100 years, got {ttl:?}"
             )));
         }
-        let now = self.now();
-        let expires_at = now.checked_add(ttl)?;
+        let now = self.checked_now()?;
+        let expires_at = now.checked_add(ttl).map_err(|_| {
+            Error::invalid(format!(
+                "ttl {ttl:?} from {now} ends after year 9999; nothing was written"
+            ))
+        })?;
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.timed(
             "claim",
@@ -348,7 +383,7 @@ impl Handle {
     ) -> Result<()> {
         check_key(scope, key)?;
         validate::json("response", response)?;
-        let now = self.now();
+        let now = self.checked_now()?;
         self.timed(
             "complete",
             self.store
@@ -364,7 +399,7 @@ impl Handle {
     /// absent or expired key.
     pub async fn release(&self, scope: &str, key: &str, token: &str) -> Result<()> {
         check_key(scope, key)?;
-        let now = self.now();
+        let now = self.checked_now()?;
         self.timed(
             "release",
             self.store.release(&self.ns, scope, key, token, now),
@@ -388,7 +423,7 @@ impl Handle {
     ) -> Result<Record> {
         check_record(collection, id, expect)?;
         validate::json("record data", data)?;
-        let now = self.now();
+        let now = self.checked_now()?;
         self.timed(
             "put",
             self.store.put(&self.ns, collection, id, data, expect, now),
@@ -493,7 +528,7 @@ impl Handle {
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn purge(&self, policy: &RetentionPolicy) -> Result<PurgeReport> {
-        let now = self.now();
+        let now = self.checked_now()?;
         let cutoffs = PurgeCutoffs {
             now,
             metrics_before: policy.metrics_older_than.map(|d| now.saturating_sub(d)),
@@ -506,44 +541,59 @@ impl Handle {
             .await
     }
 
-    /// Write the portable archive of this namespace, or of all, to `out`.
-    /// `progress` is called with the running item count.
+    /// Write the portable archive of this namespace to `out`. `progress` is
+    /// called with the running item count.
     ///
     /// # Errors
-    /// `Internal` when `out` fails to write.
+    /// `InvalidInput` for [`ExportScope::All`]: a handle never sees other
+    /// namespaces (use [`Handle::admin`]); `Internal` when `out` fails to
+    /// write.
     pub async fn export(
         &self,
         scope: ExportScope,
         out: &mut (dyn Write + Send),
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<ExportSummary> {
-        let namespaces = match scope {
-            ExportScope::Namespace => vec![self.ns.to_string()],
-            ExportScope::All => self.timed("namespaces", self.store.namespaces()).await?,
-        };
+        if scope == ExportScope::All {
+            return Err(Error::invalid(format!(
+                "a handle on namespace {:?} exports only that namespace; \
+                 use Handle::admin() to export every namespace",
+                self.ns
+            )));
+        }
         archive::export(
             self.store.as_ref(),
             self.timeout,
-            &namespaces,
+            std::slice::from_ref(&self.ns.to_string()),
             out,
             progress,
         )
         .await
     }
 
-    /// Load a portable archive (every namespace it holds) into a store where
-    /// those namespaces are empty. The whole archive is read and checked
-    /// before anything is written.
+    /// Load a portable archive of this handle's namespace into it, while it
+    /// is empty. The whole archive is read and checked before anything is
+    /// written, and it lands all-or-nothing.
     ///
     /// # Errors
-    /// `InvalidInput` for a malformed archive (with the line number);
-    /// `Conflict` when a target namespace already holds data.
+    /// `InvalidInput` for a malformed archive (with the line number) or one
+    /// that holds another namespace (use [`Handle::admin`] for those);
+    /// `Conflict` when the namespace already holds data; `Unavailable` when
+    /// the backend makes no progress within the handle's timeout.
     pub async fn import(
         &self,
         input: &mut (dyn BufRead + Send),
         progress: Option<&(dyn Fn(u64) + Send + Sync)>,
     ) -> Result<ImportSummary> {
-        archive::import(self.store.as_ref(), input, progress).await
+        let parsed = archive::parse(input)?;
+        if let Some(other) = parsed.iter().find(|ns| *ns.name != *self.ns) {
+            return Err(Error::invalid(format!(
+                "the archive holds namespace {:?}; a handle on namespace {:?} imports only into \
+                 its own namespace (use Handle::admin() to import several); nothing was imported",
+                other.name, self.ns
+            )));
+        }
+        archive::import(self.store.as_ref(), &parsed, self.timeout, progress).await
     }
 
     /// Native backup to `dest`, where the backend declares one.
@@ -701,8 +751,8 @@ fn check_key(scope: &str, key: &str) -> Result<()> {
 fn check_record(collection: &str, id: &str, expect: Expect) -> Result<()> {
     validate::name("collection", collection)?;
     validate::name("record id", id)?;
-    if expect == Expect::Version(0) {
-        return Err(Error::invalid("expected version must be 1 or more"));
+    if let Expect::Version(v) = expect {
+        validate::sequence("expected version", v)?;
     }
     Ok(())
 }
@@ -717,5 +767,88 @@ fn check_range(from: Option<Timestamp>, to: Option<Timestamp>) -> Result<()> {
             "time range is inverted: from {f} is after to {t}"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Operations over every namespace of a store: listing namespaces, and
+/// exporting or importing all of them at once. Get one with
+/// [`Handle::admin`] or [`AdminHandle::new`]; it is the only way to reach
+/// beyond one namespace.
+#[derive(Clone)]
+pub struct AdminHandle {
+    store: Arc<dyn Store>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for AdminHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminHandle")
+            .field("backend", &self.store.backend_name())
+            .finish()
+    }
+}
+
+impl AdminHandle {
+    /// Every-namespace operations on `store`, with the default timeout.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AdminHandle {
+            store,
+            timeout: Some(DEFAULT_TIMEOUT),
+        }
+    }
+
+    /// As [`Handle::with_timeout`].
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Namespaces holding any data, sorted byte-wise.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        within(
+            self.timeout,
+            self.store.backend_name(),
+            "namespaces",
+            self.store.namespaces(),
+        )
+        .await
+    }
+
+    /// Write the portable archive of every namespace with data to `out`.
+    ///
+    /// # Errors
+    /// `Internal` when `out` fails to write; `Unavailable` when a page read
+    /// gets no answer within the timeout.
+    pub async fn export(
+        &self,
+        out: &mut (dyn Write + Send),
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<ExportSummary> {
+        let namespaces = self.namespaces().await?;
+        archive::export(
+            self.store.as_ref(),
+            self.timeout,
+            &namespaces,
+            out,
+            progress,
+        )
+        .await
+    }
+
+    /// Load a portable archive (every namespace it holds) into a store where
+    /// those namespaces are empty: all of it, or nothing.
+    ///
+    /// # Errors
+    /// As [`Handle::import`], without the one-namespace rule.
+    pub async fn import(
+        &self,
+        input: &mut (dyn BufRead + Send),
+        progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> Result<ImportSummary> {
+        let parsed = archive::parse(input)?;
+        archive::import(self.store.as_ref(), &parsed, self.timeout, progress).await
     }
 }

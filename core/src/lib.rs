@@ -24,19 +24,26 @@ pub mod time;
 pub mod validate;
 
 pub use admin::{
-    AdminStore, ArchiveItem, Capabilities, Counts, HealthReport, HealthStatus, PoolStats,
-    PurgeCutoffs, PurgeReport, RetentionPolicy, SchemaVersions,
+    AdminStore, ArchiveItem, ArchiveNamespace, Capabilities, Counts, HealthReport, HealthStatus,
+    ImportProgress, PoolStats, PurgeCutoffs, PurgeReport, RetentionPolicy, SchemaVersions,
 };
 pub use archive::{ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION};
 pub use cursor::Page;
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent};
-pub use handle::{error_chain, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL};
+pub use events::{
+    next_position, Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent,
+};
+pub use handle::{
+    error_chain, AdminHandle, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL,
+};
 pub use idempotency::{check_live_claim, Claim, IdempotencyEntry, IdempotencyStore, KeyState};
 pub use metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
     MetricPoint, MetricQuery, MetricStore, StoredMetric,
 };
-pub use records::{check_expect, expectation_error, Expect, Record, RecordStore};
+pub use records::{
+    check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect, Record,
+    RecordStore,
+};
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

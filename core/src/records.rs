@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
+use crate::validate::MAX_SEQUENCE;
 
 /// What a write expects to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,4 +103,34 @@ pub fn expectation_error(expect: Expect, current: Option<u64>) -> Error {
         // The expectation held when re-read: the record changed in between.
         (_, None) => Error::conflict(None, "the record changed concurrently; retry"),
     }
+}
+
+/// The version a write of a record at `current` gets.
+///
+/// # Errors
+/// `InvalidInput` when `current` is the last version ([`MAX_SEQUENCE`]):
+/// the record cannot be written again, only deleted.
+pub fn next_version(collection: &str, id: &str, current: u64) -> Result<u64> {
+    if current >= MAX_SEQUENCE {
+        return Err(version_exhausted(collection, id));
+    }
+    Ok(current + 1)
+}
+
+/// The error for writing a record that has reached the last version.
+pub fn version_exhausted(collection: &str, id: &str) -> Error {
+    Error::invalid(format!(
+        "record {collection:?}/{id:?} is at version {MAX_SEQUENCE}, the last one; \
+         it cannot be written again (delete it to start over); nothing was written"
+    ))
+}
+
+/// The error for a conditional write that matched no row, given the version
+/// read afterwards: the record's last version when `expect` would have held
+/// (see [`version_exhausted`]), else the failed expectation.
+pub fn put_refused(collection: &str, id: &str, expect: Expect, current: Option<u64>) -> Error {
+    if current == Some(MAX_SEQUENCE) && check_expect(current, expect).is_ok() {
+        return version_exhausted(collection, id);
+    }
+    expectation_error(expect, current)
 }

@@ -14,6 +14,23 @@ pub const MAX_JSON_BYTES: usize = 1024 * 1024;
 pub const MAX_LIMIT: usize = 10_000;
 /// Widest aggregation bucket: 10 000 years of seconds.
 pub const MAX_BUCKET_SECONDS: u64 = 10_000 * 366 * 86_400;
+/// Largest event id, log position or record version: what a signed 64-bit
+/// database column holds.
+pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
+
+/// Check an event id, log position or record version: 1..=[`MAX_SEQUENCE`].
+///
+/// # Errors
+/// `InvalidInput` naming `what` outside that range.
+pub fn sequence(what: &str, v: u64) -> Result<()> {
+    if (1..=MAX_SEQUENCE).contains(&v) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} must be 1..={MAX_SEQUENCE}, got {v}"
+        )))
+    }
+}
 
 /// Check a name (namespace, component, metric name, event kind, idempotency
 /// scope or key, collection, record id): UTF-8, 1..=255 bytes, no NUL, no
@@ -174,6 +191,15 @@ mod tests {
         assert!(name("x", "a\nb").is_err());
         assert!(name("x", "a\u{7f}").is_err());
         assert!(name("x", "a\u{85}").is_err());
+    }
+
+    #[test]
+    fn sequences() {
+        assert!(sequence("v", 1).is_ok());
+        assert!(sequence("v", MAX_SEQUENCE).is_ok());
+        assert!(sequence("v", 0).is_err());
+        assert!(sequence("v", MAX_SEQUENCE + 1).is_err());
+        assert!(sequence("v", u64::MAX).is_err());
     }
 
     #[test]

@@ -1,26 +1,32 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
+use persistkit_core::archive::not_empty;
 use persistkit_core::metrics::aggregate_sorted;
-use persistkit_core::{check_expect, check_live_claim, expectation_error};
 use persistkit_core::{
-    AdminStore, AggregateQuery, AggregateRow, Appended, ArchiveItem, Capabilities, Claim, Counts,
-    Error, Event, EventQuery, EventStore, Expect, IdempotencyEntry, IdempotencyStore, KeyState,
-    MetricPoint, MetricQuery, MetricStore, PreparedEvent, PurgeCutoffs, PurgeReport, Record,
-    RecordStore, Result, SchemaVersions, StoredMetric, Timestamp,
+    check_expect, check_live_claim, expectation_error, next_position, next_version,
+};
+use persistkit_core::{
+    AdminStore, AggregateQuery, AggregateRow, Appended, ArchiveItem, ArchiveNamespace,
+    Capabilities, Claim, Counts, Error, Event, EventQuery, EventStore, Expect, IdempotencyEntry,
+    IdempotencyStore, ImportProgress, KeyState, MetricPoint, MetricQuery, MetricStore,
+    PreparedEvent, PurgeCutoffs, PurgeReport, Record, RecordStore, Result, SchemaVersions,
+    StoredMetric, Timestamp,
 };
 
 const SCHEMA_VERSION: u32 = 1;
 
 /// An in-memory store. Clones share the same data, which is how the
-/// conformance suite gets a "second handle".
+/// conformance suite gets a "second handle". Closing one closes them all.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    closed: Arc<AtomicBool>,
 }
 
 type MetricOrder = (Timestamp, String, String, u64);
@@ -39,7 +45,8 @@ struct Log {
     last_position: u64,
     by_position: BTreeMap<u64, Event>,
     by_time: BTreeMap<(Timestamp, u64), u64>,
-    dedupe: HashMap<(String, Timestamp, String), u64>,
+    /// (kind, occurred_at, digest) → (id, position).
+    dedupe: HashMap<(String, Timestamp, String), (u64, u64)>,
 }
 
 fn order_of(m: &StoredMetric) -> MetricOrder {
@@ -70,16 +77,20 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// The state, or `Closed` once [`AdminStore::close`] was called.
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the memory store is closed"));
+        }
         // A panic while holding the lock leaves plain data behind; keep going.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
 #[async_trait]
 impl MetricStore for MemoryStore {
     async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         let mut seq = s.next_seq;
         let series = s.metrics.entry(ns.to_string()).or_default();
         for p in points {
@@ -95,7 +106,7 @@ impl MetricStore for MemoryStore {
     }
 
     async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let Some(series) = s.metrics.get(ns) else {
             return Ok(Vec::new());
         };
@@ -113,7 +124,7 @@ impl MetricStore for MemoryStore {
     }
 
     async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let mut v: Vec<String> = s
             .metrics
             .get(ns)
@@ -125,7 +136,7 @@ impl MetricStore for MemoryStore {
     }
 
     async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let mut v: Vec<String> = s
             .metrics
             .get(ns)
@@ -142,7 +153,7 @@ impl MetricStore for MemoryStore {
     }
 
     async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let Some(series) = s.metrics.get(ns) else {
             return Ok(Vec::new());
         };
@@ -156,44 +167,53 @@ impl MetricStore for MemoryStore {
 #[async_trait]
 impl EventStore for MemoryStore {
     async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         let log = s.events.entry(ns.to_string()).or_default();
+        // Plan the whole batch first, so a full log rejects all of it.
+        let mut head = log.last_position;
+        let mut planned: HashMap<(String, Timestamp, String), (u64, u64)> = HashMap::new();
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             let key = (e.kind.clone(), e.occurred_at, e.digest.clone());
-            if let Some(&id) = log.dedupe.get(&key) {
+            if let Some(&(id, position)) = log.dedupe.get(&key).or_else(|| planned.get(&key)) {
                 out.push(Appended {
                     id,
-                    position: id,
+                    position,
                     duplicate: true,
                 });
                 continue;
             }
-            log.last_position += 1;
-            let id = log.last_position;
-            log.dedupe.insert(key, id);
-            log.by_time.insert((e.occurred_at, id), id);
+            head = next_position(ns, head)?;
+            planned.insert(key, (head, head));
+            out.push(Appended {
+                id: head,
+                position: head,
+                duplicate: false,
+            });
+        }
+        for (e, a) in events.iter().zip(&out).filter(|(_, a)| !a.duplicate) {
+            log.dedupe.insert(
+                (e.kind.clone(), e.occurred_at, e.digest.clone()),
+                (a.id, a.position),
+            );
+            log.by_time.insert((e.occurred_at, a.id), a.position);
             log.by_position.insert(
-                id,
+                a.position,
                 Event {
-                    id,
-                    position: id,
+                    id: a.id,
+                    position: a.position,
                     kind: e.kind.clone(),
                     occurred_at: e.occurred_at,
                     data: e.data.clone(),
                 },
             );
-            out.push(Appended {
-                id,
-                position: id,
-                duplicate: false,
-            });
         }
+        log.last_position = head;
         Ok(out)
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let Some(log) = s.events.get(ns) else {
             return Ok(Vec::new());
         };
@@ -216,7 +236,7 @@ impl EventStore for MemoryStore {
     }
 
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let Some(log) = s.events.get(ns) else {
             return Ok(Vec::new());
         };
@@ -240,7 +260,7 @@ impl IdempotencyStore for MemoryStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Claim> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         let keys = s.keys.entry(ns.to_string()).or_default();
         let k = (scope.to_string(), key.to_string());
         if let Some(e) = keys.get(&k) {
@@ -284,7 +304,7 @@ impl IdempotencyStore for MemoryStore {
         response: &Value,
         now: Timestamp,
     ) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         claimed(&mut s, ns, scope, key, token, now, "completed again")?.response =
             Some(response.clone());
         Ok(())
@@ -298,7 +318,7 @@ impl IdempotencyStore for MemoryStore {
         token: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         claimed(&mut s, ns, scope, key, token, now, "released")?;
         s.keys
             .get_mut(ns)
@@ -313,7 +333,7 @@ impl IdempotencyStore for MemoryStore {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<IdempotencyEntry>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let Some(keys) = s.keys.get(ns) else {
             return Ok(Vec::new());
         };
@@ -358,7 +378,7 @@ impl RecordStore for MemoryStore {
         expect: Expect,
         now: Timestamp,
     ) -> Result<Record> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         let recs = s.records.entry(ns.to_string()).or_default();
         let k = (collection.to_string(), id.to_string());
         let current = recs.get(&k);
@@ -366,7 +386,7 @@ impl RecordStore for MemoryStore {
         let rec = match current {
             Some(r) => Record {
                 data: data.clone(),
-                version: r.version + 1,
+                version: next_version(collection, id, r.version)?,
                 updated_at: now,
                 ..r.clone()
             },
@@ -384,7 +404,7 @@ impl RecordStore for MemoryStore {
     }
 
     async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
-        let s = self.lock();
+        let s = self.lock()?;
         Ok(s.records
             .get(ns)
             .and_then(|m| m.get(&(collection.to_string(), id.to_string())))
@@ -392,7 +412,7 @@ impl RecordStore for MemoryStore {
     }
 
     async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         let k = (collection.to_string(), id.to_string());
         let current = s.records.get(ns).and_then(|m| m.get(&k)).map(|r| r.version);
         match (current, expect) {
@@ -415,7 +435,7 @@ impl RecordStore for MemoryStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let Some(recs) = s.records.get(ns) else {
             return Ok(Vec::new());
         };
@@ -432,7 +452,7 @@ impl RecordStore for MemoryStore {
     }
 
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let mut v: Vec<String> = s
             .records
             .get(ns)
@@ -465,17 +485,17 @@ impl AdminStore for MemoryStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        drop(self.lock());
+        drop(self.lock()?);
         Ok(())
     }
 
     async fn counts(&self, ns: &str) -> Result<Counts> {
-        let s = self.lock();
+        let s = self.lock()?;
         Ok(counts(&s, ns))
     }
 
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
-        let mut s = self.lock();
+        let mut s = self.lock()?;
         let mut report = PurgeReport::default();
         if let (Some(before), Some(series)) = (c.metrics_before, s.metrics.get_mut(ns)) {
             let n = series.len();
@@ -483,15 +503,22 @@ impl AdminStore for MemoryStore {
             report.metrics = (n - series.len()) as u64;
         }
         if let (Some(before), Some(log)) = (c.events_before, s.events.get_mut(ns)) {
-            let old: Vec<(Timestamp, u64)> =
-                log.by_time.range(..(before, 0)).map(|(k, _)| *k).collect();
-            for k in old {
-                log.by_time.remove(&k);
-                if let Some(e) = log.by_position.remove(&k.1) {
-                    log.dedupe.retain(|_, id| *id != e.id);
-                }
-                report.events += 1;
+            let old: Vec<((Timestamp, u64), u64)> = log
+                .by_time
+                .range(..(before, 0))
+                .map(|(k, pos)| (*k, *pos))
+                .collect();
+            for (k, pos) in &old {
+                log.by_time.remove(k);
+                log.by_position.remove(pos);
             }
+            if !old.is_empty() {
+                // A purged event leaves no dedupe key behind: appending it
+                // again stores it as new.
+                let live = &log.by_position;
+                log.dedupe.retain(|_, (_, pos)| live.contains_key(pos));
+            }
+            report.events = old.len() as u64;
         }
         if let Some(keys) = s.keys.get_mut(ns) {
             let n = keys.len();
@@ -507,7 +534,7 @@ impl AdminStore for MemoryStore {
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {
-        let s = self.lock();
+        let s = self.lock()?;
         let mut v: Vec<String> = s
             .metrics
             .iter()
@@ -533,54 +560,75 @@ impl AdminStore for MemoryStore {
         Ok(v)
     }
 
-    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
-        let mut s = self.lock();
-        if counts(&s, ns).total() > 0 {
-            return Err(Error::conflict(
-                None,
-                format!("namespace {ns:?} is not empty"),
-            ));
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()> {
+        let mut s = self.lock()?;
+        // Everything is checked before anything changes: all or nothing.
+        if let Some(busy) = archive.iter().find(|a| counts(&s, &a.name).total() > 0) {
+            return Err(not_empty(&busy.name));
         }
-        let mut seq = s.next_seq;
-        for item in items {
-            match item {
-                ArchiveItem::Metric(p) => {
-                    seq += 1;
-                    let m = StoredMetric {
-                        seq,
-                        point: p.clone(),
-                    };
-                    s.metrics
-                        .entry(ns.to_string())
-                        .or_default()
-                        .insert(order_of(&m), m);
-                }
-                ArchiveItem::Event(e) => {
-                    let log = s.events.entry(ns.to_string()).or_default();
-                    let digest =
-                        persistkit_core::validate::json("event data", &e.data)?.sha256_hex();
-                    log.dedupe
-                        .insert((e.kind.clone(), e.occurred_at, digest), e.id);
-                    log.by_time.insert((e.occurred_at, e.id), e.position);
-                    log.last_position = log.last_position.max(e.position);
-                    log.by_position.insert(e.position, e.clone());
-                }
-                ArchiveItem::IdempotencyKey(k) => {
-                    s.keys
-                        .entry(ns.to_string())
-                        .or_default()
-                        .insert((k.scope.clone(), k.key.clone()), k.clone());
-                }
-                ArchiveItem::Record(r) => {
-                    s.records
-                        .entry(ns.to_string())
-                        .or_default()
-                        .insert((r.collection.clone(), r.id.clone()), r.clone());
+        let mut digests = Vec::new();
+        for a in archive {
+            for item in &a.items {
+                if let ArchiveItem::Event(e) = item {
+                    digests
+                        .push(persistkit_core::validate::json("event data", &e.data)?.sha256_hex());
                 }
             }
         }
+        let mut digests = digests.into_iter();
+        let mut seq = s.next_seq;
+        let mut done = 0;
+        for a in archive {
+            let ns = a.name.as_str();
+            for item in &a.items {
+                match item {
+                    ArchiveItem::Metric(p) => {
+                        seq += 1;
+                        let m = StoredMetric {
+                            seq,
+                            point: p.clone(),
+                        };
+                        s.metrics
+                            .entry(ns.to_string())
+                            .or_default()
+                            .insert(order_of(&m), m);
+                    }
+                    ArchiveItem::Event(e) => {
+                        let log = s.events.entry(ns.to_string()).or_default();
+                        let digest = digests.next().expect("one digest per event");
+                        log.dedupe
+                            .insert((e.kind.clone(), e.occurred_at, digest), (e.id, e.position));
+                        log.by_time.insert((e.occurred_at, e.id), e.position);
+                        log.last_position = log.last_position.max(e.position);
+                        log.by_position.insert(e.position, e.clone());
+                    }
+                    ArchiveItem::IdempotencyKey(k) => {
+                        s.keys
+                            .entry(ns.to_string())
+                            .or_default()
+                            .insert((k.scope.clone(), k.key.clone()), k.clone());
+                    }
+                    ArchiveItem::Record(r) => {
+                        s.records
+                            .entry(ns.to_string())
+                            .or_default()
+                            .insert((r.collection.clone(), r.id.clone()), r.clone());
+                    }
+                }
+            }
+            done += a.items.len() as u64;
+            progress(done);
+        }
         s.next_seq = seq;
         Ok(())
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
     }
 }
 

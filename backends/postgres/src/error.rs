@@ -8,7 +8,7 @@ pub(crate) fn map(e: sqlx::Error) -> Error {
         sqlx::Error::PoolTimedOut => {
             Error::unavailable("timed out waiting for a Postgres connection")
         }
-        sqlx::Error::PoolClosed => Error::unavailable("the Postgres store is closed"),
+        sqlx::Error::PoolClosed => Error::closed("the Postgres store is closed"),
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed

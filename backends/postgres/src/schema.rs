@@ -1,6 +1,6 @@
 //! Embedded, versioned migrations, safe when processes migrate at once.
 
-use persistkit_core::{Error, Result, SchemaVersions};
+use persistkit_core::{Error, ErrorKind, Result, SchemaVersions};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::error::map;
@@ -54,7 +54,24 @@ pub(crate) async fn check(pool: &PgPool) -> Result<SchemaVersions> {
 
 /// Apply pending migrations in one transaction under an advisory lock keyed
 /// on the schema: a second process waits, then finds nothing to do.
+///
+/// A migration the server refuses (a reserved schema name, missing
+/// privileges, …) is a `Schema` error; a server that does not answer stays
+/// `Unavailable`.
 pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<SchemaVersions> {
+    migrate_in_tx(pool, schema)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::Unavailable | ErrorKind::Closed | ErrorKind::Schema => e,
+            _ => Error::schema(format!(
+                "migrating schema {schema:?} failed: {}",
+                e.message()
+            ))
+            .with_source(e),
+        })
+}
+
+async fn migrate_in_tx(pool: &PgPool, schema: &str) -> Result<SchemaVersions> {
     let mut tx = pool.begin().await.map_err(map)?;
     // The schema name was checked to be [a-z0-9_]+ when the config was made.
     let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");

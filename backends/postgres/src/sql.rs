@@ -101,10 +101,12 @@ INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
 VALUES ($1, $2, $3, $4::jsonb, 1, $5, $5)
 ON CONFLICT (ns, collection, id) DO UPDATE
   SET data = excluded.data, version = records.version + 1, updated_at = excluded.updated_at
+  WHERE records.version < 9223372036854775807 -- the last version is never written again
 RETURNING collection, id, data::text, version, created_at, updated_at";
 pub(crate) const UPDATE_RECORD_AT_VERSION: &str = "
 UPDATE records SET data = $4::jsonb, version = version + 1, updated_at = $5
 WHERE ns = $1 AND collection = $2 AND id = $3 AND version = $6
+  AND version < 9223372036854775807
 RETURNING collection, id, data::text, version, created_at, updated_at";
 pub(crate) const GET_RECORD: &str = "
 SELECT collection, id, data::text, version, created_at, updated_at FROM records
@@ -119,12 +121,16 @@ WHERE ns = $1 AND collection = $2 AND ($3::text IS NULL OR id > $3)
 ORDER BY id LIMIT $4";
 pub(crate) const LIST_COLLECTIONS: &str =
     "SELECT DISTINCT collection FROM records WHERE ns = $1 ORDER BY collection";
-pub(crate) const INSERT_RECORD_FULL: &str = "
+pub(crate) const INSERT_RECORDS: &str = "
 INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
-VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)";
-pub(crate) const INSERT_KEY_FULL: &str = "
+SELECT $1, u.collection, u.id, u.data::jsonb, u.version, u.created_at, u.updated_at
+FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
+     AS u(collection, id, data, version, created_at, updated_at)";
+pub(crate) const INSERT_KEYS: &str = "
 INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)";
+SELECT $1, u.scope, u.key, u.token, u.claimed_at, u.expires_at, u.response::jsonb
+FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+     AS u(scope, key, token, claimed_at, expires_at, response)";
 
 pub(crate) const COUNTS: &str = "
 SELECT (SELECT COUNT(*) FROM metrics WHERE ns = $1),

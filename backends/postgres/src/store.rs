@@ -15,6 +15,9 @@ use crate::error::map;
 use crate::schema;
 use crate::sql::*;
 
+/// Items per statement when importing.
+const IMPORT_CHUNK: usize = 5_000;
+
 /// A persistkit store in a Postgres schema.
 #[derive(Clone)]
 pub struct PgStore {
@@ -120,52 +123,71 @@ fn json(text: &str) -> Result<Value> {
         .map_err(|e| Error::internal("stored JSON does not parse").with_source(e))
 }
 
+/// Column `i` (called `name`) of a row, or `Internal` naming it: a row of
+/// the wrong shape is an error, never a panic.
+fn col<'r, T>(r: &'r PgRow, i: usize, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    r.try_get(i).map_err(|e| {
+        Error::internal(format!("column {name} of a stored row cannot be read")).with_source(e)
+    })
+}
+
+/// A stored id, position, version or sequence, which is never negative.
+fn seq(r: &PgRow, i: usize, name: &str) -> Result<u64> {
+    let v: i64 = col(r, i, name)?;
+    u64::try_from(v).map_err(|_| Error::internal(format!("column {name} holds {v}, below zero")))
+}
+
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
 fn metric_row(r: &PgRow) -> Result<StoredMetric> {
     Ok(StoredMetric {
-        seq: u64_of(r.get(0)),
+        seq: seq(r, 0, "metrics.seq")?,
         point: MetricPoint {
-            at: ts(r.get(1))?,
-            component: r.get(2),
-            name: r.get(3),
-            kind: MetricKind::parse(r.get::<&str, _>(4))?,
-            value: r.get(5),
+            at: ts(col(r, 1, "metrics.at")?)?,
+            component: col(r, 2, "metrics.component")?,
+            name: col(r, 3, "metrics.name")?,
+            kind: MetricKind::parse(col::<&str>(r, 4, "metrics.kind")?)?,
+            value: col(r, 5, "metrics.value")?,
         },
     })
 }
 
 fn event_row(r: &PgRow) -> Result<Event> {
     Ok(Event {
-        id: u64_of(r.get(0)),
-        position: u64_of(r.get(1)),
-        kind: r.get(2),
-        occurred_at: ts(r.get(3))?,
-        data: json(r.get::<&str, _>(4))?,
+        id: seq(r, 0, "events.id")?,
+        position: seq(r, 1, "events.position")?,
+        kind: col(r, 2, "events.kind")?,
+        occurred_at: ts(col(r, 3, "events.occurred_at")?)?,
+        data: json(col::<&str>(r, 4, "events.data")?)?,
     })
 }
 
 fn key_row(r: &PgRow) -> Result<IdempotencyEntry> {
     Ok(IdempotencyEntry {
-        scope: r.get(0),
-        key: r.get(1),
-        token: r.get(2),
-        claimed_at: ts(r.get(3))?,
-        expires_at: ts(r.get(4))?,
-        response: r.get::<Option<&str>, _>(5).map(json).transpose()?,
+        scope: col(r, 0, "idempotency_keys.scope")?,
+        key: col(r, 1, "idempotency_keys.key")?,
+        token: col(r, 2, "idempotency_keys.token")?,
+        claimed_at: ts(col(r, 3, "idempotency_keys.claimed_at")?)?,
+        expires_at: ts(col(r, 4, "idempotency_keys.expires_at")?)?,
+        response: col::<Option<&str>>(r, 5, "idempotency_keys.response")?
+            .map(json)
+            .transpose()?,
     })
 }
 
 fn record_row(r: &PgRow) -> Result<Record> {
     Ok(Record {
-        collection: r.get(0),
-        id: r.get(1),
-        data: json(r.get::<&str, _>(2))?,
-        version: u64_of(r.get(3)),
-        created_at: ts(r.get(4))?,
-        updated_at: ts(r.get(5))?,
+        collection: col(r, 0, "records.collection")?,
+        id: col(r, 1, "records.id")?,
+        data: json(col::<&str>(r, 2, "records.data")?)?,
+        version: seq(r, 3, "records.version")?,
+        created_at: ts(col(r, 4, "records.created_at")?)?,
+        updated_at: ts(col(r, 5, "records.updated_at")?)?,
     })
 }
 
@@ -240,20 +262,20 @@ impl MetricStore for PgStore {
             .map_err(map)?;
         rows.iter()
             .map(|r| {
-                let count = u64_of(r.get(3));
-                let sum: f64 = r.get(4);
+                let count = seq(r, 3, "count")?;
+                let sum: f64 = col(r, 4, "sum")?;
                 Ok(AggregateRow {
                     bucket_start: Timestamp::from_micros(
-                        r.get::<i64, _>(0).max(Timestamp::MIN.as_micros()),
+                        col::<i64>(r, 0, "bucket")?.max(Timestamp::MIN.as_micros()),
                     )?,
-                    component: r.get(1),
-                    name: r.get(2),
+                    component: col(r, 1, "metrics.component")?,
+                    name: col(r, 2, "metrics.name")?,
                     count,
                     sum,
-                    min: r.get(5),
-                    max: r.get(6),
+                    min: col(r, 5, "min")?,
+                    max: col(r, 6, "max")?,
                     avg: sum / count as f64,
-                    last: r.get(7),
+                    last: col(r, 7, "last")?,
                 })
             })
             .collect()
@@ -283,15 +305,19 @@ impl EventStore for PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(map)?;
-        let mut known: HashMap<(String, i64, String), (i64, i64)> = HashMap::new();
+        let mut known: HashMap<(String, i64, String), (u64, u64)> = HashMap::new();
         for r in &rows {
-            let at: DateTime<Utc> = r.get(1);
+            let at: DateTime<Utc> = col(r, 1, "events.occurred_at")?;
             known.insert(
-                (r.get(0), ts(at)?.as_micros(), r.get(2)),
-                (r.get(3), r.get(4)),
+                (
+                    col(r, 0, "events.kind")?,
+                    ts(at)?.as_micros(),
+                    col(r, 2, "events.digest")?,
+                ),
+                (seq(r, 3, "events.id")?, seq(r, 4, "events.position")?),
             );
         }
-        let mut head = start;
+        let mut head = u64_of(start);
         let mut out = Vec::with_capacity(events.len());
         let (mut pos, mut kind, mut at, mut digest, mut data) =
             (vec![], vec![], vec![], vec![], vec![]);
@@ -299,22 +325,23 @@ impl EventStore for PgStore {
             let key = (e.kind.clone(), e.occurred_at.as_micros(), e.digest.clone());
             if let Some(&(id, position)) = known.get(&key) {
                 out.push(Appended {
-                    id: u64_of(id),
-                    position: u64_of(position),
+                    id,
+                    position,
                     duplicate: true,
                 });
                 continue;
             }
-            head += 1;
+            // A full log fails the whole batch: the transaction rolls back.
+            head = next_position(ns, head)?;
             known.insert(key, (head, head));
-            pos.push(head);
+            pos.push(head as i64);
             kind.push(e.kind.as_str());
             at.push(dt(e.occurred_at));
             digest.push(e.digest.as_str());
             data.push(e.canonical.as_str());
             out.push(Appended {
-                id: u64_of(head),
-                position: u64_of(head),
+                id: head,
+                position: head,
                 duplicate: false,
             });
         }
@@ -332,7 +359,7 @@ impl EventStore for PgStore {
                 .map_err(map)?;
             sqlx::query(SET_LOG_HEAD)
                 .bind(ns)
-                .bind(head)
+                .bind(head as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
@@ -544,17 +571,16 @@ impl RecordStore for PgStore {
     ) -> Result<Record> {
         let text = canonical_json(data);
         let row = match expect {
-            Expect::Any => Some(
-                sqlx::query(UPSERT_RECORD)
-                    .bind(ns)
-                    .bind(collection)
-                    .bind(id)
-                    .bind(&text)
-                    .bind(dt(now))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map)?,
-            ),
+            // No row when the record is at its last version.
+            Expect::Any => sqlx::query(UPSERT_RECORD)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(dt(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?,
             Expect::Absent => sqlx::query(INSERT_RECORD_IF_ABSENT)
                 .bind(ns)
                 .bind(collection)
@@ -577,7 +603,9 @@ impl RecordStore for PgStore {
         };
         match row {
             Some(r) => record_row(&r),
-            None => Err(expectation_error(
+            None => Err(put_refused(
+                collection,
+                id,
                 expect,
                 self.record_version(ns, collection, id).await?,
             )),
@@ -765,104 +793,141 @@ impl AdminStore for PgStore {
             .map_err(map)
     }
 
-    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()> {
+        // One transaction for the whole archive: all of it or nothing.
         let mut tx = self.pool.begin().await.map_err(map)?;
-        // Hold the log head so no append slips in while we check and load.
-        sqlx::query_scalar::<_, i64>(LOCK_LOG_HEAD)
-            .bind(ns)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
-            .bind(ns)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        if m + e + k + r > 0 {
-            return Err(Error::conflict(
-                None,
-                format!("namespace {ns:?} is not empty"),
-            ));
-        }
-        let mut metrics: Vec<&MetricPoint> = Vec::new();
-        let (mut pos, mut ids, mut kind, mut at, mut digest, mut data) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for item in items {
-            match item {
-                ArchiveItem::Metric(p) => metrics.push(p),
-                ArchiveItem::Event(ev) => {
-                    let checked = validate::json("event data", &ev.data)?;
-                    pos.push(ev.position as i64);
-                    ids.push(ev.id as i64);
-                    kind.push(ev.kind.as_str());
-                    at.push(dt(ev.occurred_at));
-                    digest.push(checked.sha256_hex());
-                    data.push(checked.canonical);
-                }
-                ArchiveItem::IdempotencyKey(key) => {
-                    sqlx::query(INSERT_KEY_FULL)
-                        .bind(ns)
-                        .bind(&key.scope)
-                        .bind(&key.key)
-                        .bind(&key.token)
-                        .bind(dt(key.claimed_at))
-                        .bind(dt(key.expires_at))
-                        .bind(key.response.as_ref().map(canonical_json))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                ArchiveItem::Record(rec) => {
-                    sqlx::query(INSERT_RECORD_FULL)
-                        .bind(ns)
-                        .bind(&rec.collection)
-                        .bind(&rec.id)
-                        .bind(canonical_json(&rec.data))
-                        .bind(rec.version as i64)
-                        .bind(dt(rec.created_at))
-                        .bind(dt(rec.updated_at))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
+        for a in archive {
+            // Hold the log head so no append slips in while we check and load.
+            sqlx::query_scalar::<_, i64>(LOCK_LOG_HEAD)
+                .bind(&a.name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map)?;
+            let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+                .bind(&a.name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map)?;
+            if m + e + k + r > 0 {
+                return Err(archive::not_empty(&a.name));
             }
         }
-        for chunk in metrics.chunks(10_000) {
-            sqlx::query(INSERT_METRICS)
-                .bind(ns)
-                .bind(chunk.iter().map(|p| dt(p.at)).collect::<Vec<_>>())
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|p| p.component.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(chunk.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|p| p.value).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
-        if !pos.is_empty() {
-            sqlx::query(INSERT_EVENTS)
-                .bind(ns)
-                .bind(&pos)
-                .bind(&ids)
-                .bind(&kind)
-                .bind(&at)
-                .bind(&digest)
-                .bind(&data)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-            let head = pos.iter().copied().max().unwrap_or(0);
-            sqlx::query(SET_LOG_HEAD)
-                .bind(ns)
-                .bind(head)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+        let mut done = 0u64;
+        let mut step = |n: usize| {
+            done += n as u64;
+            progress(done);
+        };
+        for a in archive {
+            let ns = a.name.as_str();
+            let mut metrics: Vec<&MetricPoint> = Vec::new();
+            let mut keys: Vec<&IdempotencyEntry> = Vec::new();
+            let mut records: Vec<&Record> = Vec::new();
+            let (mut pos, mut ids, mut kind, mut at, mut digest, mut data) =
+                (vec![], vec![], vec![], vec![], vec![], vec![]);
+            for item in &a.items {
+                match item {
+                    ArchiveItem::Metric(p) => metrics.push(p),
+                    ArchiveItem::Event(ev) => {
+                        let checked = validate::json("event data", &ev.data)?;
+                        pos.push(ev.position as i64);
+                        ids.push(ev.id as i64);
+                        kind.push(ev.kind.as_str());
+                        at.push(dt(ev.occurred_at));
+                        digest.push(checked.sha256_hex());
+                        data.push(checked.canonical);
+                    }
+                    ArchiveItem::IdempotencyKey(key) => keys.push(key),
+                    ArchiveItem::Record(rec) => records.push(rec),
+                }
+            }
+            for chunk in metrics.chunks(IMPORT_CHUNK) {
+                sqlx::query(INSERT_METRICS)
+                    .bind(ns)
+                    .bind(chunk.iter().map(|p| dt(p.at)).collect::<Vec<_>>())
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|p| p.component.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(chunk.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|p| p.value).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                step(chunk.len());
+            }
+            for start in (0..pos.len()).step_by(IMPORT_CHUNK) {
+                let end = (start + IMPORT_CHUNK).min(pos.len());
+                sqlx::query(INSERT_EVENTS)
+                    .bind(ns)
+                    .bind(&pos[start..end])
+                    .bind(&ids[start..end])
+                    .bind(&kind[start..end])
+                    .bind(&at[start..end])
+                    .bind(&digest[start..end])
+                    .bind(&data[start..end])
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                step(end - start);
+            }
+            if let Some(head) = pos.iter().copied().max() {
+                sqlx::query(SET_LOG_HEAD)
+                    .bind(ns)
+                    .bind(head)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            }
+            for chunk in keys.chunks(IMPORT_CHUNK) {
+                sqlx::query(INSERT_KEYS)
+                    .bind(ns)
+                    .bind(chunk.iter().map(|k| k.scope.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|k| k.token.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|k| dt(k.claimed_at)).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|k| dt(k.expires_at)).collect::<Vec<_>>())
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|k| k.response.as_ref().map(canonical_json))
+                            .collect::<Vec<_>>(),
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                step(chunk.len());
+            }
+            for chunk in records.chunks(IMPORT_CHUNK) {
+                sqlx::query(INSERT_RECORDS)
+                    .bind(ns)
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|r| r.collection.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(chunk.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|r| canonical_json(&r.data))
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(chunk.iter().map(|r| r.version as i64).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| dt(r.created_at)).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|r| dt(r.updated_at)).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                step(chunk.len());
+            }
         }
         tx.commit().await.map_err(map)
     }

@@ -8,7 +8,7 @@ pub(crate) fn map(e: sqlx::Error) -> Error {
         sqlx::Error::PoolTimedOut => {
             Error::unavailable("timed out waiting for a SQLite connection")
         }
-        sqlx::Error::PoolClosed => Error::unavailable("the SQLite store is closed"),
+        sqlx::Error::PoolClosed => Error::closed("the SQLite store is closed"),
         sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => Error::unavailable("SQLite I/O failed"),
         sqlx::Error::Database(db) => {
             let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or(-1);

@@ -93,10 +93,12 @@ INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
 ON CONFLICT (ns, collection, id) DO UPDATE
   SET data = excluded.data, version = records.version + 1, updated_at = excluded.updated_at
+  WHERE records.version < 9223372036854775807 -- the last version is never written again
 RETURNING collection, id, data, version, created_at, updated_at";
 pub(crate) const UPDATE_RECORD_AT_VERSION: &str = "
 UPDATE records SET data = ?4, version = version + 1, updated_at = ?5
 WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND version = ?6
+  AND version < 9223372036854775807
 RETURNING collection, id, data, version, created_at, updated_at";
 pub(crate) const GET_RECORD: &str = "
 SELECT collection, id, data, version, created_at, updated_at FROM records

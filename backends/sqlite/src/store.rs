@@ -20,6 +20,8 @@ use crate::sql::*;
 /// Rows per multi-row metrics INSERT (6 parameters each, well under
 /// SQLite's 32 766-parameter limit).
 const METRIC_CHUNK: usize = 500;
+/// Items an import writes between progress reports.
+const IMPORT_PROGRESS_EVERY: u64 = 1_000;
 
 /// A persistkit store in one SQLite file (WAL, `synchronous=NORMAL`).
 #[derive(Clone)]
@@ -112,52 +114,71 @@ fn json(text: &str) -> Result<Value> {
         .map_err(|e| Error::internal("stored JSON does not parse").with_source(e))
 }
 
+/// Column `i` (called `name`) of a row, or `Internal` naming it: a row of
+/// the wrong shape is an error, never a panic.
+fn col<'r, T>(r: &'r SqliteRow, i: usize, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    r.try_get(i).map_err(|e| {
+        Error::internal(format!("column {name} of a stored row cannot be read")).with_source(e)
+    })
+}
+
+/// A stored id, position, version or sequence, which is never negative.
+fn seq(r: &SqliteRow, i: usize, name: &str) -> Result<u64> {
+    let v: i64 = col(r, i, name)?;
+    u64::try_from(v).map_err(|_| Error::internal(format!("column {name} holds {v}, below zero")))
+}
+
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
 fn metric_row(r: &SqliteRow) -> Result<StoredMetric> {
     Ok(StoredMetric {
-        seq: u64_of(r.get(0)),
+        seq: seq(r, 0, "metrics.seq")?,
         point: MetricPoint {
-            at: ts(r.get(1))?,
-            component: r.get(2),
-            name: r.get(3),
-            kind: MetricKind::parse(r.get::<&str, _>(4))?,
-            value: r.get(5),
+            at: ts(col(r, 1, "metrics.at")?)?,
+            component: col(r, 2, "metrics.component")?,
+            name: col(r, 3, "metrics.name")?,
+            kind: MetricKind::parse(col::<&str>(r, 4, "metrics.kind")?)?,
+            value: col(r, 5, "metrics.value")?,
         },
     })
 }
 
 fn event_row(r: &SqliteRow) -> Result<Event> {
     Ok(Event {
-        id: u64_of(r.get(0)),
-        position: u64_of(r.get(1)),
-        kind: r.get(2),
-        occurred_at: ts(r.get(3))?,
-        data: json(r.get::<&str, _>(4))?,
+        id: seq(r, 0, "events.id")?,
+        position: seq(r, 1, "events.position")?,
+        kind: col(r, 2, "events.kind")?,
+        occurred_at: ts(col(r, 3, "events.occurred_at")?)?,
+        data: json(col::<&str>(r, 4, "events.data")?)?,
     })
 }
 
 fn key_row(r: &SqliteRow) -> Result<IdempotencyEntry> {
     Ok(IdempotencyEntry {
-        scope: r.get(0),
-        key: r.get(1),
-        token: r.get(2),
-        claimed_at: ts(r.get(3))?,
-        expires_at: ts(r.get(4))?,
-        response: r.get::<Option<&str>, _>(5).map(json).transpose()?,
+        scope: col(r, 0, "idempotency_keys.scope")?,
+        key: col(r, 1, "idempotency_keys.key")?,
+        token: col(r, 2, "idempotency_keys.token")?,
+        claimed_at: ts(col(r, 3, "idempotency_keys.claimed_at")?)?,
+        expires_at: ts(col(r, 4, "idempotency_keys.expires_at")?)?,
+        response: col::<Option<&str>>(r, 5, "idempotency_keys.response")?
+            .map(json)
+            .transpose()?,
     })
 }
 
 fn record_row(r: &SqliteRow) -> Result<Record> {
     Ok(Record {
-        collection: r.get(0),
-        id: r.get(1),
-        data: json(r.get::<&str, _>(2))?,
-        version: u64_of(r.get(3)),
-        created_at: ts(r.get(4))?,
-        updated_at: ts(r.get(5))?,
+        collection: col(r, 0, "records.collection")?,
+        id: col(r, 1, "records.id")?,
+        data: json(col::<&str>(r, 2, "records.data")?)?,
+        version: seq(r, 3, "records.version")?,
+        created_at: ts(col(r, 4, "records.created_at")?)?,
+        updated_at: ts(col(r, 5, "records.updated_at")?)?,
     })
 }
 
@@ -254,18 +275,18 @@ impl MetricStore for SqliteStore {
             .map_err(map)?;
         rows.iter()
             .map(|r| {
-                let count = u64_of(r.get(3));
-                let sum: f64 = r.get(4);
+                let count = seq(r, 3, "count")?;
+                let sum: f64 = col(r, 4, "sum")?;
                 Ok(AggregateRow {
-                    bucket_start: ts(r.get::<i64, _>(0).max(Timestamp::MIN.as_micros()))?,
-                    component: r.get(1),
-                    name: r.get(2),
+                    bucket_start: ts(col::<i64>(r, 0, "bucket")?.max(Timestamp::MIN.as_micros()))?,
+                    component: col(r, 1, "metrics.component")?,
+                    name: col(r, 2, "metrics.name")?,
                     count,
                     sum,
-                    min: r.get(5),
-                    max: r.get(6),
+                    min: col(r, 5, "min")?,
+                    max: col(r, 6, "max")?,
                     avg: sum / count as f64,
-                    last: r.get(7),
+                    last: col(r, 7, "last")?,
                 })
             })
             .collect()
@@ -284,7 +305,7 @@ impl EventStore for SqliteStore {
             .await
             .map_err(map)?
             .unwrap_or(0);
-        let mut head = start;
+        let mut head = u64_of(start);
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             let existing: Option<(i64, i64)> = sqlx::query_as(FIND_EVENT)
@@ -303,11 +324,12 @@ impl EventStore for SqliteStore {
                 });
                 continue;
             }
-            head += 1;
+            // A full log fails the whole batch: the transaction rolls back.
+            head = next_position(ns, head)?;
             sqlx::query(INSERT_EVENT)
                 .bind(ns)
-                .bind(head)
-                .bind(head)
+                .bind(head as i64)
+                .bind(head as i64)
                 .bind(&e.kind)
                 .bind(e.occurred_at.as_micros())
                 .bind(&e.digest)
@@ -316,15 +338,15 @@ impl EventStore for SqliteStore {
                 .await
                 .map_err(map)?;
             out.push(Appended {
-                id: u64_of(head),
-                position: u64_of(head),
+                id: head,
+                position: head,
                 duplicate: false,
             });
         }
-        if head != start {
+        if head != u64_of(start) {
             sqlx::query(SET_LOG_HEAD)
                 .bind(ns)
-                .bind(head)
+                .bind(head as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
@@ -539,17 +561,16 @@ impl RecordStore for SqliteStore {
     ) -> Result<Record> {
         let text = canonical_json(data);
         let row = match expect {
-            Expect::Any => Some(
-                sqlx::query(UPSERT_RECORD)
-                    .bind(ns)
-                    .bind(collection)
-                    .bind(id)
-                    .bind(&text)
-                    .bind(now.as_micros())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map)?,
-            ),
+            // No row when the record is at its last version.
+            Expect::Any => sqlx::query(UPSERT_RECORD)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(now.as_micros())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map)?,
             Expect::Absent => sqlx::query(INSERT_RECORD_IF_ABSENT)
                 .bind(ns)
                 .bind(collection)
@@ -572,7 +593,9 @@ impl RecordStore for SqliteStore {
         };
         match row {
             Some(r) => record_row(&r),
-            None => Err(expectation_error(
+            None => Err(put_refused(
+                collection,
+                id,
                 expect,
                 self.record_version(ns, collection, id).await?,
             )),
@@ -760,87 +783,101 @@ impl AdminStore for SqliteStore {
             .map_err(map)
     }
 
-    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()> {
+        // One IMMEDIATE transaction for the whole archive: all of it or nothing.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
-            .bind(ns)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        if m + e + k + r > 0 {
-            return Err(Error::conflict(
-                None,
-                format!("namespace {ns:?} is not empty"),
-            ));
-        }
-        let mut head = 0i64;
-        for item in items {
-            match item {
-                ArchiveItem::Metric(p) => {
-                    sqlx::query(INSERT_METRIC)
-                        .bind(ns)
-                        .bind(p.at.as_micros())
-                        .bind(&p.component)
-                        .bind(&p.name)
-                        .bind(p.kind.as_str())
-                        .bind(p.value)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                ArchiveItem::Event(ev) => {
-                    let checked = validate::json("event data", &ev.data)?;
-                    let position = ev.position as i64;
-                    head = head.max(position);
-                    sqlx::query(INSERT_EVENT)
-                        .bind(ns)
-                        .bind(position)
-                        .bind(ev.id as i64)
-                        .bind(&ev.kind)
-                        .bind(ev.occurred_at.as_micros())
-                        .bind(checked.sha256_hex())
-                        .bind(&checked.canonical)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                ArchiveItem::IdempotencyKey(key) => {
-                    sqlx::query(INSERT_KEY_FULL)
-                        .bind(ns)
-                        .bind(&key.scope)
-                        .bind(&key.key)
-                        .bind(&key.token)
-                        .bind(key.claimed_at.as_micros())
-                        .bind(key.expires_at.as_micros())
-                        .bind(key.response.as_ref().map(canonical_json))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-                ArchiveItem::Record(rec) => {
-                    sqlx::query(INSERT_RECORD_FULL)
-                        .bind(ns)
-                        .bind(&rec.collection)
-                        .bind(&rec.id)
-                        .bind(canonical_json(&rec.data))
-                        .bind(rec.version as i64)
-                        .bind(rec.created_at.as_micros())
-                        .bind(rec.updated_at.as_micros())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map)?;
-                }
-            }
-        }
-        if head > 0 {
-            sqlx::query(SET_LOG_HEAD)
-                .bind(ns)
-                .bind(head)
-                .execute(&mut *tx)
+        for a in archive {
+            let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+                .bind(&a.name)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(map)?;
+            if m + e + k + r > 0 {
+                return Err(archive::not_empty(&a.name));
+            }
         }
-        tx.commit().await.map_err(map)
+        let mut done = 0u64;
+        for a in archive {
+            let ns = a.name.as_str();
+            let mut head = 0i64;
+            for item in &a.items {
+                match item {
+                    ArchiveItem::Metric(p) => {
+                        sqlx::query(INSERT_METRIC)
+                            .bind(ns)
+                            .bind(p.at.as_micros())
+                            .bind(&p.component)
+                            .bind(&p.name)
+                            .bind(p.kind.as_str())
+                            .bind(p.value)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    ArchiveItem::Event(ev) => {
+                        let checked = validate::json("event data", &ev.data)?;
+                        let position = ev.position as i64;
+                        head = head.max(position);
+                        sqlx::query(INSERT_EVENT)
+                            .bind(ns)
+                            .bind(position)
+                            .bind(ev.id as i64)
+                            .bind(&ev.kind)
+                            .bind(ev.occurred_at.as_micros())
+                            .bind(checked.sha256_hex())
+                            .bind(&checked.canonical)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    ArchiveItem::IdempotencyKey(key) => {
+                        sqlx::query(INSERT_KEY_FULL)
+                            .bind(ns)
+                            .bind(&key.scope)
+                            .bind(&key.key)
+                            .bind(&key.token)
+                            .bind(key.claimed_at.as_micros())
+                            .bind(key.expires_at.as_micros())
+                            .bind(key.response.as_ref().map(canonical_json))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                    ArchiveItem::Record(rec) => {
+                        sqlx::query(INSERT_RECORD_FULL)
+                            .bind(ns)
+                            .bind(&rec.collection)
+                            .bind(&rec.id)
+                            .bind(canonical_json(&rec.data))
+                            .bind(rec.version as i64)
+                            .bind(rec.created_at.as_micros())
+                            .bind(rec.updated_at.as_micros())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map)?;
+                    }
+                }
+                done += 1;
+                if done.is_multiple_of(IMPORT_PROGRESS_EVERY) {
+                    progress(done);
+                }
+            }
+            if head > 0 {
+                sqlx::query(SET_LOG_HEAD)
+                    .bind(ns)
+                    .bind(head)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            }
+        }
+        tx.commit().await.map_err(map)?;
+        progress(done);
+        Ok(())
     }
 
     async fn backup(&self, dest: &Path) -> Result<()> {

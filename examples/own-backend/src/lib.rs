@@ -182,8 +182,15 @@ impl AdminStore for CountingStore {
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner.namespaces().await
     }
-    async fn import(&self, ns: &str, items: &[ArchiveItem]) -> Result<()> {
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()> {
         self.count();
-        self.inner.import(ns, items).await
+        self.inner.import(archive, progress).await
+    }
+    async fn close(&self) {
+        self.inner.close().await
     }
 }
