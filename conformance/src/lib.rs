@@ -102,6 +102,8 @@ macro_rules! __with_cases {
                 payload_rules,
                 bad_event_batch_writes_nothing,
                 namespaces_isolate_events,
+                purged_event_can_be_appended_again,
+                full_log_refuses_appends,
             }
             idempotency {
                 first_claim_acquires,
@@ -137,6 +139,7 @@ macro_rules! __with_cases {
                 payloads_round_trip,
                 bad_input_leaves_record_untouched,
                 namespaces_isolate_records,
+                last_version_refuses_writes,
             }
             admin {
                 migrate_twice_is_a_no_op,
@@ -154,6 +157,11 @@ macro_rules! __with_cases {
                 native_backup_matches_capability,
                 durable_across_reopen,
                 newer_schema_is_refused,
+                import_is_all_or_nothing_across_namespaces,
+                import_checks_sequence_bounds,
+                handle_export_and_import_stay_in_namespace,
+                out_of_range_clock_writes_nothing,
+                closed_store_is_not_retryable,
             }
         }
     };

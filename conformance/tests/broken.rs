@@ -2,8 +2,9 @@
 //! and atomicity, and the cases guarding those rules must fail, each with a
 //! message naming the rule.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use persistkit_conformance::harnesses::MemoryHarness;
@@ -24,6 +25,19 @@ enum Bug {
     EveryoneWins,
     /// `list_components` sorts case-insensitively, like a default collation.
     LocaleSort,
+    /// `import` commits namespace by namespace.
+    ImportPerNamespace,
+    /// `import` keeps ids and positions as floats.
+    LossyPositions,
+    /// `import` writes every namespace into `default`.
+    ImportIntoDefault,
+    /// A full log or a record at its last version wraps silently instead
+    /// of refusing the write.
+    SilentOverflow,
+    /// A closed store answers "unavailable, retry".
+    ClosedIsRetryable,
+    /// Dedupe keys outlive the events that retention purged.
+    DedupeSurvivesPurge,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -31,6 +45,19 @@ enum Bug {
 struct Buggy {
     inner: Arc<dyn Store>,
     bug: Bug,
+    /// Every append result by dedupe key, for `DedupeSurvivesPurge`.
+    seen: Mutex<HashMap<(String, Timestamp, String), Appended>>,
+}
+
+impl Buggy {
+    fn closed_as_unavailable<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e) if self.bug == Bug::ClosedIsRetryable && e.kind() == ErrorKind::Closed => {
+                Err(Error::unavailable("store closed; retry"))
+            }
+            other => other,
+        }
+    }
 }
 
 #[async_trait]
@@ -76,7 +103,32 @@ impl EventStore for Buggy {
                 .collect();
             return self.inner.append(ns, &salted).await;
         }
-        self.inner.append(ns, events).await
+        if self.bug == Bug::DedupeSurvivesPurge && events.len() == 1 {
+            let e = &events[0];
+            let key = (e.kind.clone(), e.occurred_at, e.digest.clone());
+            if let Some(a) = self.seen.lock().unwrap().get(&key) {
+                return Ok(vec![Appended {
+                    duplicate: true,
+                    ..*a
+                }]);
+            }
+            let out = self.inner.append(ns, events).await?;
+            self.seen.lock().unwrap().insert(key, out[0]);
+            return Ok(out);
+        }
+        match self.inner.append(ns, events).await {
+            Err(e) if self.bug == Bug::SilentOverflow && e.kind() == ErrorKind::InvalidInput => {
+                Ok(events
+                    .iter()
+                    .map(|_| Appended {
+                        id: 0,
+                        position: 0,
+                        duplicate: false,
+                    })
+                    .collect())
+            }
+            other => self.closed_as_unavailable(other),
+        }
     }
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
         let mut v = self.inner.list_events(ns, q).await?;
@@ -151,10 +203,26 @@ impl RecordStore for Buggy {
         e: Expect,
         now: Timestamp,
     ) -> Result<Record> {
-        self.inner.put(ns, c, id, d, e, now).await
+        match self.inner.put(ns, c, id, d, e, now).await {
+            Err(err)
+                if self.bug == Bug::SilentOverflow && err.kind() == ErrorKind::InvalidInput =>
+            {
+                // The version wraps, as an INTEGER column turned REAL would.
+                Ok(Record {
+                    collection: c.into(),
+                    id: id.into(),
+                    data: d.clone(),
+                    version: 0,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+            other => self.closed_as_unavailable(other),
+        }
     }
     async fn get(&self, ns: &str, c: &str, id: &str) -> Result<Option<Record>> {
-        self.inner.get(ns, c, id).await
+        let r = self.inner.get(ns, c, id).await;
+        self.closed_as_unavailable(r)
     }
     async fn delete(&self, ns: &str, c: &str, id: &str, e: Expect) -> Result<()> {
         self.inner.delete(ns, c, id, e).await
@@ -204,7 +272,47 @@ impl AdminStore for Buggy {
         archive: &[ArchiveNamespace],
         progress: ImportProgress<'_>,
     ) -> Result<()> {
-        self.inner.import(archive, progress).await
+        match self.bug {
+            Bug::ImportPerNamespace => {
+                for a in archive {
+                    self.inner.import(std::slice::from_ref(a), progress).await?;
+                }
+                Ok(())
+            }
+            Bug::LossyPositions => {
+                let lossy = |v: u64| (v as f64) as u64;
+                let archive: Vec<ArchiveNamespace> = archive
+                    .iter()
+                    .map(|a| ArchiveNamespace {
+                        name: a.name.clone(),
+                        items: a
+                            .items
+                            .iter()
+                            .map(|i| match i {
+                                ArchiveItem::Event(e) => ArchiveItem::Event(Event {
+                                    id: lossy(e.id),
+                                    position: lossy(e.position),
+                                    ..e.clone()
+                                }),
+                                other => other.clone(),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                self.inner.import(&archive, progress).await
+            }
+            Bug::ImportIntoDefault => {
+                let archive: Vec<ArchiveNamespace> = archive
+                    .iter()
+                    .map(|a| ArchiveNamespace {
+                        name: DEFAULT_NAMESPACE.into(),
+                        items: a.items.clone(),
+                    })
+                    .collect();
+                self.inner.import(&archive, progress).await
+            }
+            _ => self.inner.import(archive, progress).await,
+        }
     }
     async fn close(&self) {
         self.inner.close().await
@@ -223,7 +331,11 @@ impl Harness for BuggyHarness {
     }
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
         let inner = MemoryHarness.fresh().await?.store;
-        Ok(Fixture::shared(Arc::new(Buggy { inner, bug: self.0 })))
+        Ok(Fixture::shared(Arc::new(Buggy {
+            inner,
+            bug: self.0,
+            seen: Mutex::default(),
+        })))
     }
 }
 
@@ -292,6 +404,48 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "in progress"
 )]
 #[case(Bug::LocaleSort, "metrics", "components_sorted_bytewise", "byte-wise")]
+#[case(
+    Bug::ImportPerNamespace,
+    "admin",
+    "import_is_all_or_nothing_across_namespaces",
+    "must write nothing of namespace a"
+)]
+#[case(
+    Bug::LossyPositions,
+    "admin",
+    "import_checks_sequence_bounds",
+    "round-trip exactly"
+)]
+#[case(
+    Bug::ImportIntoDefault,
+    "admin",
+    "handle_export_and_import_stay_in_namespace",
+    "B's import lands in B"
+)]
+#[case(
+    Bug::SilentOverflow,
+    "events",
+    "full_log_refuses_appends",
+    "end of range: appending to a log at its last position"
+)]
+#[case(
+    Bug::SilentOverflow,
+    "records",
+    "last_version_refuses_writes",
+    "end of range: put"
+)]
+#[case(
+    Bug::ClosedIsRetryable,
+    "admin",
+    "closed_store_is_not_retryable",
+    "not be retryable"
+)]
+#[case(
+    Bug::DedupeSurvivesPurge,
+    "events",
+    "purged_event_can_be_appended_again",
+    "dedupe after purge"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_planted_bug_fails_the_case_that_guards_it(
     #[case] bug: Bug,
@@ -319,6 +473,13 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("metrics", "write_keeps_identical_points")]
 #[case("idempotency", "exactly_one_of_64_claimers_acquires")]
 #[case("metrics", "components_sorted_bytewise")]
+#[case("admin", "import_is_all_or_nothing_across_namespaces")]
+#[case("admin", "import_checks_sequence_bounds")]
+#[case("admin", "handle_export_and_import_stay_in_namespace")]
+#[case("events", "full_log_refuses_appends")]
+#[case("records", "last_version_refuses_writes")]
+#[case("admin", "closed_store_is_not_retryable")]
+#[case("events", "purged_event_can_be_appended_again")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

@@ -1,7 +1,10 @@
 //! Administration: migrations, health, retention, export/import, capabilities.
 
+use std::sync::Arc;
+
 use persistkit_core::{
-    ErrorKind, Expect, ExportScope, HealthStatus, MetricPoint, NewEvent, RetentionPolicy,
+    ArchiveNamespace, ErrorKind, Expect, ExportScope, HealthStatus, ManualClock, MetricPoint,
+    NewEvent, RetentionPolicy,
 };
 
 use super::*;
@@ -521,5 +524,266 @@ pub async fn newer_schema_is_refused(ctx: &Ctx) -> CaseResult {
         msg.contains(&expected.to_string()) && msg.contains(&(expected + 1).to_string()),
         "migrations: the Schema error names both versions, got {msg:?}"
     );
+    Ok(())
+}
+
+/// An archive lands whole or not at all, across namespaces: when one target
+/// namespace holds data, none of the others is written. Checked through the
+/// admin scope and against the backend's own import, which must check every
+/// namespace inside its transaction.
+pub async fn import_is_all_or_nothing_across_namespaces(ctx: &Ctx) -> CaseResult {
+    let busy = ctx.ns("b");
+    busy.put("c", "there", &json!({}), Expect::Absent).await?;
+    let items_a = vec![
+        archived_event(1, 1, "k", t(0)),
+        archived_record("c", "x", 3),
+    ];
+    let archive = archive_text(&[
+        ("a", items_a.clone()),
+        ("b", vec![archived_record("c", "y", 1)]),
+    ]);
+    let e = expect_err(
+        ctx.handle()
+            .admin()
+            .import(&mut archive.as_bytes(), None)
+            .await,
+        ErrorKind::Conflict,
+        "import atomicity: an archive whose namespace b holds data",
+    )?;
+    ensure!(
+        e.message().contains("\"b\""),
+        "import atomicity: the conflict names the namespace that holds data; got {e}"
+    );
+    ensure_empty(&ctx.ns("a"), "import atomicity: through the admin scope").await?;
+    // The backend's own import, past the handle's early check.
+    let raw = ctx
+        .store()
+        .import(
+            &[
+                ArchiveNamespace {
+                    name: "a".into(),
+                    items: items_a,
+                },
+                ArchiveNamespace {
+                    name: "b".into(),
+                    items: vec![archived_record("c", "y", 1)],
+                },
+            ],
+            &|_| {},
+        )
+        .await;
+    expect_err(
+        raw,
+        ErrorKind::Conflict,
+        "import atomicity: the backend's import into a namespace that holds data",
+    )?;
+    ensure_empty(
+        &ctx.ns("a"),
+        "import atomicity: a backend import refused for namespace b must write nothing of namespace a",
+    )
+    .await?;
+    ensure_eq!(
+        ctx.ns("b").counts().await?.records,
+        1,
+        "import atomicity: the busy namespace is untouched"
+    );
+    Ok(())
+}
+
+/// Ids, positions and versions are 1..=i64::MAX through import: outside is
+/// `InvalidInput` with nothing written; the ends of the range round-trip
+/// exactly.
+pub async fn import_checks_sequence_bounds(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    for (item, what) in [
+        (
+            archived_event(LAST + 1, 1, "k", t(0)),
+            "an event id of 2^63",
+        ),
+        (
+            archived_event(1, LAST + 1, "k", t(0)),
+            "an event position of 2^63",
+        ),
+        (
+            archived_event(u64::MAX, u64::MAX, "k", t(0)),
+            "an event id and position of 2^64-1",
+        ),
+        (archived_event(0, 1, "k", t(0)), "an event id of 0"),
+        (
+            archived_record("c", "x", LAST + 1),
+            "a record version of 2^63",
+        ),
+        (archived_record("c", "x", 0), "a record version of 0"),
+    ] {
+        let archive = archive_text(&[("default", vec![item])]);
+        expect_err(
+            h.import(&mut archive.as_bytes(), None).await,
+            ErrorKind::InvalidInput,
+            &format!("bounds: importing {what}"),
+        )?;
+        ensure_empty(&h, &format!("bounds: importing {what}")).await?;
+    }
+    let archive = archive_text(&[(
+        "default",
+        vec![
+            archived_event(1, 1, "k", t(0)),
+            archived_event(LAST, LAST, "k", t(1)),
+            archived_record("c", "first", 1),
+            archived_record("c", "last", LAST),
+        ],
+    )]);
+    h.import(&mut archive.as_bytes(), None).await?;
+    let back = export_bytes(&h, ExportScope::Namespace).await?;
+    ensure!(
+        back == archive.as_bytes(),
+        "bounds: ids, positions and versions 1 and i64::MAX round-trip exactly through import and export\n--- imported\n{archive}--- exported\n{}",
+        String::from_utf8_lossy(&back)
+    );
+    Ok(())
+}
+
+/// A handle touches only its own namespace: it refuses to export all
+/// namespaces or to import another one, and its errors say nothing of
+/// another namespace's contents.
+pub async fn handle_export_and_import_stay_in_namespace(ctx: &Ctx) -> CaseResult {
+    let a = ctx.ns("tenant-a");
+    let points: Vec<MetricPoint> = (0..37).map(|i| gauge(t(i), "api", "rps", 1.0)).collect();
+    a.write_metrics(&points).await?;
+    let b = ctx.ns("tenant-b");
+    expect_err(
+        b.export(ExportScope::All, &mut Vec::new(), None).await,
+        ErrorKind::InvalidInput,
+        "tenant scope: a namespaced handle exporting every namespace",
+    )?;
+    let own =
+        String::from_utf8_lossy(&export_bytes(&b, ExportScope::Namespace).await?).into_owned();
+    ensure!(
+        !own.contains("tenant-a") && own.lines().count() == 3,
+        "tenant scope: B's export holds nothing of A\n{own}"
+    );
+    let to_c = archive_text(&[("tenant-c", vec![archived_record("c", "x", 1)])]);
+    expect_err(
+        b.import(&mut to_c.as_bytes(), None).await,
+        ErrorKind::InvalidInput,
+        "tenant scope: B's handle importing an archive of namespace C",
+    )?;
+    ensure_empty(&ctx.ns("tenant-c"), "tenant scope: B's handle wrote into C").await?;
+    let a_archive = export_bytes(&a, ExportScope::Namespace).await?;
+    let e = expect_err(
+        a.import(&mut a_archive.as_slice(), None).await,
+        ErrorKind::Conflict,
+        "import: into a namespace that holds data",
+    )?;
+    ensure!(
+        !e.to_string().contains("37"),
+        "tenant scope: an import conflict reveals no row counts; got {e}"
+    );
+    let mine = archive_text(&[("tenant-b", vec![archived_record("c", "x", 2)])]);
+    b.import(&mut mine.as_bytes(), None).await?;
+    ensure_eq!(
+        b.counts().await?.records,
+        1,
+        "tenant scope: B's import lands in B"
+    );
+    for other in ["default", "tenant-c"] {
+        ensure_empty(
+            &ctx.ns(other),
+            &format!("tenant scope: B's import wrote into {other}"),
+        )
+        .await?;
+    }
+    ensure_eq!(
+        a.counts().await?.metrics,
+        37,
+        "tenant scope: B's import leaves A alone"
+    );
+    Ok(())
+}
+
+/// A clock outside years 1..=9999 is input like any other: writes that take
+/// the time are `InvalidInput` and write nothing.
+pub async fn out_of_range_clock_writes_nothing(ctx: &Ctx) -> CaseResult {
+    let clock = ManualClock::new(Timestamp::MAX);
+    let h = Handle::new(ctx.store().clone()).with_clock(Arc::new(clock.clone()));
+    // At the last instant a record can still be written; a claim cannot end.
+    let r = h.put("c", "edge", &json!({}), Expect::Absent).await?;
+    ensure_eq!(
+        r.updated_at,
+        Timestamp::MAX,
+        "timestamps: the last instant is valid"
+    );
+    expect_err(
+        h.claim("s", "k", secs(1)).await,
+        ErrorKind::InvalidInput,
+        "clock bounds: a claim that would expire after year 9999",
+    )?;
+    clock.advance(secs(1));
+    let before = export_bytes(&h, ExportScope::Namespace).await?;
+    let rule = "clock bounds: a clock past 9999-12-31";
+    expect_err(
+        h.put("c", "x", &json!({}), Expect::Absent).await,
+        ErrorKind::InvalidInput,
+        &format!("{rule}: put"),
+    )?;
+    expect_err(
+        h.put("c", "edge", &json!({"n": 1}), Expect::Any).await,
+        ErrorKind::InvalidInput,
+        &format!("{rule}: put"),
+    )?;
+    expect_err(
+        h.claim("s", "k", secs(60)).await,
+        ErrorKind::InvalidInput,
+        &format!("{rule}: claim"),
+    )?;
+    expect_err(
+        h.complete("s", "k", "token", &json!({})).await,
+        ErrorKind::InvalidInput,
+        &format!("{rule}: complete"),
+    )?;
+    expect_err(
+        h.release("s", "k", "token").await,
+        ErrorKind::InvalidInput,
+        &format!("{rule}: release"),
+    )?;
+    expect_err(
+        h.purge(&RetentionPolicy {
+            records_not_updated_for: Some(secs(1)),
+            ..Default::default()
+        })
+        .await,
+        ErrorKind::InvalidInput,
+        &format!("{rule}: purge"),
+    )?;
+    ensure!(
+        export_bytes(&h, ExportScope::Namespace).await? == before,
+        "{rule}: refused calls write nothing"
+    );
+    Ok(())
+}
+
+/// After `close()`, calls fail with an error that is not retryable, so a
+/// retry loop stops.
+pub async fn closed_store_is_not_retryable(ctx: &Ctx) -> CaseResult {
+    let h = ctx.other_store().await?;
+    h.put("c", "x", &json!({}), Expect::Absent).await?;
+    h.store().close().await;
+    let rule = "closed store: a call after close() must fail and not be retryable";
+    let errors = [
+        h.get("c", "x").await.err(),
+        h.put("c", "y", &json!({}), Expect::Any).await.err(),
+        h.append(&[NewEvent::new("k", t(0), json!({}))]).await.err(),
+        h.claim("s", "k", secs(60)).await.err(),
+        h.write_metrics(&[gauge(t(0), "a", "b", 1.0)]).await.err(),
+        h.counts().await.err(),
+    ];
+    for (i, e) in errors.into_iter().enumerate() {
+        let Some(e) = e else {
+            return Err(CaseError::failed(format!("{rule}: call {i} succeeded")));
+        };
+        ensure!(
+            !e.is_retryable(),
+            "{rule}: call {i} failed as {e}, which says retry"
+        );
+    }
     Ok(())
 }

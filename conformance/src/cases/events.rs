@@ -507,3 +507,80 @@ pub async fn namespaces_isolate_events(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// An event purged by retention leaves no dedupe key behind: appending it
+/// again stores it as new.
+pub async fn purged_event_can_be_appended_again(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let old = ev("login", t(-7_200), json!({"user": "ann"}));
+    let first = h.append(std::slice::from_ref(&old)).await?[0];
+    let report = h
+        .purge(&persistkit_core::RetentionPolicy {
+            events_older_than: Some(secs(3_600)),
+            ..Default::default()
+        })
+        .await?;
+    ensure_eq!(report.events, 1, "retention: the old event is purged");
+    let again = h.append(std::slice::from_ref(&old)).await?[0];
+    ensure!(
+        !again.duplicate,
+        "dedupe after purge: an event purged by retention is appended again as new, not flagged duplicate (got {again:?})"
+    );
+    ensure!(
+        again.position > first.position,
+        "dedupe after purge: the re-appended event gets a new, later position ({} after {})",
+        again.position,
+        first.position
+    );
+    let log = whole_log(&h).await?;
+    ensure_eq!(
+        ids(&log),
+        vec![again.id],
+        "dedupe after purge: the log holds the re-appended event once"
+    );
+    Ok(())
+}
+
+/// A log whose last position is the largest there is refuses new events
+/// with `InvalidInput` and writes nothing; duplicates still resolve.
+pub async fn full_log_refuses_appends(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let archive = archive_text(&[("default", vec![archived_event(LAST, LAST, "k", t(0))])]);
+    h.import(&mut archive.as_bytes(), None).await?;
+    let dup = h.append(&[ev("k", t(0), json!({"id": LAST}))]).await?;
+    ensure_eq!(
+        dup,
+        vec![Appended {
+            id: LAST,
+            position: LAST,
+            duplicate: true
+        }],
+        "end of range: a duplicate of the last event still resolves to it"
+    );
+    for batch in [
+        vec![ev("k", t(1), json!({}))],
+        vec![ev("k", t(0), json!({"id": LAST})), ev("k", t(2), json!({}))],
+    ] {
+        let e = expect_err(
+            h.append(&batch).await,
+            ErrorKind::InvalidInput,
+            "end of range: appending to a log at its last position",
+        )?;
+        ensure!(
+            !e.is_retryable(),
+            "end of range: a full log is not retryable"
+        );
+    }
+    let log = whole_log(&h).await?;
+    ensure_eq!(
+        log.iter().map(|e| (e.id, e.position)).collect::<Vec<_>>(),
+        vec![(LAST, LAST)],
+        "end of range: a refused append writes nothing (no wrapped or zero position)"
+    );
+    ensure_eq!(
+        h.counts().await?.events,
+        1,
+        "end of range: a refused append writes nothing"
+    );
+    Ok(())
+}

@@ -155,3 +155,60 @@ pub(crate) async fn ensure_empty(h: &Handle, rule: &str) -> Result<(), CaseError
     );
     Ok(())
 }
+
+/// A whole archive holding `namespaces` with their items, every line in the
+/// canonical form export writes, so a store that keeps everything exports
+/// exactly this text again.
+pub(crate) fn archive_text(namespaces: &[(&str, Vec<persistkit_core::ArchiveItem>)]) -> String {
+    let mut lines = vec![json!({"format": "persistkit-archive", "type": "archive", "version": 1})];
+    let mut items = 0;
+    for (ns, list) in namespaces {
+        lines.push(json!({"type": "namespace", "name": ns}));
+        for item in list {
+            lines.push(serde_json::to_value(item).expect("archive items serialize"));
+            items += 1;
+        }
+    }
+    lines.push(json!({"type": "end", "namespaces": namespaces.len(), "items": items}));
+    let mut text = String::new();
+    for l in &lines {
+        text.push_str(&persistkit_core::validate::canonical_json(l));
+        text.push('\n');
+    }
+    text
+}
+
+/// An archived event.
+pub(crate) fn archived_event(
+    id: u64,
+    position: u64,
+    kind: &str,
+    at: Timestamp,
+) -> persistkit_core::ArchiveItem {
+    persistkit_core::ArchiveItem::Event(Event {
+        id,
+        position,
+        kind: kind.into(),
+        occurred_at: at,
+        data: json!({"id": id}),
+    })
+}
+
+/// An archived record.
+pub(crate) fn archived_record(
+    collection: &str,
+    id: &str,
+    version: u64,
+) -> persistkit_core::ArchiveItem {
+    persistkit_core::ArchiveItem::Record(Record {
+        collection: collection.into(),
+        id: id.into(),
+        data: json!({"v": version}),
+        version,
+        created_at: t(0),
+        updated_at: t(1),
+    })
+}
+
+/// The largest id, position or version a store must keep.
+pub(crate) const LAST: u64 = persistkit_core::validate::MAX_SEQUENCE;

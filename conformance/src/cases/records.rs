@@ -435,3 +435,52 @@ pub async fn namespaces_isolate_records(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// A record at the largest version refuses further writes with
+/// `InvalidInput` and stays as it was; it can still be deleted.
+pub async fn last_version_refuses_writes(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let archive = archive_text(&[("default", vec![archived_record("c", "x", LAST)])]);
+    h.import(&mut archive.as_bytes(), None).await?;
+    let before = h.get("c", "x").await?;
+    ensure_eq!(
+        before.as_ref().map(|r| r.version),
+        Some(LAST),
+        "end of range: a record imported at the last version reads back at it"
+    );
+    for expect in [Expect::Version(LAST), Expect::Any] {
+        expect_err(
+            h.put("c", "x", &json!({"new": true}), expect).await,
+            ErrorKind::InvalidInput,
+            &format!("end of range: put({expect:?}) on a record at the last version"),
+        )?;
+    }
+    let e = expect_err(
+        h.put("c", "x", &json!({}), Expect::Absent).await,
+        ErrorKind::Conflict,
+        "records: put(Absent) on an existing record",
+    )?;
+    ensure_eq!(
+        e.current_version(),
+        Some(LAST),
+        "records: the conflict carries the version"
+    );
+    expect_err(
+        h.put("c", "x", &json!({}), Expect::Version(LAST + 1)).await,
+        ErrorKind::InvalidInput,
+        "bounds: an expected version past i64::MAX",
+    )?;
+    ensure_eq!(
+        h.get("c", "x").await?,
+        before,
+        "end of range: refused writes leave the record untouched"
+    );
+    h.delete("c", "x", Expect::Version(LAST)).await?;
+    let fresh = h.put("c", "x", &json!({}), Expect::Absent).await?;
+    ensure_eq!(
+        fresh.version,
+        1,
+        "records: a deleted record starts over at version 1"
+    );
+    Ok(())
+}
