@@ -162,6 +162,7 @@ macro_rules! __with_cases {
                 handle_export_and_import_stay_in_namespace,
                 out_of_range_clock_writes_nothing,
                 closed_store_is_not_retryable,
+                import_refuses_hostile_archives,
             }
         }
     };

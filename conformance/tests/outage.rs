@@ -3,6 +3,7 @@
 //! (never hang), health says unhealthy, and the same handle recovers by
 //! itself once the database is back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,7 +108,60 @@ async fn postgres_pause_is_unavailable_then_recovers() {
     expect_unavailable(&h, "paused server").await;
     docker("unpause");
     recovers(&h).await;
+
+    // An import must make progress within the handle's timeout: a server
+    // paused after the first batch fails it promptly, and nothing is kept.
+    let bulk = h.namespace("bulk").unwrap();
+    let archive = metrics_archive("bulk", 60_000);
+    let id = container.id().to_string();
+    let paused = AtomicBool::new(false);
+    let pause_once = |_: u64| {
+        if !paused.swap(true, Ordering::SeqCst) {
+            let ok = std::process::Command::new("docker")
+                .args(["pause", &id])
+                .status()
+                .map(|s| s.success());
+            assert_eq!(ok.ok(), Some(true), "docker pause");
+        }
+    };
+    let started = Instant::now();
+    let e = bulk
+        .import(&mut archive.as_bytes(), Some(&pause_once))
+        .await
+        .expect_err("an import against a paused server must fail");
+    let took = started.elapsed();
+    assert!(
+        paused.load(Ordering::SeqCst),
+        "the import reported progress"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(took < HANG, "the import hung for {took:?}");
+    docker("unpause");
+    recovers(&h).await;
+    assert_eq!(
+        bulk.counts().await.unwrap().total(),
+        0,
+        "an abandoned import leaves nothing behind"
+    );
     container.rm().await.unwrap();
+}
+
+/// An archive of `n` metric points in namespace `ns`.
+fn metrics_archive(ns: &str, n: usize) -> String {
+    let mut text =
+        String::from("{\"format\":\"persistkit-archive\",\"type\":\"archive\",\"version\":1}\n");
+    text.push_str(&format!("{{\"name\":\"{ns}\",\"type\":\"namespace\"}}\n"));
+    for i in 0..n {
+        text.push_str(&format!(
+            "{{\"at\":\"2024-01-01T00:00:{:02}.{:06}Z\",\"component\":\"c\",\"kind\":\"gauge\",\"name\":\"n\",\"type\":\"metric\",\"value\":{i}}}\n",
+            i / 1_000_000 % 60,
+            i % 1_000_000
+        ));
+    }
+    text.push_str(&format!(
+        "{{\"items\":{n},\"namespaces\":1,\"type\":\"end\"}}\n"
+    ));
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,3 +4,28 @@
 use persistkit_conformance::harnesses::PostgresHarness;
 
 persistkit_conformance::suite!(postgres, PostgresHarness::from_env());
+
+/// Postgres-only checks beside the suite, on the same container.
+mod postgres_only {
+    use persistkit_conformance::harnesses::PostgresHarness;
+    use persistkit_conformance::SetupError;
+    use persistkit_core::ErrorKind;
+    use persistkit_postgres::PgStore;
+
+    /// A schema the server refuses to migrate into is a `Schema` error,
+    /// never `Internal`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migrating_into_a_reserved_schema_is_a_schema_error() {
+        let (fixture, _, config) = match PostgresHarness::from_env().fresh_pg_config().await {
+            Ok(f) => f,
+            Err(SetupError::Skip(why)) => return eprintln!("SKIPPED: {why}"),
+            Err(SetupError::Fail(why)) => panic!("{why}"),
+        };
+        let e = PgStore::connect(config.schema("pg_catalog").unwrap())
+            .await
+            .expect_err("pg_catalog cannot hold persistkit's tables");
+        assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+        assert!(e.to_string().contains("pg_catalog"), "{e}");
+        fixture.hooks.cleanup().await;
+    }
+}

@@ -787,3 +787,184 @@ pub async fn closed_store_is_not_retryable(ctx: &Ctx) -> CaseResult {
     }
     Ok(())
 }
+
+/// Archives of every hostile shape (numbers past i64, bad times, bad names,
+/// bad JSON, broken structure) are `InvalidInput`, and the store is
+/// byte-for-byte what it was.
+pub async fn import_refuses_hostile_archives(ctx: &Ctx) -> CaseResult {
+    let keep = ctx.ns("keep");
+    populate(ctx, &keep).await?;
+    let admin = keep.admin();
+    let before = export_bytes(&keep, ExportScope::All).await?;
+    const HEAD: &str = r#"{"format":"persistkit-archive","type":"archive","version":1}"#;
+    let ns = |n: &str| format!(r#"{{"name":"{n}","type":"namespace"}}"#);
+    let end = |n: usize, i: usize| format!(r#"{{"items":{i},"namespaces":{n},"type":"end"}}"#);
+    let at = "2024-01-01T00:00:00.000000Z";
+    let event = |id: &str, pos: &str| {
+        format!(
+            r#"{{"data":{{}},"id":{id},"kind":"k","occurred_at":"{at}","position":{pos},"type":"event"}}"#
+        )
+    };
+    let record = |c: &str, id: &str, version: &str, data: &str, time: &str| {
+        format!(
+            r#"{{"collection":"{c}","created_at":"{time}","data":{data},"id":"{id}","type":"record","updated_at":"{time}","version":{version}}}"#
+        )
+    };
+    let rec = |version: &str| record("c", "x", version, "{}", at);
+    let metric = |at: &str, c: &str, value: &str, kind: &str| {
+        format!(
+            r#"{{"at":"{at}","component":"{c}","kind":"{kind}","name":"n","type":"metric","value":{value}}}"#
+        )
+    };
+    let key = |token: &str| {
+        format!(
+            r#"{{"claimed_at":"{at}","expires_at":"{at}","key":"k","response":null,"scope":"s","token":"{token}","type":"idempotency_key"}}"#
+        )
+    };
+    let one = |item: String| vec![HEAD.to_string(), ns("a"), item, end(1, 1)];
+    let long = "é".repeat(128);
+    let huge = format!(r#"{{"x":"{}"}}"#, "y".repeat(1024 * 1024));
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "a second namespace holding version 2^63",
+            vec![
+                HEAD.into(),
+                ns("a"),
+                rec("1"),
+                ns("b"),
+                rec("9223372036854775808"),
+                end(2, 2),
+            ],
+        ),
+        (
+            "an event id and position of 2^63",
+            one(event("9223372036854775808", "9223372036854775808")),
+        ),
+        ("an event position of 0", one(event("1", "0"))),
+        ("a negative event id", one(event("-1", "1"))),
+        ("a record version of 2^64", one(rec("18446744073709551616"))),
+        ("a record version of -1", one(rec("-1"))),
+        ("a fractional record version", one(rec("1.5"))),
+        ("a record version as a string", one(rec("\"1\""))),
+        (
+            "a time in year 10000",
+            one(record("c", "x", "1", "{}", "10000-01-01T00:00:00Z")),
+        ),
+        (
+            "a time in year 0",
+            one(record("c", "x", "1", "{}", "0000-12-31T23:59:59Z")),
+        ),
+        (
+            "a time that is not RFC 3339",
+            one(record("c", "x", "1", "{}", "yesterday")),
+        ),
+        (
+            "a metric value of 1e400",
+            one(metric(at, "c", "1e400", "gauge")),
+        ),
+        (
+            "a metric value of NaN",
+            one(metric(at, "c", "\"NaN\"", "gauge")),
+        ),
+        (
+            "a metric value of null",
+            one(metric(at, "c", "null", "gauge")),
+        ),
+        (
+            "an unknown metric kind",
+            one(metric(at, "c", "1", "histogram")),
+        ),
+        (
+            "a 256-byte multi-byte name",
+            one(metric(at, &long, "1", "gauge")),
+        ),
+        (
+            "a name with a control character",
+            one(metric(at, "a\\u0007b", "1", "gauge")),
+        ),
+        ("an empty name", one(metric(at, "", "1", "gauge"))),
+        (
+            "a namespace of 256 bytes",
+            vec![HEAD.into(), ns(&long), end(1, 0)],
+        ),
+        (
+            "record data holding U+0000",
+            one(record("c", "x", "1", r#"{"s":"a\u0000b"}"#, at)),
+        ),
+        (
+            "record data that is a number",
+            one(record("c", "x", "1", "5", at)),
+        ),
+        (
+            "record data over 1 MiB",
+            one(record("c", "x", "1", &huge, at)),
+        ),
+        ("an empty token", one(key(""))),
+        (
+            "an unknown item type",
+            one(r#"{"type":"histogram"}"#.into()),
+        ),
+        ("a line that is not an object", one("[]".into())),
+        ("a line that is not JSON", one("{".into())),
+        (
+            "an item before any namespace",
+            vec![HEAD.into(), rec("1"), end(0, 1)],
+        ),
+        (
+            "a namespace twice",
+            vec![HEAD.into(), ns("a"), ns("a"), end(2, 0)],
+        ),
+        ("no header", vec![ns("a"), rec("1"), end(1, 1)]),
+        (
+            "a header of another version",
+            vec![HEAD.replace(":1}", ":2}"), ns("a"), end(1, 0)],
+        ),
+        (
+            "an end line with the wrong count",
+            vec![HEAD.into(), ns("a"), rec("1"), end(1, 2)],
+        ),
+        (
+            "data after the end line",
+            vec![HEAD.into(), ns("a"), end(1, 0), rec("1")],
+        ),
+        ("no end line", vec![HEAD.into(), ns("a"), rec("1")]),
+        (
+            "an event id twice",
+            vec![
+                HEAD.into(),
+                ns("a"),
+                event("1", "1"),
+                event("1", "2"),
+                end(1, 2),
+            ],
+        ),
+        (
+            "positions that go down",
+            vec![
+                HEAD.into(),
+                ns("a"),
+                event("1", "2"),
+                event("2", "1"),
+                end(1, 2),
+            ],
+        ),
+        (
+            "a record twice",
+            vec![HEAD.into(), ns("a"), rec("1"), rec("2"), end(1, 2)],
+        ),
+    ];
+    for (what, lines) in cases {
+        let text = lines.join("\n") + "\n";
+        expect_err(
+            admin.import(&mut text.as_bytes(), None).await,
+            ErrorKind::InvalidInput,
+            &format!("archive checks: importing an archive with {what}"),
+        )?;
+        let after = export_bytes(&keep, ExportScope::All).await?;
+        ensure!(
+            after == before,
+            "archive checks: importing an archive with {what} must leave the store byte-for-byte as it was"
+        );
+    }
+    Ok(())
+}

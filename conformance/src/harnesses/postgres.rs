@@ -336,6 +336,17 @@ impl PostgresHarness {
     /// # Errors
     /// As [`Harness::fresh`].
     pub async fn fresh_pg(&self) -> std::result::Result<(Fixture, PgStore), SetupError> {
+        self.fresh_pg_config().await.map(|(f, s, _)| (f, s))
+    }
+
+    /// Like [`fresh_pg`](Self::fresh_pg), with the configuration that opens
+    /// the fresh database too (tests open it again with other options).
+    ///
+    /// # Errors
+    /// As [`Harness::fresh`].
+    pub async fn fresh_pg_config(
+        &self,
+    ) -> std::result::Result<(Fixture, PgStore, PgConfig), SetupError> {
         let server = match self.server().await {
             Ok(s) => s,
             Err(reason) => {
@@ -375,11 +386,11 @@ impl PostgresHarness {
             hooks: Box::new(PgHooks {
                 server,
                 db,
-                config,
+                config: config.clone(),
                 first: first.clone(),
                 opened: Mutex::new(Vec::new()),
             }),
         };
-        Ok((fixture, first))
+        Ok((fixture, first, config))
     }
 }
