@@ -188,6 +188,7 @@ async fn check(
         let opts = RunOptions {
             filter: filter.clone(),
             progress: !quiet,
+            case_timeout: None,
         };
         reports.push(run_suite(h, &opts).await);
     }

@@ -33,7 +33,10 @@ pub use ctx::{Ctx, START};
 pub use harness::{Fixture, FixtureHooks, Harness, SetupError};
 pub use outcome::{expect_err, CaseError, CaseResult};
 pub use report::{CaseReport, Status, SuiteReport, Totals};
-pub use runner::{run_case, run_case_as_test, run_suite, RunOptions, CASE_TIMEOUT};
+pub use runner::{
+    case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_with, run_case_within,
+    run_suite, RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV, FAIL_ON_SKIP_ENV,
+};
 
 /// One conformance case.
 #[derive(Clone, Copy)]

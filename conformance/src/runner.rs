@@ -10,8 +10,17 @@ use crate::outcome::CaseError;
 use crate::report::{CaseReport, Status, SuiteReport};
 use crate::{all_cases, Case};
 
-/// How long one case may take before it counts as failed (hung).
+/// How long one case may take before it counts as failed (hung), unless
+/// `PERSISTKIT_CASE_TIMEOUT` (seconds) or [`RunOptions::case_timeout`] says
+/// otherwise.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Environment variable overriding [`CASE_TIMEOUT`], in seconds.
+pub const CASE_TIMEOUT_ENV: &str = "PERSISTKIT_CASE_TIMEOUT";
+
+/// Worker threads of the runtime each case runs on: the race cases need
+/// contenders on several threads at once.
+const CASE_WORKERS: usize = 4;
 
 /// Options for [`run_suite`].
 #[derive(Debug, Clone, Default)]
@@ -20,36 +29,91 @@ pub struct RunOptions {
     pub filter: Option<String>,
     /// Print one line per case to stderr as it finishes.
     pub progress: bool,
+    /// Per-case time limit; `None`: `PERSISTKIT_CASE_TIMEOUT`, else
+    /// [`CASE_TIMEOUT`].
+    pub case_timeout: Option<Duration>,
 }
 
-/// Run one case on a fresh fixture and classify the outcome.
+/// The per-case time limit from `PERSISTKIT_CASE_TIMEOUT`, else the default.
+pub fn case_timeout_from_env() -> Duration {
+    std::env::var(CASE_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(CASE_TIMEOUT, Duration::from_secs_f64)
+}
+
+/// Run one case on a fresh fixture and classify the outcome, within the
+/// time limit from the environment (see [`case_timeout_from_env`]).
 pub async fn run_case(harness: Arc<dyn Harness>, case: &Case) -> CaseReport {
+    run_case_within(harness, case, case_timeout_from_env()).await
+}
+
+/// Run one case, failing it when it has not ended within `limit`.
+///
+/// The case runs on a thread and runtime of its own, so even a backend that
+/// never yields (a busy loop inside a call) cannot stall the caller: at the
+/// limit the case is reported failed and abandoned, and the run goes on.
+pub async fn run_case_within(
+    harness: Arc<dyn Harness>,
+    case: &Case,
+    limit: Duration,
+) -> CaseReport {
     let started = Instant::now();
-    let outcome = async {
-        let ctx = Ctx::new(harness).await.map_err(|e| match e {
-            SetupError::Skip(m) => CaseError::Skipped(m),
-            SetupError::Fail(m) => CaseError::Failed(format!("setup failed: {m}")),
-        })?;
-        // Run on its own task so a panic becomes a failure, not an abort.
-        let run = case.run;
-        let task = tokio::spawn(async move {
-            let r = run(&ctx).await;
-            ctx.cleanup().await;
-            r
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let run = case.run;
+    let spawned = std::thread::Builder::new()
+        .name(format!("case {}::{}", case.domain, case.name))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(CASE_WORKERS)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(CaseError::Failed(format!(
+                        "no runtime for the case: {e}"
+                    ))));
+                    return;
+                }
+            };
+            let outcome = rt.block_on(async move {
+                let ctx = Ctx::new(harness).await.map_err(|e| match e {
+                    SetupError::Skip(m) => CaseError::Skipped(m),
+                    SetupError::Fail(m) => CaseError::Failed(format!("setup failed: {m}")),
+                })?;
+                // On a task of its own, so a panic becomes a failure.
+                let task = tokio::spawn(async move {
+                    let r = run(&ctx).await;
+                    ctx.cleanup().await;
+                    r
+                });
+                match task.await {
+                    Ok(r) => r,
+                    Err(join) => Err(CaseError::Failed(format!(
+                        "the case panicked: {}",
+                        panic_text(join)
+                    ))),
+                }
+            });
+            let _ = tx.send(outcome);
+            // Pools and connections close with the runtime, here.
+            rt.shutdown_timeout(Duration::from_secs(5));
         });
-        match tokio::time::timeout(CASE_TIMEOUT, task).await {
+    let outcome = match spawned {
+        Err(e) => Err(CaseError::Failed(format!("cannot start the case's thread: {e}"))),
+        Ok(_) => match tokio::time::timeout(limit, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(join)) => Err(CaseError::Failed(format!(
-                "the case panicked: {}",
-                panic_text(join)
-            ))),
+            Ok(Err(_)) => Err(CaseError::Failed(
+                "the case's thread ended without a result".into(),
+            )),
             Err(_) => Err(CaseError::Failed(format!(
-                "no answer within {} s: calls must fail promptly, never hang",
-                CASE_TIMEOUT.as_secs()
+                "no answer within {:.1} s: calls must fail promptly, never hang; the case was abandoned",
+                limit.as_secs_f64()
             ))),
-        }
-    }
-    .await;
+        },
+    };
     let (status, message) = match outcome {
         Ok(()) => (Status::Passed, None),
         Err(CaseError::Failed(m)) => (Status::Failed, Some(m)),
@@ -90,8 +154,9 @@ pub async fn run_suite(harness: Arc<dyn Harness>, opts: &RunOptions) -> SuiteRep
         .collect();
     let total = cases.len();
     let mut reports = Vec::with_capacity(total);
+    let limit = opts.case_timeout.unwrap_or_else(case_timeout_from_env);
     for (i, case) in cases.iter().enumerate() {
-        let r = run_case(harness.clone(), case).await;
+        let r = run_case_within(harness.clone(), case, limit).await;
         if opts.progress {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
@@ -114,10 +179,35 @@ pub async fn run_suite(harness: Arc<dyn Harness>, opts: &RunOptions) -> SuiteRep
     SuiteReport::new(harness.name(), reports, started.elapsed())
 }
 
+/// Environment variable: `1` makes [`run_case_as_test`] fail a skipped or
+/// unsupported case, so a CI that gates on `cargo test` cannot go green with
+/// cases that did not run.
+pub const FAIL_ON_SKIP_ENV: &str = "PERSISTKIT_FAIL_ON_SKIP";
+
+fn fail_on_skip() -> bool {
+    matches!(
+        std::env::var(FAIL_ON_SKIP_ENV).as_deref().map(str::trim),
+        Ok("1" | "true" | "yes")
+    )
+}
+
 /// Run one case as a `#[test]`: panic on failure; say "skipped" or
-/// "unsupported" on stderr (past the test harness's capture) otherwise.
+/// "unsupported" on stderr (past the test harness's capture) otherwise, or
+/// panic for those too when `PERSISTKIT_FAIL_ON_SKIP=1`.
 /// Used by [`suite!`](crate::suite).
 pub async fn run_case_as_test<H: Harness>(harness: H, domain: &str, name: &str) {
+    run_case_as_test_with(harness, domain, name, fail_on_skip()).await;
+}
+
+/// [`run_case_as_test`] with the skip rule given instead of read from the
+/// environment.
+#[doc(hidden)]
+pub async fn run_case_as_test_with<H: Harness>(
+    harness: H,
+    domain: &str,
+    name: &str,
+    fail_on_skip: bool,
+) {
     let case = all_cases()
         .into_iter()
         .find(|c| c.domain == domain && c.name == name)
@@ -129,6 +219,10 @@ pub async fn run_case_as_test<H: Harness>(harness: H, domain: &str, name: &str) 
     match r.status {
         Status::Passed => {}
         Status::Failed => panic!("[{label}] {domain}::{name} broke the contract: {msg}"),
+        Status::Skipped | Status::Unsupported if fail_on_skip => panic!(
+            "[{label}] {domain}::{name} was {} ({FAIL_ON_SKIP_ENV}=1 makes that a failure): {msg}",
+            r.status.as_str()
+        ),
         Status::Skipped | Status::Unsupported => {
             // Written straight to the stream so `cargo test` shows it even
             // though the test itself is reported as ok.

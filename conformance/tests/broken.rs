@@ -38,6 +38,11 @@ enum Bug {
     ClosedIsRetryable,
     /// Dedupe keys outlive the events that retention purged.
     DedupeSurvivesPurge,
+    /// `read_log` and `list_records` ignore where to continue: the same
+    /// page comes back for ever.
+    EndlessPages,
+    /// `get` busy-loops without ever yielding to the runtime.
+    NeverYields,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -138,6 +143,11 @@ impl EventStore for Buggy {
         Ok(v)
     }
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let after = if self.bug == Bug::EndlessPages {
+            0
+        } else {
+            after
+        };
         self.inner.read_log(ns, after, limit).await
     }
 }
@@ -221,6 +231,13 @@ impl RecordStore for Buggy {
         }
     }
     async fn get(&self, ns: &str, c: &str, id: &str) -> Result<Option<Record>> {
+        if self.bug == Bug::NeverYields {
+            // Holds its thread far past any case timeout, never awaiting.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
         let r = self.inner.get(ns, c, id).await;
         self.closed_as_unavailable(r)
     }
@@ -234,6 +251,11 @@ impl RecordStore for Buggy {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
+        let after = if self.bug == Bug::EndlessPages {
+            None
+        } else {
+            after
+        };
         self.inner.list_records(ns, c, after, limit).await
     }
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
@@ -441,6 +463,18 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "not be retryable"
 )]
 #[case(
+    Bug::EndlessPages,
+    "events",
+    "read_log_resumes_after_position",
+    "read_log(after, limit) returns the next"
+)]
+#[case(
+    Bug::EndlessPages,
+    "records",
+    "list_orders_ids_bytewise",
+    "paging returns every record once"
+)]
+#[case(
     Bug::DedupeSurvivesPurge,
     "events",
     "purged_event_can_be_appended_again",
@@ -488,4 +522,77 @@ async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name:
         .unwrap();
     let r = run_case(Arc::new(MemoryHarness), &case).await;
     assert_eq!(r.status, Status::Passed, "{:?}", r.message);
+}
+
+/// A harness that cannot run anything here.
+struct Unreachable;
+
+#[async_trait]
+impl Harness for Unreachable {
+    fn name(&self) -> String {
+        "unreachable".into()
+    }
+    async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
+        Err(SetupError::Skip("no server here".into()))
+    }
+}
+
+/// With PERSISTKIT_FAIL_ON_SKIP=1 a skipped case fails its `#[test]`;
+/// without it, the test passes and says SKIPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_on_skip_turns_skips_into_failures() {
+    let strict = tokio::spawn(persistkit_conformance::run_case_as_test_with(
+        Unreachable,
+        "records",
+        "get_missing_is_none",
+        true,
+    ))
+    .await;
+    let panic = strict.expect_err("a skip must fail under PERSISTKIT_FAIL_ON_SKIP=1");
+    let text = panic
+        .into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_default();
+    assert!(
+        text.contains("skipped") && text.contains("no server here"),
+        "{text}"
+    );
+    tokio::spawn(persistkit_conformance::run_case_as_test_with(
+        Unreachable,
+        "records",
+        "get_missing_is_none",
+        false,
+    ))
+    .await
+    .expect("without the switch a skip is reported, not failed");
+}
+
+/// A backend call that never yields cannot hang the run: the case fails at
+/// its time limit and the caller goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_never_yields_fails_within_the_timeout() {
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.domain == "records" && c.name == "get_missing_is_none")
+        .unwrap();
+    let limit = std::time::Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let r = persistkit_conformance::run_case_within(
+        Arc::new(BuggyHarness(Bug::NeverYields)),
+        &case,
+        limit,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, Status::Failed, "{:?}", r.message);
+    assert!(
+        r.message.as_deref().unwrap_or("").contains("never hang"),
+        "{:?}",
+        r.message
+    );
+    assert!(
+        took < limit + std::time::Duration::from_secs(3),
+        "reported after {took:?}, not at the {limit:?} limit"
+    );
 }

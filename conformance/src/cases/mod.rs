@@ -59,6 +59,33 @@ pub(crate) fn payloads() -> Vec<Value> {
     ]
 }
 
+/// No listing in a case holds more than this: a backend whose paging never
+/// ends fails the case instead of filling memory.
+pub(crate) const MAX_ITEMS: usize = 1_000_000;
+
+/// Fail unless every key of `items` comes strictly after the one before
+/// (`last` is the key the previous page ended on): a page that repeats or
+/// goes back would make a reader loop for ever.
+fn strictly_after<T, K: PartialOrd + std::fmt::Debug>(
+    rule: &str,
+    last: &mut Option<K>,
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Result<(), CaseError> {
+    for item in items {
+        let k = key(item);
+        if let Some(prev) = last.as_ref() {
+            if k <= *prev {
+                return Err(CaseError::failed(format!(
+                    "{rule}: paging returned {k:?} after {prev:?}: every item must come once, in order, or a reader never ends"
+                )));
+            }
+        }
+        *last = Some(k);
+    }
+    Ok(())
+}
+
 /// Read every point matching `filter`, `page` at a time.
 pub(crate) async fn read_all(
     h: &Handle,
@@ -68,20 +95,33 @@ pub(crate) async fn read_all(
     filter.limit = Some(page);
     filter.cursor = None;
     let mut out = Vec::new();
-    for _ in 0..100_000 {
+    let mut last = None;
+    while out.len() <= MAX_ITEMS {
         let p = h.read_metrics(&filter).await?;
         crate::ensure!(
             p.items.len() <= page,
             "metrics paging: a page of limit {page} returned {} points",
             p.items.len()
         );
+        strictly_after(
+            "metrics: read orders by (at, component, name, sequence) and paging returns every point once",
+            &mut last, &p.items, |m| {
+            (
+                m.point.at,
+                m.point.component.clone(),
+                m.point.name.clone(),
+                m.seq,
+            )
+        })?;
         out.extend(p.items);
         match p.next_cursor {
             Some(c) => filter.cursor = Some(c),
             None => return Ok(out),
         }
     }
-    Err(CaseError::failed("metrics paging never ended"))
+    Err(CaseError::failed(format!(
+        "metrics paging never ended: more than {MAX_ITEMS} points"
+    )))
 }
 
 /// Every point in the namespace.
@@ -98,33 +138,56 @@ pub(crate) async fn list_all(
     filter.limit = Some(page);
     filter.cursor = None;
     let mut out = Vec::new();
-    for _ in 0..100_000 {
+    let mut last = None;
+    while out.len() <= MAX_ITEMS {
         let p = h.list_events(&filter).await?;
         crate::ensure!(
             p.items.len() <= page,
             "event paging: a page of limit {page} returned {} events",
             p.items.len()
         );
+        strictly_after(
+            "events: list orders by (occurred_at, id), equal occurred_at ordered by id, and paging returns every event once",
+            &mut last, &p.items, |e| {
+            (e.occurred_at, e.id)
+        })?;
         out.extend(p.items);
         match p.next_cursor {
             Some(c) => filter.cursor = Some(c),
             None => return Ok(out),
         }
     }
-    Err(CaseError::failed("event paging never ended"))
+    Err(CaseError::failed(format!(
+        "event paging never ended: more than {MAX_ITEMS} events"
+    )))
 }
 
 /// The whole log of the namespace.
 pub(crate) async fn whole_log(h: &Handle) -> Result<Vec<Event>, CaseError> {
     let mut out: Vec<Event> = Vec::new();
-    loop {
+    let mut last = None;
+    while out.len() <= MAX_ITEMS {
         let after = out.last().map_or(0, |e| e.position);
         let page = h.read_log(after, 10_000).await?;
         if page.is_empty() {
             return Ok(out);
         }
+        crate::ensure!(
+            page.len() <= 10_000,
+            "gap-free log: read_log(limit 10000) returned {} events",
+            page.len()
+        );
+        crate::ensure!(
+            page[0].position > after,
+            "gap-free log: read_log(after {after}) returned position {}, which is not after it",
+            page[0].position
+        );
+        strictly_after("gap-free log", &mut last, &page, |e| e.position)?;
         out.extend(page);
     }
+    Err(CaseError::failed(format!(
+        "gap-free log: reading the log never ended: more than {MAX_ITEMS} events"
+    )))
 }
 
 /// Every record of a collection.
@@ -135,15 +198,29 @@ pub(crate) async fn all_records(
 ) -> Result<Vec<Record>, CaseError> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
-    for _ in 0..100_000 {
+    let mut last = None;
+    while out.len() <= MAX_ITEMS {
         let p = h.list_records(collection, cursor.as_deref(), page).await?;
+        crate::ensure!(
+            p.items.len() <= page,
+            "record paging: a page of limit {page} returned {} records",
+            p.items.len()
+        );
+        strictly_after(
+            "records: list orders by id byte-wise and paging returns every record once",
+            &mut last,
+            &p.items,
+            |r| r.id.as_bytes().to_vec(),
+        )?;
         out.extend(p.items);
         match p.next_cursor {
             Some(c) => cursor = Some(c),
             None => return Ok(out),
         }
     }
-    Err(CaseError::failed("record paging never ended"))
+    Err(CaseError::failed(format!(
+        "record paging never ended: more than {MAX_ITEMS} records"
+    )))
 }
 
 /// Fail unless the namespace of `h` holds nothing at all.
