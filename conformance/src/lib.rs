@@ -24,6 +24,7 @@ pub mod differential;
 mod harness;
 pub mod harnesses;
 mod outcome;
+mod race;
 pub mod report;
 mod runner;
 
@@ -32,6 +33,7 @@ use futures::future::BoxFuture;
 pub use ctx::{Ctx, START};
 pub use harness::{Fixture, FixtureHooks, Harness, SetupError};
 pub use outcome::{expect_err, CaseError, CaseResult};
+pub use race::{RACE_ROUNDS_ENV, RACE_SECONDS_ENV};
 pub use report::{CaseReport, Status, SuiteReport, Totals};
 pub use runner::{
     case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_with, run_case_within,

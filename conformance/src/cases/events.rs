@@ -8,6 +8,7 @@ use persistkit_core::{Appended, ErrorKind, NewEvent};
 
 use super::*;
 use crate::outcome::{expect_err, CaseResult};
+use crate::race;
 use crate::{ensure, ensure_eq, Ctx};
 
 fn ev(kind: &str, at: Timestamp, data: Value) -> NewEvent {
@@ -138,7 +139,8 @@ pub async fn duplicates_within_one_batch(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Concurrent appends of one event, over two handles, store it once.
+/// Concurrent appends of one event, over two handles, store it once:
+/// a burst of 32, then rounds of appenders released at the same instant.
 pub async fn concurrent_duplicates_write_once(ctx: &Ctx) -> CaseResult {
     let handles = [ctx.handle(), ctx.second().await?];
     let e = ev("pay", t(0), json!({"order": 42}));
@@ -155,20 +157,54 @@ pub async fn concurrent_duplicates_write_once(ctx: &Ctx) -> CaseResult {
                 .map_err(|e| CaseError::failed(format!("task: {e}")))??[0],
         );
     }
+    check_one_stored(&results)?;
+    let n = race::contenders();
+    race::rounds(|round| {
+        let handles = handles.clone();
+        async move {
+            let e = ev("pay", t(1), json!({"round": round}));
+            let results = race::together(n, move |i| {
+                let (h, e) = (handles[i % 2].clone(), e.clone());
+                async move { h.append(&[e]).await }
+            })
+            .await?;
+            let results: Vec<Appended> = results
+                .into_iter()
+                .map(|r| r.map(|v| v[0]))
+                .collect::<Result<_, _>>()?;
+            check_one_stored(&results)
+        }
+    })
+    .await?;
+    let log = whole_log(&handles[0]).await?;
+    let unique: HashSet<u64> = log.iter().map(|e| e.id).collect();
+    ensure_eq!(
+        unique.len(),
+        log.len(),
+        "events: concurrent duplicates are stored once"
+    );
+    ensure!(
+        log.iter()
+            .filter(|e| e.data == json!({"order": 42}))
+            .count()
+            == 1,
+        "events: concurrent duplicates are stored once"
+    );
+    Ok(())
+}
+
+/// Exactly one of concurrent appends of one event is new; all share its id.
+fn check_one_stored(results: &[Appended]) -> CaseResult {
     let fresh = results.iter().filter(|r| !r.duplicate).count();
     ensure_eq!(
         fresh,
         1,
-        "events: under concurrency exactly one append of an event is not a duplicate"
+        "events: under concurrency exactly one of {} appends of an event is not a duplicate",
+        results.len()
     );
     ensure!(
         results.iter().all(|r| r.id == results[0].id),
         "events: every concurrent duplicate returns the same id: {results:?}"
-    );
-    ensure_eq!(
-        whole_log(&handles[0]).await?.len(),
-        1,
-        "events: concurrent duplicates are stored once"
     );
     Ok(())
 }
@@ -314,76 +350,98 @@ pub async fn read_log_resumes_after_position(ctx: &Ctx) -> CaseResult {
 }
 
 /// A poller racing concurrent appenders sees every event exactly once, with
-/// strictly increasing positions.
+/// strictly increasing positions: round after round, appenders on two
+/// handles released at the same instant while the poller reads from its
+/// last position.
 pub async fn gap_free_log_under_concurrent_appends(ctx: &Ctx) -> CaseResult {
-    const WRITERS: usize = 4;
-    const PER_WRITER: usize = 40;
+    const PER_WRITER: usize = 12;
     let second = ctx.second().await?;
     let handles = [ctx.handle(), second];
-    let done = Arc::new(AtomicBool::new(false));
-    let poller = {
-        let h = handles[1].clone();
-        let done = done.clone();
-        tokio::spawn(async move {
-            let mut seen: Vec<Event> = Vec::new();
-            let mut last = 0;
-            loop {
-                let finished = done.load(Ordering::SeqCst);
-                let page = h.read_log(last, 7).await?;
-                if let Some(e) = page.last() {
-                    last = e.position;
+    let writers = race::contenders();
+    // Where the poller of the next round starts: the last position seen.
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    race::rounds(|round| {
+        let handles = handles.clone();
+        let last = last.clone();
+        async move {
+            let from = last.load(Ordering::SeqCst);
+            let done = Arc::new(AtomicBool::new(false));
+            let poller = tokio::spawn(poll_log(handles[1].clone(), from, done.clone()));
+            let appended = race::together(writers, move |w| {
+                let h = handles[w % 2].clone();
+                async move {
+                    let mut i = 0;
+                    while i < PER_WRITER {
+                        // Batches of 1 to 3 events.
+                        let n = 1 + (i % 3).min(PER_WRITER - i - 1);
+                        let batch: Vec<NewEvent> = (i..i + n)
+                            .map(|j| ev("w", t(0), json!({"round": round, "w": w, "i": j})))
+                            .collect();
+                        h.append(&batch).await?;
+                        i += n;
+                    }
+                    Ok::<_, persistkit_core::Error>(())
                 }
-                let empty = page.is_empty();
-                seen.extend(page);
-                if finished && empty {
-                    return Ok::<_, persistkit_core::Error>(seen);
-                }
-                if empty {
-                    tokio::task::yield_now().await;
-                }
+            })
+            .await;
+            done.store(true, Ordering::SeqCst);
+            let seen = poller
+                .await
+                .map_err(|e| CaseError::failed(format!("poller task: {e}")))??;
+            for r in appended? {
+                r?;
             }
-        })
-    };
-    let mut writers = Vec::new();
-    for w in 0..WRITERS {
-        let h = handles[w % 2].clone();
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while i < PER_WRITER {
-                let n = 1 + (i % 3).min(PER_WRITER - i - 1);
-                let batch: Vec<NewEvent> = (i..i + n)
-                    .map(|j| ev("w", t(0), json!({"w": w, "i": j})))
-                    .collect();
-                h.append(&batch).await?;
-                i += n;
-            }
-            Ok::<_, persistkit_core::Error>(())
-        }));
-    }
-    for w in writers {
-        w.await
-            .map_err(|e| CaseError::failed(format!("writer task: {e}")))??;
-    }
-    done.store(true, Ordering::SeqCst);
-    let seen = poller
-        .await
-        .map_err(|e| CaseError::failed(format!("poller task: {e}")))??;
-    ensure!(
-        seen.windows(2).all(|w| w[0].position < w[1].position),
-        "events: a poller sees strictly increasing positions"
-    );
-    let unique: HashSet<String> = seen.iter().map(|e| e.data.to_string()).collect();
-    ensure_eq!(
-        unique.len(),
-        seen.len(),
-        "events: a poller sees every event exactly once (no repeats)"
-    );
-    ensure_eq!(
-        seen.len(),
-        WRITERS * PER_WRITER,
-        "events: a poller polling from its last position never skips an event that commits late"
-    );
+            let unique: HashSet<String> = seen.iter().map(|e| e.data.to_string()).collect();
+            ensure_eq!(
+                unique.len(),
+                seen.len(),
+                "gap-free log: a poller sees every event exactly once (no repeats)"
+            );
+            ensure_eq!(
+                seen.len(),
+                writers * PER_WRITER,
+                "gap-free log: a poller polling from its last position never skips an event that commits late (positions must follow commit order)"
+            );
+            last.store(seen.last().map_or(from, |e| e.position), Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await?;
     Ok(())
+}
+
+/// Read the log from `after` until `done` is set and a read comes back
+/// empty; every position must be after the one before.
+async fn poll_log(
+    h: persistkit_core::Handle,
+    mut after: u64,
+    done: Arc<AtomicBool>,
+) -> Result<Vec<Event>, CaseError> {
+    let mut seen: Vec<Event> = Vec::new();
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let page = h.read_log(after, 7).await?;
+        for e in &page {
+            ensure!(
+                e.position > after,
+                "gap-free log: read_log(after {after}) returned position {}, which is not after it",
+                e.position
+            );
+            after = e.position;
+        }
+        ensure!(
+            seen.len() + page.len() <= MAX_ITEMS,
+            "gap-free log: polling never ended"
+        );
+        let empty = page.is_empty();
+        seen.extend(page);
+        if finished && empty {
+            return Ok(seen);
+        }
+        if empty {
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 /// JSON payloads come back semantically equal.

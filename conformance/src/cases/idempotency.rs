@@ -4,6 +4,7 @@ use persistkit_core::{Claim, ErrorKind, KeyState, RetentionPolicy};
 
 use super::*;
 use crate::outcome::{expect_err, CaseResult};
+use crate::race;
 use crate::{ensure, ensure_eq, Ctx};
 
 fn token(c: &Claim) -> Result<String, CaseError> {
@@ -157,6 +158,13 @@ async fn race(ctx: &Ctx, two_handles: bool) -> CaseResult {
     if two_handles {
         handles.push(ctx.second().await?);
     }
+    let rule = |n: usize| {
+        format!(
+            "idempotency: among {n} concurrent claimers of one key exactly one acquires ({} handles)",
+            handles.len()
+        )
+    };
+    // One burst of 64 claimers on the runtime.
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
     let mut tasks = Vec::new();
     for i in 0..64 {
@@ -178,13 +186,31 @@ async fn race(ctx: &Ctx, two_handles: bool) -> CaseResult {
             Claim::Exists { .. } => exists += 1,
         }
     }
-    ensure_eq!(
-        acquired,
-        1,
-        "idempotency: among 64 concurrent claimers of one key exactly one acquires ({} handles)",
-        handles.len()
-    );
+    ensure_eq!(acquired, 1, "{}", rule(64));
     ensure_eq!(exists, 63, "idempotency: every other claimer sees exists");
+    // Then round after round of claimers released at the same instant, each
+    // round on a fresh key.
+    let n = race::contenders();
+    race::rounds(|round| {
+        let handles = handles.clone();
+        let rule = rule(n);
+        async move {
+            let results = race::together(n, move |i| {
+                let h = handles[i % handles.len()].clone();
+                async move { h.claim("race", &format!("round-{round}"), secs(60)).await }
+            })
+            .await?;
+            let mut acquired = 0;
+            for r in results {
+                if r?.is_acquired() {
+                    acquired += 1;
+                }
+            }
+            ensure_eq!(acquired, 1, "{rule}");
+            Ok(())
+        }
+    })
+    .await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use persistkit_core::{ErrorKind, Expect};
 
 use super::*;
 use crate::outcome::{expect_err, CaseResult};
+use crate::race;
 use crate::{ensure, ensure_eq, Ctx};
 
 /// `put(Absent)` creates version 1 with `created_at = updated_at = now`.
@@ -303,15 +304,77 @@ async fn cas_increments(ctx: &Ctx, handles: Vec<persistkit_core::Handle>, n: usi
     Ok(())
 }
 
-/// 32 concurrent compare-and-set loops lose no update.
-pub async fn no_lost_updates(ctx: &Ctx) -> CaseResult {
-    cas_increments(ctx, vec![ctx.handle()], 32).await
+/// Rounds of compare-and-set loops released at the same instant, each
+/// round on a counter of its own: no update is lost.
+async fn cas_rounds(handles: Vec<persistkit_core::Handle>) -> CaseResult {
+    let n = race::contenders();
+    race::rounds(|round| {
+        let handles = handles.clone();
+        async move {
+            let id = format!("round-{round}");
+            handles[0]
+                .put("counters", &id, &json!({"n": 0}), Expect::Absent)
+                .await?;
+            let results = race::together(n, {
+                let (id, handles) = (id.clone(), handles.clone());
+                move |i| {
+                    let (h, id) = (handles[i % handles.len()].clone(), id.clone());
+                    async move { increment(&h, &id).await }
+                }
+            })
+            .await?;
+            for r in results {
+                r?;
+            }
+            let r = handles[0].get("counters", &id).await?.expect("created above");
+            ensure_eq!(
+                r.data["n"].as_u64(),
+                Some(n as u64),
+                "records: {n} concurrent read-modify-write loops retrying on Conflict apply all {n} updates (no lost updates)"
+            );
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
 }
 
-/// 32 compare-and-set loops over two handles lose no update.
+/// One compare-and-set increment of `counters/id`, retried on `Conflict`.
+async fn increment(h: &persistkit_core::Handle, id: &str) -> Result<(), persistkit_core::Error> {
+    for _ in 0..10_000 {
+        let r = h.get("counters", id).await?.expect("created before");
+        let n = r.data["n"].as_u64().expect("n");
+        match h
+            .put(
+                "counters",
+                id,
+                &json!({"n": n + 1}),
+                Expect::Version(r.version),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Conflict || e.is_retryable() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(persistkit_core::Error::internal(
+        "gave up after 10 000 conflicts",
+    ))
+}
+
+/// 32 concurrent compare-and-set loops lose no update, then rounds of
+/// loops released together.
+pub async fn no_lost_updates(ctx: &Ctx) -> CaseResult {
+    cas_increments(ctx, vec![ctx.handle()], 32).await?;
+    cas_rounds(vec![ctx.handle()]).await
+}
+
+/// The same over two handles.
 pub async fn no_lost_updates_across_handles(ctx: &Ctx) -> CaseResult {
     let second = ctx.second().await?;
-    cas_increments(ctx, vec![ctx.handle(), second], 32).await
+    cas_increments(ctx, vec![ctx.handle(), second.clone()], 32).await?;
+    cas_rounds(vec![ctx.handle(), second]).await
 }
 
 /// Payloads round-trip through records.
