@@ -65,6 +65,15 @@ macro_rules! __with_cases {
     ($callback:path { $($args:tt)* }) => {
         $callback! {
             { $($args)* }
+            common {
+                every_name_round_trips_at_1_and_255_bytes,
+                names_over_255_bytes_are_rejected_everywhere,
+                timestamps_round_trip_across_the_range,
+                every_listing_sorts_bytewise,
+                metric_batches_are_visible_whole,
+                event_batches_are_visible_whole,
+                imports_are_visible_whole,
+            }
             metrics {
                 write_keeps_identical_points,
                 read_orders_by_time_component_name_sequence,

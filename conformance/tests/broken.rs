@@ -49,6 +49,18 @@ enum Bug {
     /// `append` reserves a position, then writes the event: positions
     /// follow reservation order, not commit order.
     ReserveThenWrite,
+    /// `write_metrics` commits point by point.
+    PointByPoint,
+    /// `append` commits event by event.
+    AppendOneByOne,
+    /// `import` writes item by item through the ordinary write calls.
+    ImportItemByItem,
+    /// Metric times go through float seconds.
+    FloatSeconds,
+    /// Metric components are cut to 200 bytes.
+    TruncatedNames,
+    /// Collections are listed case-insensitively, like a default collation.
+    CollectionLocaleSort,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -86,7 +98,49 @@ impl MetricStore for Buggy {
                 .write_metrics(ns, &points[..points.len() / 2])
                 .await;
         }
-        self.inner.write_metrics(ns, points).await
+        match self.bug {
+            Bug::PointByPoint => {
+                for (i, p) in points.iter().enumerate() {
+                    self.inner
+                        .write_metrics(ns, std::slice::from_ref(p))
+                        .await?;
+                    if i % 100 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Ok(())
+            }
+            Bug::FloatSeconds => {
+                let lossy: Vec<MetricPoint> = points
+                    .iter()
+                    .map(|p| {
+                        let secs = p.at.as_micros() as f64 / 1e6;
+                        MetricPoint {
+                            at: Timestamp::from_micros((secs * 1e6) as i64).unwrap_or(p.at),
+                            ..p.clone()
+                        }
+                    })
+                    .collect();
+                self.inner.write_metrics(ns, &lossy).await
+            }
+            Bug::TruncatedNames => {
+                let cut: Vec<MetricPoint> = points
+                    .iter()
+                    .map(|p| {
+                        let mut end = p.component.len().min(200);
+                        while !p.component.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        MetricPoint {
+                            component: p.component[..end].to_string(),
+                            ..p.clone()
+                        }
+                    })
+                    .collect();
+                self.inner.write_metrics(ns, &cut).await
+            }
+            _ => self.inner.write_metrics(ns, points).await,
+        }
     }
     async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
         self.inner.read_metrics(ns, q).await
@@ -140,6 +194,16 @@ impl EventStore for Buggy {
                     position,
                     duplicate: false,
                 });
+            }
+            return Ok(out);
+        }
+        if self.bug == Bug::AppendOneByOne {
+            let mut out = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                out.extend(self.inner.append(ns, std::slice::from_ref(e)).await?);
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
             }
             return Ok(out);
         }
@@ -318,7 +382,11 @@ impl RecordStore for Buggy {
         self.inner.list_records(ns, c, after, limit).await
     }
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        self.inner.list_collections(ns).await
+        let mut v = self.inner.list_collections(ns).await?;
+        if self.bug == Bug::CollectionLocaleSort {
+            v.sort_by_key(|s| s.to_lowercase());
+        }
+        Ok(v)
     }
 }
 
@@ -391,6 +459,36 @@ impl AdminStore for Buggy {
                     })
                     .collect();
                 self.inner.import(&archive, progress).await
+            }
+            Bug::ImportItemByItem => {
+                for a in archive {
+                    for (i, item) in a.items.iter().enumerate() {
+                        match item {
+                            ArchiveItem::Metric(p) => {
+                                self.inner
+                                    .write_metrics(&a.name, std::slice::from_ref(p))
+                                    .await?
+                            }
+                            ArchiveItem::Record(r) => {
+                                self.inner
+                                    .put(
+                                        &a.name,
+                                        &r.collection,
+                                        &r.id,
+                                        &r.data,
+                                        Expect::Any,
+                                        r.updated_at,
+                                    )
+                                    .await?;
+                            }
+                            _ => {}
+                        }
+                        if i % 100 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+                Ok(())
             }
             _ => self.inner.import(archive, progress).await,
         }
@@ -537,6 +635,48 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "paging returns every record once"
 )]
 #[case(
+    Bug::PointByPoint,
+    "common",
+    "metric_batches_are_visible_whole",
+    "part of a batch"
+)]
+#[case(
+    Bug::AppendOneByOne,
+    "common",
+    "event_batches_are_visible_whole",
+    "part of a batch"
+)]
+#[case(
+    Bug::ImportItemByItem,
+    "common",
+    "imports_are_visible_whole",
+    "part of a batch"
+)]
+#[case(
+    Bug::FloatSeconds,
+    "common",
+    "timestamps_round_trip_across_the_range",
+    "microseconds read back equal"
+)]
+#[case(
+    Bug::TruncatedNames,
+    "common",
+    "every_name_round_trips_at_1_and_255_bytes",
+    "255 bytes"
+)]
+#[case(
+    Bug::LocaleSort,
+    "common",
+    "every_listing_sorts_bytewise",
+    "components"
+)]
+#[case(
+    Bug::CollectionLocaleSort,
+    "common",
+    "every_listing_sorts_bytewise",
+    "collections"
+)]
+#[case(
     Bug::DedupeSurvivesPurge,
     "events",
     "purged_event_can_be_appended_again",
@@ -580,6 +720,12 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("events", "gap_free_log_under_concurrent_appends")]
 #[case("events", "concurrent_duplicates_write_once")]
 #[case("records", "no_lost_updates_across_handles")]
+#[case("common", "metric_batches_are_visible_whole")]
+#[case("common", "event_batches_are_visible_whole")]
+#[case("common", "imports_are_visible_whole")]
+#[case("common", "timestamps_round_trip_across_the_range")]
+#[case("common", "every_name_round_trips_at_1_and_255_bytes")]
+#[case("common", "every_listing_sorts_bytewise")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

@@ -2,6 +2,7 @@
 //! names the rule of CONTRACT.md that broke.
 
 pub mod admin;
+pub mod common;
 pub mod events;
 pub mod idempotency;
 pub mod metrics;
