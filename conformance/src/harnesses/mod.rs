@@ -10,6 +10,8 @@ mod sqlite;
 #[cfg(feature = "memory")]
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresHarness, DEFAULT_IMAGE, IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV};
+pub use postgres::{
+    PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteHarness;

@@ -231,13 +231,34 @@ async fn exec(conn: &mut PgConnection, sql: String) -> Result<()> {
         .map_err(|e| Error::internal("database administration failed").with_source(e))
 }
 
+/// Environment variable naming the collation of the test databases: `icu`
+/// (the default: ICU `en-US`, what most servers sort by), or `c`.
+pub const COLLATION_ENV: &str = "PERSISTKIT_TEST_COLLATION";
+
 /// A migrated template database on a throw-away server.
+///
+/// Its default collation is ICU `en-US`, not `C`: a backend must get
+/// byte-wise order from its own `COLLATE "C"` columns, and a schema that
+/// forgets one fails the ordering cases here as it would in production.
 async fn template(server: &Server) -> std::result::Result<String, String> {
     let name = "persistkit_template".to_string();
     let mut conn = admin(server).await.map_err(|e| error_chain(&e))?;
-    exec(&mut conn, format!("CREATE DATABASE {name}"))
-        .await
-        .map_err(|e| error_chain(&e))?;
+    let c_locale = std::env::var(COLLATION_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("c"));
+    let create = if c_locale {
+        format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE 'C.UTF-8'")
+    } else {
+        format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C.UTF-8' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        )
+    };
+    exec(&mut conn, create).await.map_err(|e| {
+        format!(
+            "creating the test template database failed (a server before Postgres 15 has no \
+             ICU default collation; set {COLLATION_ENV}=c): {}",
+            error_chain(&e)
+        )
+    })?;
     let store = PgStore::connect(with_database(&server.config, &name))
         .await
         .map_err(|e| error_chain(&e))?;
