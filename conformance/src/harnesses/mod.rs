@@ -1,13 +1,12 @@
-//! Harnesses for the reference backends, each behind its cargo feature.
+//! Harnesses for the reference backends: memory always, SQLite and
+//! Postgres behind their cargo features (`sqlite`, `postgres`).
 
-#[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-#[cfg(feature = "memory")]
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
 pub use postgres::{
