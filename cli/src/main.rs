@@ -50,6 +50,12 @@ enum Command {
     /// With no URL it checks memory:// and a temporary SQLite file. Exits 1 if
     /// any case fails; skipped and unsupported cases are reported as such,
     /// never as passed.
+    /// The second OS process of a check's cross-process cases (internal).
+    #[command(name = "__child", hide = true)]
+    Child {
+        /// The checked target: a URL, or `docker`.
+        target: String,
+    },
     Check {
         /// Stores to check. Default: memory:// and a temporary SQLite file.
         urls: Vec<String>,
@@ -173,15 +179,17 @@ async fn check(
     };
     let mut harnesses = urls
         .iter()
-        .map(|u| harness_for(u))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|u| Ok((harness_for(u)?, u.clone())))
+        .collect::<Result<Vec<_>, String>>()?;
     if docker {
-        harnesses.push(Arc::new(
-            persistkit_conformance::harnesses::PostgresHarness::docker(),
+        harnesses.push((
+            Arc::new(persistkit_conformance::harnesses::PostgresHarness::docker()),
+            DOCKER_TARGET.to_string(),
         ));
     }
+    let exe = std::env::current_exe().ok();
     let mut reports: Vec<SuiteReport> = Vec::new();
-    for h in harnesses {
+    for (h, target) in harnesses {
         if !quiet {
             eprintln!("checking {} …", h.name());
         }
@@ -189,6 +197,13 @@ async fn check(
             filter: filter.clone(),
             progress: !quiet,
             case_timeout: None,
+            // This program again, as `persistkit __child TARGET`.
+            child: exe.as_ref().map(|exe| {
+                persistkit_conformance::child::ChildCommand::new(
+                    exe,
+                    vec!["__child".to_string(), target.clone()],
+                )
+            }),
         };
         reports.push(run_suite(h, &opts).await);
     }
@@ -359,14 +374,55 @@ fn print_out(s: &str) {
     let _ = writeln!(out, "{s}").and_then(|_| out.flush());
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PERSISTKIT_LOG"))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Child { target } = &cli.command {
+        // The second process of a check: it runs its own runtime.
+        return match child_harness(target) {
+            Ok(h) => {
+                if persistkit_conformance::child::serve(h) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(run(cli))
+}
+
+/// The harness a check's second process opens its store with.
+fn child_harness(target: &str) -> Result<Arc<dyn Harness>, String> {
+    if target == DOCKER_TARGET {
+        Ok(Arc::new(
+            persistkit_conformance::harnesses::PostgresHarness::docker(),
+        ))
+    } else {
+        harness_for(target)
+    }
+}
+
+/// How `check` names the --docker target to its second process.
+const DOCKER_TARGET: &str = "docker";
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Child { .. } => unreachable!("served before the runtime starts"),
         Command::Check {
             urls,
             docker,

@@ -31,7 +31,14 @@ fn check_memory_prints_a_json_report_and_exits_0() {
         .collect();
     assert_eq!(
         domains.into_iter().collect::<Vec<_>>(),
-        ["admin", "common", "events", "idempotency", "metrics", "records"]
+        [
+            "admin",
+            "common",
+            "events",
+            "idempotency",
+            "metrics",
+            "records"
+        ]
     );
     assert_eq!(doc["totals"]["failed"], 0);
     let passed = doc["totals"]["passed"].as_u64().unwrap();

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use persistkit_core::{Capabilities, Handle, ManualClock, Store, Timestamp};
+use persistkit_core::{Capabilities, Clock, Handle, ManualClock, Store, Timestamp};
 
+use crate::child::{MaybeChild, Running};
 use crate::harness::{Fixture, Harness, SetupError};
 use crate::outcome::CaseError;
 
@@ -14,6 +15,7 @@ pub const START: i64 = 1_704_067_200;
 /// The context of one case.
 pub struct Ctx {
     harness: Arc<dyn Harness>,
+    child: MaybeChild,
     fixture: Fixture,
     others: std::sync::Mutex<Vec<Fixture>>,
     clock: ManualClock,
@@ -25,9 +27,21 @@ impl Ctx {
     /// # Errors
     /// Whatever the harness says.
     pub async fn new(harness: Arc<dyn Harness>) -> Result<Self, SetupError> {
+        Self::with_child(harness, None).await
+    }
+
+    /// A context that can start `child` as a second OS process.
+    ///
+    /// # Errors
+    /// Whatever the harness says.
+    pub async fn with_child(
+        harness: Arc<dyn Harness>,
+        child: MaybeChild,
+    ) -> Result<Self, SetupError> {
         let fixture = harness.fresh().await?;
         Ok(Ctx {
             harness,
+            child,
             fixture,
             others: std::sync::Mutex::new(Vec::new()),
             clock: ManualClock::new(Timestamp::from_secs(START).expect("in range")),
@@ -110,6 +124,29 @@ impl Ctx {
     /// Set the clock.
     pub fn set_now(&self, t: Timestamp) {
         self.clock.set(t);
+    }
+
+    /// Start the second OS process on this fixture's data, running `task`.
+    ///
+    /// # Errors
+    /// `Failed` when the harness gives no location for a backend that
+    /// declares `shared_across_processes`; `Skipped` when this run cannot
+    /// start a second process at all.
+    pub(crate) async fn start_child(&self, task: &str) -> Result<Running, CaseError> {
+        let Some(location) = self.fixture.hooks.location() else {
+            return Err(CaseError::failed(
+                "capabilities: the backend declares shared_across_processes, but its harness \
+                 gives no location (FixtureHooks::location) a second process could open",
+            ));
+        };
+        let Some(command) = &self.child else {
+            return Err(CaseError::Skipped(
+                "this run has no way to start a second process (run the suite through \
+                 suite! or `persistkit check`)"
+                    .into(),
+            ));
+        };
+        Running::start(command, &location, task, self.clock.now()).await
     }
 
     /// What the backend declares.

@@ -26,6 +26,37 @@ pub trait Harness: Send + Sync + 'static {
 
     /// A fresh, empty, migrated store that no other case uses.
     async fn fresh(&self) -> Result<Fixture, SetupError>;
+
+    /// Open the data a fixture's [`FixtureHooks::location`] names, in this
+    /// process. The suite calls it in a second OS process (see
+    /// [`child`](crate::child)) for the cross-process and crash cases; a
+    /// backend that declares `shared_across_processes` must support it.
+    /// The default says it cannot.
+    ///
+    /// # Contract
+    /// - It opens the same data the fixture's store holds, without
+    ///   migrating or emptying it.
+    async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {
+        Err(Error::unsupported(format!(
+            "the {} harness cannot open {location:?} from another process",
+            self.name()
+        )))
+    }
+}
+
+#[async_trait]
+impl Harness for Arc<dyn Harness> {
+    fn name(&self) -> String {
+        self.as_ref().name()
+    }
+
+    async fn fresh(&self) -> Result<Fixture, SetupError> {
+        self.as_ref().fresh().await
+    }
+
+    async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {
+        self.as_ref().open_location(location).await
+    }
 }
 
 /// One case's store, with hooks for the cases that need more than one handle.
@@ -62,9 +93,34 @@ pub trait FixtureHooks: Send + Sync {
     /// (its own pool for SQL backends). The race cases use it.
     async fn connect(&self) -> Result<Arc<dyn Store>>;
 
-    /// Close the store and open the same data again. `None` when the harness
-    /// cannot; `durable` backends should support it.
+    /// Close the store and open the same data again, as a restarted
+    /// process would. `None` when the harness cannot.
+    ///
+    /// # Contract
+    /// Required when the backend declares `durable`: the durability and
+    /// crash cases fail without it. The returned store holds exactly what
+    /// was acknowledged before.
     async fn reopen(&self) -> Option<Result<Arc<dyn Store>>> {
+        None
+    }
+
+    /// Where this fixture's data lives, as a string that
+    /// [`Harness::open_location`] opens again in another OS process (a file
+    /// path, a connection URL). `None` when the data cannot be reached from
+    /// another process.
+    ///
+    /// # Contract
+    /// Required when the backend declares `shared_across_processes`: the
+    /// cross-process case fails without it.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
+    /// Crash the database underneath abruptly (kill the server, not a clean
+    /// shutdown) and bring it back, for the crash case, which has just
+    /// killed its writer process. `None` when the harness cannot, or when
+    /// the data lives in the writer's process alone (an embedded file).
+    async fn crash(&self) -> Option<Result<()>> {
         None
     }
 
@@ -76,6 +132,11 @@ pub trait FixtureHooks: Send + Sync {
 
     /// Mark the database as migrated by newer code, open it again, and return
     /// what opening said. `None` when the backend has no stored schema.
+    ///
+    /// # Contract
+    /// The stored schema version must become exactly the version this code
+    /// expects plus one; the case checks that the `Schema` error names both
+    /// numbers.
     async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>, Error>> {
         None
     }

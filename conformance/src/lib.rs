@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod cases;
+pub mod child;
 mod ctx;
 pub mod differential;
 mod harness;
@@ -36,8 +37,9 @@ pub use outcome::{expect_err, CaseError, CaseResult};
 pub use race::{RACE_ROUNDS_ENV, RACE_SECONDS_ENV};
 pub use report::{CaseReport, Status, SuiteReport, Totals};
 pub use runner::{
-    case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_with, run_case_within,
-    run_suite, RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV, FAIL_ON_SKIP_ENV,
+    case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_with, run_case_with_child,
+    run_case_within, run_suite, run_suite_case, RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV,
+    FAIL_ON_SKIP_ENV,
 };
 
 /// One conformance case.
@@ -177,6 +179,8 @@ macro_rules! __with_cases {
                 out_of_range_clock_writes_nothing,
                 closed_store_is_not_retryable,
                 import_refuses_hostile_archives,
+                shared_across_processes_holds,
+                acknowledged_writes_survive_a_killed_writer,
             }
         }
     };
@@ -225,6 +229,14 @@ macro_rules! suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::__with_cases!($crate::__emit_tests { $harness });
+
+            /// Not a test: the second OS process of the cross-process and
+            /// crash cases, which start this binary again to run it.
+            #[test]
+            #[ignore = "the conformance suite's second process; the suite starts it itself"]
+            fn __persistkit_child() {
+                $crate::child::serve($harness);
+            }
         }
     };
 }
@@ -240,7 +252,7 @@ macro_rules! __emit_tests {
                 $(
                     #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $case() {
-                        $crate::run_case_as_test($harness, stringify!($domain), stringify!($case)).await;
+                        $crate::run_suite_case($harness, module_path!(), stringify!($domain), stringify!($case)).await;
                     }
                 )*
             }

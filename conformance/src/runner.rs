@@ -4,6 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::child::ChildCommand;
 use crate::ctx::Ctx;
 use crate::harness::{Harness, SetupError};
 use crate::outcome::CaseError;
@@ -32,6 +33,9 @@ pub struct RunOptions {
     /// Per-case time limit; `None`: `PERSISTKIT_CASE_TIMEOUT`, else
     /// [`CASE_TIMEOUT`].
     pub case_timeout: Option<Duration>,
+    /// How to start this program as the second process of the
+    /// cross-process cases; without it they are skipped.
+    pub child: Option<ChildCommand>,
 }
 
 /// The per-case time limit from `PERSISTKIT_CASE_TIMEOUT`, else the default.
@@ -59,6 +63,17 @@ pub async fn run_case_within(
     case: &Case,
     limit: Duration,
 ) -> CaseReport {
+    run_case_with_child(harness, case, limit, None).await
+}
+
+/// [`run_case_within`], able to start `child` as a second OS process.
+pub async fn run_case_with_child(
+    harness: Arc<dyn Harness>,
+    case: &Case,
+    limit: Duration,
+    child: Option<ChildCommand>,
+) -> CaseReport {
+    let child = child.map(Arc::new);
     let started = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let run = case.run;
@@ -79,7 +94,7 @@ pub async fn run_case_within(
                 }
             };
             let outcome = rt.block_on(async move {
-                let ctx = Ctx::new(harness).await.map_err(|e| match e {
+                let ctx = Ctx::with_child(harness, child).await.map_err(|e| match e {
                     SetupError::Skip(m) => CaseError::Skipped(m),
                     SetupError::Fail(m) => CaseError::Failed(format!("setup failed: {m}")),
                 })?;
@@ -156,7 +171,7 @@ pub async fn run_suite(harness: Arc<dyn Harness>, opts: &RunOptions) -> SuiteRep
     let mut reports = Vec::with_capacity(total);
     let limit = opts.case_timeout.unwrap_or_else(case_timeout_from_env);
     for (i, case) in cases.iter().enumerate() {
-        let r = run_case_within(harness.clone(), case, limit).await;
+        let r = run_case_with_child(harness.clone(), case, limit, opts.child.clone()).await;
         if opts.progress {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
@@ -199,6 +214,20 @@ pub async fn run_case_as_test<H: Harness>(harness: H, domain: &str, name: &str) 
     run_case_as_test_with(harness, domain, name, fail_on_skip()).await;
 }
 
+/// [`run_case_as_test`] from a [`suite!`](crate::suite) module, able to start
+/// the suite's second process through the module's child entry.
+#[doc(hidden)]
+pub async fn run_suite_case<H: Harness>(harness: H, module: &str, domain: &str, name: &str) {
+    run_case_as_test_in(
+        harness,
+        domain,
+        name,
+        fail_on_skip(),
+        ChildCommand::for_suite_module(module),
+    )
+    .await;
+}
+
 /// [`run_case_as_test`] with the skip rule given instead of read from the
 /// environment.
 #[doc(hidden)]
@@ -208,13 +237,23 @@ pub async fn run_case_as_test_with<H: Harness>(
     name: &str,
     fail_on_skip: bool,
 ) {
+    run_case_as_test_in(harness, domain, name, fail_on_skip, None).await;
+}
+
+async fn run_case_as_test_in<H: Harness>(
+    harness: H,
+    domain: &str,
+    name: &str,
+    fail_on_skip: bool,
+    child: Option<ChildCommand>,
+) {
     let case = all_cases()
         .into_iter()
         .find(|c| c.domain == domain && c.name == name)
         .unwrap_or_else(|| panic!("no conformance case {domain}::{name}"));
     let harness: Arc<dyn Harness> = Arc::new(harness);
     let label = harness.name();
-    let r = run_case(harness, &case).await;
+    let r = run_case_with_child(harness, &case, case_timeout_from_env(), child).await;
     let msg = r.message.unwrap_or_default();
     match r.status {
         Status::Passed => {}

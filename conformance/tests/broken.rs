@@ -61,6 +61,9 @@ enum Bug {
     TruncatedNames,
     /// Collections are listed case-insensitively, like a default collation.
     CollectionLocaleSort,
+    /// Metric writes are acknowledged at once and committed a moment later,
+    /// in the background.
+    AckBeforeCommit,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -99,6 +102,14 @@ impl MetricStore for Buggy {
                 .await;
         }
         match self.bug {
+            Bug::AckBeforeCommit => {
+                let (inner, ns, points) = (self.inner.clone(), ns.to_string(), points.to_vec());
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let _ = inner.write_metrics(&ns, &points).await;
+                });
+                Ok(())
+            }
             Bug::PointByPoint => {
                 for (i, p) in points.iter().enumerate() {
                     self.inner
@@ -503,6 +514,111 @@ impl AdminStore for Buggy {
 
 struct BuggyHarness(Bug);
 
+impl Buggy {
+    fn new(inner: Arc<dyn Store>, bug: Bug) -> Self {
+        Buggy {
+            inner,
+            bug,
+            seen: Mutex::default(),
+            claims: Mutex::default(),
+            reserved: Default::default(),
+            log: Mutex::default(),
+        }
+    }
+}
+
+/// The bug over SQLite, whose data a second process can open: for the
+/// cross-process and crash cases. The child entry below opens the same.
+struct BuggySqlite(Bug);
+
+#[async_trait]
+impl Harness for BuggySqlite {
+    fn name(&self) -> String {
+        format!("buggy sqlite ({:?})", self.0)
+    }
+    async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
+        let inner = persistkit_conformance::harnesses::SqliteHarness::new()
+            .fresh()
+            .await?;
+        Ok(Fixture {
+            store: Arc::new(Buggy::new(inner.store, self.0)),
+            hooks: inner.hooks,
+        })
+    }
+    async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {
+        let inner = persistkit_conformance::harnesses::SqliteHarness::new()
+            .open_location(location)
+            .await?;
+        Ok(Arc::new(Buggy::new(inner, self.0)))
+    }
+}
+
+/// Not tests: the second processes of the cross-process self-tests, one
+/// per planted bug.
+#[test]
+#[ignore = "second process of the self-tests; they start it themselves"]
+fn buggy_child_check_then_insert() {
+    persistkit_conformance::child::serve(BuggySqlite(Bug::CheckThenInsert));
+}
+
+#[test]
+#[ignore = "second process of the self-tests; they start it themselves"]
+fn buggy_child_ack_before_commit() {
+    persistkit_conformance::child::serve(BuggySqlite(Bug::AckBeforeCommit));
+}
+
+/// A cross-process case on the buggy SQLite store, with `entry` (which
+/// plants the same bug) as the second process.
+async fn outcome_across_processes(
+    bug: Bug,
+    entry: &str,
+    domain: &str,
+    name: &str,
+) -> (Status, String) {
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.domain == domain && c.name == name)
+        .expect("case exists");
+    let child = persistkit_conformance::child::ChildCommand::test_entry(entry);
+    let r = persistkit_conformance::run_case_with_child(
+        Arc::new(BuggySqlite(bug)),
+        &case,
+        std::time::Duration::from_secs(120),
+        child,
+    )
+    .await;
+    (r.status, r.message.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_local_claims_fail_the_cross_process_case() {
+    let (status, message) = outcome_across_processes(
+        Bug::CheckThenInsert,
+        "buggy_child_check_then_insert",
+        "admin",
+        "shared_across_processes_holds",
+    )
+    .await;
+    assert_eq!(status, Status::Failed, "{message}");
+    assert!(
+        message.contains("exactly one process acquires"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_before_commit_fails_the_crash_case() {
+    let (status, message) = outcome_across_processes(
+        Bug::AckBeforeCommit,
+        "buggy_child_ack_before_commit",
+        "admin",
+        "acknowledged_writes_survive_a_killed_writer",
+    )
+    .await;
+    assert_eq!(status, Status::Failed, "{message}");
+    assert!(message.contains("acknowledged metric batch"), "{message}");
+}
+
 #[async_trait]
 impl Harness for BuggyHarness {
     fn name(&self) -> String {
@@ -510,14 +626,7 @@ impl Harness for BuggyHarness {
     }
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
         let inner = MemoryHarness.fresh().await?.store;
-        Ok(Fixture::shared(Arc::new(Buggy {
-            inner,
-            bug: self.0,
-            seen: Mutex::default(),
-            claims: Mutex::default(),
-            reserved: Default::default(),
-            log: Mutex::default(),
-        })))
+        Ok(Fixture::shared(Arc::new(Buggy::new(inner, self.0))))
     }
 }
 
@@ -857,4 +966,31 @@ async fn reserve_then_write_is_caught_99_of_100_times() {
         "never skips an event that commits late",
     )
     .await;
+}
+
+/// The same cross-process cases pass on the unbroken SQLite store with the
+/// same machinery, so the failures above come from the bugs.
+#[test]
+#[ignore = "second process of the self-tests; they start it themselves"]
+fn sqlite_child() {
+    persistkit_conformance::child::serve(persistkit_conformance::harnesses::SqliteHarness::new());
+}
+
+#[rstest]
+#[case("shared_across_processes_holds")]
+#[case("acknowledged_writes_survive_a_killed_writer")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_process_cases_pass_without_the_bug(#[case] name: &str) {
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.domain == "admin" && c.name == name)
+        .unwrap();
+    let r = persistkit_conformance::run_case_with_child(
+        Arc::new(persistkit_conformance::harnesses::SqliteHarness::new()),
+        &case,
+        std::time::Duration::from_secs(120),
+        persistkit_conformance::child::ChildCommand::test_entry("sqlite_child"),
+    )
+    .await;
+    assert_eq!(r.status, Status::Passed, "{:?}", r.message);
 }

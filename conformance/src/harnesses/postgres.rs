@@ -291,6 +291,18 @@ impl FixtureHooks for PgHooks {
         self.open(self.config.clone().migrate(false)).await
     }
 
+    fn location(&self) -> Option<String> {
+        let sep = if self.config.url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        Some(format!(
+            "{}{sep}schema={}&migrate=false",
+            self.config.url, self.config.schema
+        ))
+    }
+
     async fn reopen(&self) -> Option<Result<Arc<dyn Store>>> {
         self.first.close().await;
         Some(self.open(self.config.clone()).await)
@@ -343,6 +355,10 @@ impl Harness for PostgresHarness {
                 }
             },
         }
+    }
+
+    async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {
+        Ok(Arc::new(PgStore::open(location).await?))
     }
 
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {

@@ -73,6 +73,10 @@ impl FixtureHooks for SqliteHooks {
         )
     }
 
+    fn location(&self) -> Option<String> {
+        self.config.path.to_str().map(str::to_string)
+    }
+
     async fn open_backup(&self, path: &Path) -> Option<Result<Arc<dyn Store>>> {
         Some(
             SqliteStore::connect(self.at(path).create(false))
@@ -102,6 +106,16 @@ impl FixtureHooks for SqliteHooks {
 impl Harness for SqliteHarness {
     fn name(&self) -> String {
         "sqlite".into()
+    }
+
+    async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {
+        let config = SqliteConfig {
+            path: PathBuf::from(location),
+            ..self.template.clone()
+        }
+        .migrate(false)
+        .create(false);
+        Ok(Arc::new(SqliteStore::connect(config).await?))
     }
 
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
