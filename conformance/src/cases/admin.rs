@@ -998,8 +998,8 @@ pub async fn shared_across_processes_holds(ctx: &Ctx) -> CaseResult {
     }
     let theirs = child.until_done(std::time::Duration::from_secs(60)).await?;
     let rule = "capabilities: shared_across_processes";
-    let mut claims = vec![None; CONTENDED];
-    let mut appends = vec![None; CONTENDED];
+    let mut claims = [None; CONTENDED];
+    let mut appends = [None; CONTENDED];
     for line in &theirs {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts.as_slice() {
