@@ -19,6 +19,14 @@ pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Environment variable overriding [`CASE_TIMEOUT`], in seconds.
 pub const CASE_TIMEOUT_ENV: &str = "PERSISTKIT_CASE_TIMEOUT";
 
+/// Cases that may stop the database underneath (the crash case kills and
+/// restarts a test server): no other case of the process runs meanwhile.
+const EXCLUSIVE_CASES: &[(&str, &str)] =
+    &[("admin", "acknowledged_writes_survive_a_killed_writer")];
+
+/// Held shared by every running case, and alone by the exclusive ones.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Worker threads of the runtime each case runs on: the race cases need
 /// contenders on several threads at once.
 const CASE_WORKERS: usize = 4;
@@ -74,6 +82,15 @@ pub async fn run_case_with_child(
     child: Option<ChildCommand>,
 ) -> CaseReport {
     let child = child.map(Arc::new);
+    // A case that stops the database underneath runs alone in this process.
+    let exclusive = EXCLUSIVE_CASES.contains(&(case.domain, case.name));
+    let _shared;
+    let _alone;
+    if exclusive {
+        _alone = Some(ALONE.write().await);
+    } else {
+        _shared = Some(ALONE.read().await);
+    }
     let started = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let run = case.run;

@@ -74,6 +74,9 @@ struct Server {
     config: PgConfig,
     /// Databases are made from a migrated template (throw-away servers only).
     template: bool,
+    /// The container this process started, which the crash case may kill
+    /// and start again (its host port is fixed, so the URL stays right).
+    container: Option<String>,
 }
 
 static DOCKER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
@@ -124,9 +127,19 @@ async fn start_container() -> std::result::Result<Server, String> {
                 use testcontainers::runners::AsyncRunner;
                 use testcontainers::ImageExt;
                 let (name, tag) = image();
+                // A fixed host port survives `docker kill` + `docker start`.
+                let port =
+                    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+                        Ok(a) => a.port(),
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("no free local port: {e}")));
+                            return;
+                        }
+                    };
                 let started = testcontainers_modules::postgres::Postgres::default()
                     .with_name(name.clone())
                     .with_tag(tag.clone())
+                    .with_mapped_port(port, testcontainers::core::IntoContainerPort::tcp(5432))
                     .with_label("persistkit.test", "1")
                     .with_startup_timeout(std::time::Duration::from_secs(120))
                     .start()
@@ -146,17 +159,11 @@ async fn start_container() -> std::result::Result<Server, String> {
                 unsafe {
                     libc::atexit(remove_containers);
                 }
-                let port = match container.get_host_port_ipv4(5432).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(format!("container port: {e}")));
-                        return;
-                    }
-                };
                 let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
                 let server = Server {
                     config: PgConfig::new(url),
                     template: true,
+                    container: Some(container.id().to_string()),
                 };
                 let _ = tx.send(Ok(server));
                 // Keep the container (and this runtime) alive until exit.
@@ -180,6 +187,7 @@ impl PostgresHarness {
             return Ok(Server {
                 config,
                 template: false,
+                container: None,
             });
         }
         DOCKER.get_or_init(start_container).await.clone()
@@ -235,6 +243,41 @@ async fn exec(conn: &mut PgConnection, sql: String) -> Result<()> {
 /// (the default: ICU `en-US`, what most servers sort by), or `c`.
 pub const COLLATION_ENV: &str = "PERSISTKIT_TEST_COLLATION";
 
+/// Kill the container abruptly (SIGKILL: no checkpoint, no clean shutdown),
+/// start it again, and wait until the server answers.
+async fn crash_container(id: &str, config: &PgConfig) -> Result<()> {
+    for verb in ["kill", "start"] {
+        let out = tokio::process::Command::new("docker")
+            .args([verb, id])
+            .output()
+            .await
+            .map_err(|e| Error::internal(format!("docker {verb}")).with_source(e))?;
+        if !out.status.success() {
+            return Err(Error::internal(format!(
+                "docker {verb} {id}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match admin(&Server {
+            config: config.clone(),
+            template: true,
+            container: None,
+        })
+        .await
+        {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// A migrated template database on a throw-away server.
 ///
 /// Its default collation is ICU `en-US`, not `C`: a backend must get
@@ -289,6 +332,11 @@ impl PgHooks {
 impl FixtureHooks for PgHooks {
     async fn connect(&self) -> Result<Arc<dyn Store>> {
         self.open(self.config.clone().migrate(false)).await
+    }
+
+    async fn crash(&self) -> Option<Result<()>> {
+        let id = self.server.container.as_ref()?;
+        Some(crash_container(id, &self.server.config).await)
     }
 
     fn location(&self) -> Option<String> {
