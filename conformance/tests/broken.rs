@@ -64,6 +64,10 @@ enum Bug {
     /// Metric writes are acknowledged at once and committed a moment later,
     /// in the background.
     AckBeforeCommit,
+    /// Declares `durable`, and its harness offers no way to reopen.
+    DurableWithoutReopen,
+    /// Refuses a newer schema with a message that names no versions.
+    VaguelyNewerSchema,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -407,7 +411,11 @@ impl AdminStore for Buggy {
         self.inner.backend_name()
     }
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        let mut c = self.inner.capabilities();
+        if self.bug == Bug::DurableWithoutReopen {
+            c.durable = true;
+        }
+        c
     }
     async fn migrate(&self) -> Result<SchemaVersions> {
         self.inner.migrate().await
@@ -513,6 +521,22 @@ impl AdminStore for Buggy {
 }
 
 struct BuggyHarness(Bug);
+
+/// Hooks whose newer-schema refusal says "schema 10 is too new": a number,
+/// but neither the code's version nor the database's.
+struct VagueSchemaHooks(Arc<dyn Store>);
+
+#[async_trait]
+impl persistkit_conformance::FixtureHooks for VagueSchemaHooks {
+    async fn connect(&self) -> Result<Arc<dyn Store>> {
+        Ok(self.0.clone())
+    }
+    async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>>> {
+        Some(Err(Error::schema(
+            "database schema 10 is too new for this code (see issue 21)",
+        )))
+    }
+}
 
 impl Buggy {
     fn new(inner: Arc<dyn Store>, bug: Bug) -> Self {
@@ -626,7 +650,14 @@ impl Harness for BuggyHarness {
     }
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
         let inner = MemoryHarness.fresh().await?.store;
-        Ok(Fixture::shared(Arc::new(Buggy::new(inner, self.0))))
+        let store: Arc<dyn Store> = Arc::new(Buggy::new(inner, self.0));
+        if self.0 == Bug::VaguelyNewerSchema {
+            return Ok(Fixture {
+                store: store.clone(),
+                hooks: Box::new(VagueSchemaHooks(store)),
+            });
+        }
+        Ok(Fixture::shared(store))
     }
 }
 
@@ -784,6 +815,18 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "common",
     "every_listing_sorts_bytewise",
     "collections"
+)]
+#[case(
+    Bug::DurableWithoutReopen,
+    "admin",
+    "durable_across_reopen",
+    "no reopen hook"
+)]
+#[case(
+    Bug::VaguelyNewerSchema,
+    "admin",
+    "newer_schema_is_refused",
+    "names both versions"
 )]
 #[case(
     Bug::DedupeSurvivesPurge,
