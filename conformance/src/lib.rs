@@ -13,6 +13,10 @@
 //!
 //! - as a report, with [`run_suite`] (what `persistkit check` does).
 //!
+//! The rules the cases check are in [`CONTRACT`] (the project's
+//! `docs/contract.md`), each with a stable id; [`rules_of`] says which
+//! rules a case guards, and a failure message starts with their ids.
+//!
 //! A [`Harness`] gives each case a fresh, isolated store. Cases that need a
 //! capability the backend does not declare report *unsupported*; cases that
 //! cannot run here report *skipped* with the reason. Neither counts as passed.
@@ -27,6 +31,7 @@ pub mod harnesses;
 mod outcome;
 mod race;
 pub mod report;
+pub mod rules;
 mod runner;
 
 use futures::future::BoxFuture;
@@ -36,6 +41,7 @@ pub use harness::{Fixture, FixtureHooks, Harness, SetupError};
 pub use outcome::{expect_err, CaseError, CaseResult};
 pub use race::{RACE_ROUNDS_ENV, RACE_SECONDS_ENV};
 pub use report::{CaseReport, Status, SuiteReport, Totals};
+pub use rules::{rules, rules_of, Rule, CONTRACT};
 pub use runner::{
     case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_with, run_case_with_child,
     run_case_within, run_suite, run_suite_case, RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV,

@@ -148,7 +148,14 @@ pub async fn run_case_with_child(
     };
     let (status, message) = match outcome {
         Ok(()) => (Status::Passed, None),
-        Err(CaseError::Failed(m)) => (Status::Failed, Some(m)),
+        Err(CaseError::Failed(m)) => {
+            let ids = crate::rules::rules_of(case.domain, case.name);
+            if ids.is_empty() {
+                (Status::Failed, Some(m))
+            } else {
+                (Status::Failed, Some(format!("[{}] {m}", ids.join(", "))))
+            }
+        }
         Err(CaseError::Skipped(m)) => (Status::Skipped, Some(m)),
         Err(CaseError::Unsupported(m)) => (Status::Unsupported, Some(m)),
     };

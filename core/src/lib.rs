@@ -6,7 +6,7 @@
 //! namespace, validates input once (see [`validate`]) before any backend sees
 //! it, and takes time from an injectable [`Clock`].
 //!
-//! The behaviour is specified in the project's `CONTRACT.md` and checked by
+//! The behaviour is specified in the project's `docs/contract.md` and checked by
 //! the `persistkit-conformance` suite.
 #![deny(missing_docs)]
 

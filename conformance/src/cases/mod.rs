@@ -1,5 +1,5 @@
 //! The cases, one behaviour each, grouped by domain. Every failure message
-//! names the rule of CONTRACT.md that broke.
+//! names the rule of docs/contract.md that broke (the runner adds its id).
 
 pub mod admin;
 pub mod common;
