@@ -102,6 +102,31 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
     Ok(Handle::new(store))
 }
 
+/// Open a store only to look at it, for a health report: nothing is
+/// migrated, created or changed (a missing SQLite file is an error, not a
+/// new file), and an unmigrated or older schema opens so that `health`
+/// can say `degraded` with the pending migrations.
+///
+/// # Errors
+/// As [`open`], without the schema errors.
+pub async fn inspect(url: &str) -> Result<Handle> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    let store: Arc<dyn Store> = match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let config = persistkit_sqlite::SqliteConfig::from_url(url)?.inspect();
+            Arc::new(persistkit_sqlite::SqliteStore::connect(config).await?)
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let config = persistkit_postgres::PgConfig::from_url(url)?.inspect();
+            Arc::new(persistkit_postgres::PgStore::connect(config).await?)
+        }
+        _ => return open_with(url, OpenOptions { migrate: false }).await,
+    };
+    Ok(Handle::new(store))
+}
+
 /// The URL [`from_env`] uses: `PERSISTKIT_DATABASE_URL`, else `DATABASE_URL`,
 /// else [`DEFAULT_URL`].
 pub fn url_from_env() -> String {

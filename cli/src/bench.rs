@@ -59,7 +59,7 @@ impl Baseline {
             Baseline::Postgres(pool) => {
                 let at: Vec<DateTime<Utc>> = ps.iter().map(|p| p.at.to_datetime()).collect();
                 sqlx::query(
-                    "INSERT INTO metrics (ns, at, component, name, kind, value) \
+                    "INSERT INTO persistkit.metrics (ns, at, component, name, kind, value) \
                      SELECT 'default', * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::float8[])",
                 )
                 .bind(at)
@@ -90,7 +90,7 @@ impl Baseline {
                 .await
                 .map(|_| ())
                 .map_err(err),
-            Baseline::Postgres(pool) => sqlx::query("INSERT INTO events (ns, position, id, kind, occurred_at, digest, data) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)")
+            Baseline::Postgres(pool) => sqlx::query("INSERT INTO persistkit.events (ns, position, id, kind, occurred_at, digest, data) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)")
                 .bind("default")
                 .bind(i as i64 + 1)
                 .bind(i as i64 + 1)
@@ -118,7 +118,7 @@ impl Baseline {
                 .await
                 .map(|_| ())
                 .map_err(err),
-            Baseline::Postgres(pool) => sqlx::query("INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at) VALUES ($1, $2, $3, $4, now(), now() + interval '1 hour') ON CONFLICT DO NOTHING")
+            Baseline::Postgres(pool) => sqlx::query("INSERT INTO persistkit.idempotency_keys (ns, scope, key, token, claimed_at, expires_at) VALUES ($1, $2, $3, $4, now(), now() + interval '1 hour') ON CONFLICT DO NOTHING")
                 .bind("default")
                 .bind("payments")
                 .bind(key)

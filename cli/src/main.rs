@@ -236,8 +236,19 @@ fn json_out<T: serde::Serialize>(v: &T) {
 }
 
 async fn health(target: Target) -> CliResult {
-    // Open without migrating: a health check must not change the database.
-    let report = match open(&target, false).await {
+    // Only look: a health check never creates, migrates or changes anything.
+    let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
+    let opened = persistkit::inspect(&url)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open {}: {}",
+                persistkit::redact(&url),
+                persistkit::error_chain(&e)
+            )
+        })
+        .and_then(|h| h.namespace(&target.namespace).map_err(|e| e.to_string()));
+    let report = match opened {
         Ok(h) => h.health().await,
         Err(e) => {
             let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);

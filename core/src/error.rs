@@ -29,6 +29,10 @@ pub enum ErrorKind {
     /// The store was closed; open it again. Not retryable: the same store
     /// will never answer again.
     Closed,
+    /// The database refused the call because of how it or the client is
+    /// set up: credentials, privileges, a missing database, a setting a
+    /// pooler will not accept. Not retryable: change the setup.
+    Refused,
 }
 
 impl ErrorKind {
@@ -43,6 +47,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "internal",
             ErrorKind::Closed => "closed",
+            ErrorKind::Refused => "refused",
         }
     }
 }
@@ -115,6 +120,20 @@ impl Error {
         Self::new(ErrorKind::Closed, message)
     }
 
+    /// `Refused`: the database will not do this as things are set up.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+
+    /// Prefix the message with the operation that failed (`put: …`),
+    /// unless it already names it.
+    pub fn in_operation(mut self, op: &str) -> Self {
+        if !self.message.starts_with(op) {
+            self.message = format!("{op}: {}", self.message);
+        }
+        self
+    }
+
     /// `Schema` with a message.
     pub fn schema(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Schema, message)
@@ -174,6 +193,7 @@ mod tests {
             ErrorKind::Unsupported,
             ErrorKind::Internal,
             ErrorKind::Closed,
+            ErrorKind::Refused,
         ] {
             assert!(!Error::new(kind, "x").is_retryable(), "{kind}");
         }

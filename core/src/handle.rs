@@ -625,6 +625,8 @@ pub(crate) async fn within<T>(
     what: &str,
     call: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
+    // A backend's error says what went wrong; this says where.
+    let call = async { call.await.map_err(|e| e.in_operation(what)) };
     match limit {
         None => call.await,
         Some(limit) => match tokio::time::timeout(limit, call).await {
@@ -657,14 +659,19 @@ async fn health(store: &dyn Store, ns: &str) -> HealthReport {
     report.latency_us = Some(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
     let gathered = async {
         let schema = store.schema_versions().await?;
-        let counts = store.counts(ns).await?;
+        // Tables of an older schema may not hold what this code counts.
+        let counts = if schema.current == schema.expected {
+            Some(store.counts(ns).await?)
+        } else {
+            None
+        };
         let bytes = store.storage_bytes().await?;
         Ok::<_, Error>((schema, counts, bytes))
     };
     match gathered.await {
         Ok((schema, counts, bytes)) => {
             report.schema = Some(schema);
-            report.counts = Some(counts);
+            report.counts = counts;
             report.storage_bytes = bytes;
             let mut problems = Vec::new();
             if schema.current > schema.expected {
@@ -674,9 +681,14 @@ async fn health(store: &dyn Store, ns: &str) -> HealthReport {
                     schema.current, schema.expected
                 ));
             } else if schema.current < schema.expected {
+                let pending: Vec<String> = (schema.current + 1..=schema.expected)
+                    .map(|v| v.to_string())
+                    .collect();
                 problems.push(format!(
-                    "migrations pending: schema {} of {}",
-                    schema.current, schema.expected
+                    "migrations pending: version {} (the database is at {}, this code expects {}); run `persistkit migrate`",
+                    pending.join(", "),
+                    schema.current,
+                    schema.expected
                 ));
             }
             if let Some(p) = report.pool {

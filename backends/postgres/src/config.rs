@@ -30,8 +30,16 @@ pub struct PgConfig {
     pub max_lifetime: Option<Duration>,
     /// Server-side limit per statement (`Unavailable` when hit).
     pub statement_timeout: Option<Duration>,
-    /// Apply pending migrations on open.
+    /// Apply pending migrations on open. When false, the schema must
+    /// already be at this code's version.
     pub migrate: bool,
+    /// Use named prepared statements (default). `false` for a
+    /// transaction-pooling pooler (PgBouncer `pool_mode = transaction`):
+    /// unnamed statements, each call in its own transaction.
+    pub prepared: bool,
+    /// Open without migrating or checking the schema, to look at it (the
+    /// health report). Calls may then fail with `Schema`.
+    pub inspect: bool,
 }
 
 impl fmt::Debug for PgConfig {
@@ -45,6 +53,8 @@ impl fmt::Debug for PgConfig {
             .field("max_lifetime", &self.max_lifetime)
             .field("statement_timeout", &self.statement_timeout)
             .field("migrate", &self.migrate)
+            .field("prepared", &self.prepared)
+            .field("inspect", &self.inspect)
             .finish()
     }
 }
@@ -78,6 +88,8 @@ impl PgConfig {
             max_lifetime: Some(Duration::from_secs(1800)),
             statement_timeout: Some(Duration::from_secs(30)),
             migrate: true,
+            prepared: true,
+            inspect: false,
         }
     }
 
@@ -98,6 +110,11 @@ impl PgConfig {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let bad = |why: &str| Error::invalid(format!("postgres URL option {k}={v:?}: {why}"));
+            let flag = || match v {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            };
             let dur = || {
                 parse_duration(v).ok_or_else(|| bad("expected a duration like 5s, 250ms or 10m"))
             };
@@ -116,13 +133,8 @@ impl PgConfig {
                 "statement_timeout" => {
                     cfg.statement_timeout = Some(dur()?).filter(|d| !d.is_zero())
                 }
-                "migrate" => {
-                    cfg.migrate = match v {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(bad("expected true or false")),
-                    }
-                }
+                "migrate" => cfg.migrate = flag().ok_or_else(|| bad("expected true or false"))?,
+                "prepared" => cfg.prepared = flag().ok_or_else(|| bad("expected true or false"))?,
                 _ => passthrough.push(pair),
             }
         }
@@ -164,6 +176,20 @@ impl PgConfig {
     /// Apply migrations on open (default) or not.
     pub fn migrate(mut self, yes: bool) -> Self {
         self.migrate = yes;
+        self
+    }
+
+    /// Named prepared statements on (default) or off (for a
+    /// transaction-pooling pooler).
+    pub fn prepared(mut self, yes: bool) -> Self {
+        self.prepared = yes;
+        self
+    }
+
+    /// Open only to look: no migration and no schema check.
+    pub fn inspect(mut self) -> Self {
+        self.inspect = true;
+        self.migrate = false;
         self
     }
 }

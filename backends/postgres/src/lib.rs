@@ -21,5 +21,6 @@ mod sql;
 mod store;
 
 pub use config::PgConfig;
+pub use error::ServerError;
 pub use schema::SCHEMA_VERSION;
 pub use store::PgStore;

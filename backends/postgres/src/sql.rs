@@ -1,15 +1,23 @@
-//! Every SQL statement of the backend, by name. Times are `timestamptz`;
-//! `EPOCH_US(x)` below is spelled out as exact integer microseconds.
+//! Every SQL statement of the backend, by name, as a template: `{s}` stands
+//! for the store's schema, so every statement names its tables in full and
+//! nothing depends on the session's `search_path` (which poolers do not
+//! keep). [`Statements`] renders them once per store. Times are
+//! `timestamptz`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::AssertSqlSafe;
 
 pub(crate) const INSERT_METRICS: &str = "
-INSERT INTO metrics (ns, at, component, name, kind, value)
+INSERT INTO {s}.metrics (ns, at, component, name, kind, value)
 SELECT $1, u.at, u.component, u.name, u.kind, u.value
 FROM UNNEST($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::float8[])
      WITH ORDINALITY AS u(at, component, name, kind, value, n)
 ORDER BY u.n";
 
 pub(crate) const READ_METRICS: &str = "
-SELECT seq, at, component, name, kind, value FROM metrics
+SELECT seq, at, component, name, kind, value FROM {s}.metrics
 WHERE ns = $1
   AND ($2::text IS NULL OR component = $2) AND ($3::text IS NULL OR name = $3)
   AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
@@ -18,15 +26,15 @@ ORDER BY at, component, name, seq
 LIMIT $10";
 
 pub(crate) const LIST_COMPONENTS: &str =
-    "SELECT DISTINCT component FROM metrics WHERE ns = $1 ORDER BY component";
+    "SELECT DISTINCT component FROM {s}.metrics WHERE ns = $1 ORDER BY component";
 pub(crate) const LIST_METRIC_NAMES: &str =
-    "SELECT DISTINCT name FROM metrics WHERE ns = $1 AND component = $2 ORDER BY name";
+    "SELECT DISTINCT name FROM {s}.metrics WHERE ns = $1 AND component = $2 ORDER BY name";
 
 // Bucket start = floor(µs / width) * width, in exact integer microseconds.
 pub(crate) const AGGREGATE: &str = "
 WITH f AS (
   SELECT (EXTRACT(EPOCH FROM at) * 1000000)::bigint AS us, seq, component, name, value
-  FROM metrics
+  FROM {s}.metrics
   WHERE ns = $1
     AND ($2::text IS NULL OR component = $2) AND ($3::text IS NULL OR name = $3)
     AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
@@ -40,25 +48,25 @@ GROUP BY b, component, name
 ORDER BY b, component, name";
 
 pub(crate) const LOCK_LOG_HEAD: &str = "
-INSERT INTO event_log_heads (ns, last_position) VALUES ($1, 0)
+INSERT INTO {s}.event_log_heads (ns, last_position) VALUES ($1, 0)
 ON CONFLICT (ns) DO UPDATE SET last_position = event_log_heads.last_position
 RETURNING last_position";
 pub(crate) const SET_LOG_HEAD: &str = "
-INSERT INTO event_log_heads (ns, last_position) VALUES ($1, $2)
+INSERT INTO {s}.event_log_heads (ns, last_position) VALUES ($1, $2)
 ON CONFLICT (ns) DO UPDATE SET last_position = GREATEST(event_log_heads.last_position, $2)";
 pub(crate) const FIND_EVENTS: &str = "
-SELECT e.kind, e.occurred_at, e.digest, e.id, e.position FROM events e
+SELECT e.kind, e.occurred_at, e.digest, e.id, e.position FROM {s}.events e
 JOIN UNNEST($2::text[], $3::timestamptz[], $4::text[]) AS u(kind, occurred_at, digest)
   ON e.kind = u.kind AND e.occurred_at = u.occurred_at AND e.digest = u.digest
 WHERE e.ns = $1";
 pub(crate) const INSERT_EVENTS: &str = "
-INSERT INTO events (ns, position, id, kind, occurred_at, digest, data)
+INSERT INTO {s}.events (ns, position, id, kind, occurred_at, digest, data)
 SELECT $1, u.position, u.id, u.kind, u.occurred_at, u.digest, u.data::jsonb
 FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
      AS u(position, id, kind, occurred_at, digest, data)";
 
 pub(crate) const LIST_EVENTS: &str = "
-SELECT id, position, kind, occurred_at, data::text FROM events
+SELECT id, position, kind, occurred_at, data::text FROM {s}.events
 WHERE ns = $1
   AND ($2::timestamptz IS NULL OR occurred_at >= $2) AND ($3::timestamptz IS NULL OR occurred_at < $3)
   AND ($4::text[] IS NULL OR kind = ANY($4))
@@ -66,11 +74,11 @@ WHERE ns = $1
 ORDER BY occurred_at, id
 LIMIT $7";
 pub(crate) const READ_LOG: &str = "
-SELECT id, position, kind, occurred_at, data::text FROM events
+SELECT id, position, kind, occurred_at, data::text FROM {s}.events
 WHERE ns = $1 AND position > $2 ORDER BY position LIMIT $3";
 
 pub(crate) const CLAIM: &str = "
-INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
+INSERT INTO {s}.idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
 VALUES ($1, $2, $3, $4, $5, $6, NULL)
 ON CONFLICT (ns, scope, key) DO UPDATE
   SET token = excluded.token, claimed_at = excluded.claimed_at,
@@ -78,73 +86,139 @@ ON CONFLICT (ns, scope, key) DO UPDATE
   WHERE idempotency_keys.expires_at <= excluded.claimed_at
 RETURNING token";
 pub(crate) const GET_KEY: &str = "
-SELECT scope, key, token, claimed_at, expires_at, response::text FROM idempotency_keys
+SELECT scope, key, token, claimed_at, expires_at, response::text FROM {s}.idempotency_keys
 WHERE ns = $1 AND scope = $2 AND key = $3";
 pub(crate) const COMPLETE_KEY: &str = "
-UPDATE idempotency_keys SET response = $5::jsonb
+UPDATE {s}.idempotency_keys SET response = $5::jsonb
 WHERE ns = $1 AND scope = $2 AND key = $3 AND token = $4 AND expires_at > $6 AND response IS NULL";
 pub(crate) const RELEASE_KEY: &str = "
-DELETE FROM idempotency_keys
+DELETE FROM {s}.idempotency_keys
 WHERE ns = $1 AND scope = $2 AND key = $3 AND token = $4 AND expires_at > $5 AND response IS NULL";
 pub(crate) const SCAN_KEYS: &str = "
-SELECT scope, key, token, claimed_at, expires_at, response::text FROM idempotency_keys
+SELECT scope, key, token, claimed_at, expires_at, response::text FROM {s}.idempotency_keys
 WHERE ns = $1 AND ($2::text IS NULL OR (scope, key) > ($2, $3::text))
 ORDER BY scope, key LIMIT $4";
 
 pub(crate) const INSERT_RECORD_IF_ABSENT: &str = "
-INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
+INSERT INTO {s}.records (ns, collection, id, data, version, created_at, updated_at)
 VALUES ($1, $2, $3, $4::jsonb, 1, $5, $5)
 ON CONFLICT (ns, collection, id) DO NOTHING
 RETURNING collection, id, data::text, version, created_at, updated_at";
 pub(crate) const UPSERT_RECORD: &str = "
-INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
+INSERT INTO {s}.records (ns, collection, id, data, version, created_at, updated_at)
 VALUES ($1, $2, $3, $4::jsonb, 1, $5, $5)
 ON CONFLICT (ns, collection, id) DO UPDATE
   SET data = excluded.data, version = records.version + 1, updated_at = excluded.updated_at
   WHERE records.version < 9223372036854775807 -- the last version is never written again
 RETURNING collection, id, data::text, version, created_at, updated_at";
 pub(crate) const UPDATE_RECORD_AT_VERSION: &str = "
-UPDATE records SET data = $4::jsonb, version = version + 1, updated_at = $5
+UPDATE {s}.records SET data = $4::jsonb, version = version + 1, updated_at = $5
 WHERE ns = $1 AND collection = $2 AND id = $3 AND version = $6
   AND version < 9223372036854775807
 RETURNING collection, id, data::text, version, created_at, updated_at";
 pub(crate) const GET_RECORD: &str = "
-SELECT collection, id, data::text, version, created_at, updated_at FROM records
+SELECT collection, id, data::text, version, created_at, updated_at FROM {s}.records
 WHERE ns = $1 AND collection = $2 AND id = $3";
 pub(crate) const RECORD_VERSION: &str =
-    "SELECT version FROM records WHERE ns = $1 AND collection = $2 AND id = $3";
+    "SELECT version FROM {s}.records WHERE ns = $1 AND collection = $2 AND id = $3";
 pub(crate) const DELETE_RECORD: &str = "
-DELETE FROM records WHERE ns = $1 AND collection = $2 AND id = $3 AND ($4::bigint IS NULL OR version = $4)";
+DELETE FROM {s}.records WHERE ns = $1 AND collection = $2 AND id = $3 AND ($4::bigint IS NULL OR version = $4)";
 pub(crate) const LIST_RECORDS: &str = "
-SELECT collection, id, data::text, version, created_at, updated_at FROM records
+SELECT collection, id, data::text, version, created_at, updated_at FROM {s}.records
 WHERE ns = $1 AND collection = $2 AND ($3::text IS NULL OR id > $3)
 ORDER BY id LIMIT $4";
 pub(crate) const LIST_COLLECTIONS: &str =
-    "SELECT DISTINCT collection FROM records WHERE ns = $1 ORDER BY collection";
+    "SELECT DISTINCT collection FROM {s}.records WHERE ns = $1 ORDER BY collection";
 pub(crate) const INSERT_RECORDS: &str = "
-INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
+INSERT INTO {s}.records (ns, collection, id, data, version, created_at, updated_at)
 SELECT $1, u.collection, u.id, u.data::jsonb, u.version, u.created_at, u.updated_at
 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])
      AS u(collection, id, data, version, created_at, updated_at)";
 pub(crate) const INSERT_KEYS: &str = "
-INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
+INSERT INTO {s}.idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
 SELECT $1, u.scope, u.key, u.token, u.claimed_at, u.expires_at, u.response::jsonb
 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[])
      AS u(scope, key, token, claimed_at, expires_at, response)";
 
 pub(crate) const COUNTS: &str = "
-SELECT (SELECT COUNT(*) FROM metrics WHERE ns = $1),
-       (SELECT COUNT(*) FROM events WHERE ns = $1),
-       (SELECT COUNT(*) FROM idempotency_keys WHERE ns = $1),
-       (SELECT COUNT(*) FROM records WHERE ns = $1)";
+SELECT (SELECT COUNT(*) FROM {s}.metrics WHERE ns = $1),
+       (SELECT COUNT(*) FROM {s}.events WHERE ns = $1),
+       (SELECT COUNT(*) FROM {s}.idempotency_keys WHERE ns = $1),
+       (SELECT COUNT(*) FROM {s}.records WHERE ns = $1)";
 pub(crate) const NAMESPACES: &str = "
-SELECT ns FROM metrics UNION SELECT ns FROM events
-UNION SELECT ns FROM idempotency_keys UNION SELECT ns FROM records
+SELECT ns FROM {s}.metrics UNION SELECT ns FROM {s}.events
+UNION SELECT ns FROM {s}.idempotency_keys UNION SELECT ns FROM {s}.records
 ORDER BY 1";
-pub(crate) const PURGE_METRICS: &str = "DELETE FROM metrics WHERE ns = $1 AND at < $2";
-pub(crate) const PURGE_EVENTS: &str = "DELETE FROM events WHERE ns = $1 AND occurred_at < $2";
+pub(crate) const PURGE_METRICS: &str = "DELETE FROM {s}.metrics WHERE ns = $1 AND at < $2";
+pub(crate) const PURGE_EVENTS: &str = "DELETE FROM {s}.events WHERE ns = $1 AND occurred_at < $2";
 pub(crate) const PURGE_KEYS: &str =
-    "DELETE FROM idempotency_keys WHERE ns = $1 AND expires_at <= $2";
-pub(crate) const PURGE_RECORDS: &str = "DELETE FROM records WHERE ns = $1 AND updated_at < $2";
+    "DELETE FROM {s}.idempotency_keys WHERE ns = $1 AND expires_at <= $2";
+pub(crate) const PURGE_RECORDS: &str = "DELETE FROM {s}.records WHERE ns = $1 AND updated_at < $2";
 pub(crate) const STORAGE_BYTES: &str = "SELECT pg_database_size(current_database())";
 pub(crate) const PING: &str = "SELECT 1";
+
+/// Every template above, to render once per store.
+const ALL: &[&str] = &[
+    INSERT_METRICS,
+    READ_METRICS,
+    LIST_COMPONENTS,
+    LIST_METRIC_NAMES,
+    AGGREGATE,
+    LOCK_LOG_HEAD,
+    SET_LOG_HEAD,
+    FIND_EVENTS,
+    INSERT_EVENTS,
+    LIST_EVENTS,
+    READ_LOG,
+    CLAIM,
+    GET_KEY,
+    COMPLETE_KEY,
+    RELEASE_KEY,
+    SCAN_KEYS,
+    INSERT_RECORD_IF_ABSENT,
+    UPSERT_RECORD,
+    UPDATE_RECORD_AT_VERSION,
+    GET_RECORD,
+    RECORD_VERSION,
+    DELETE_RECORD,
+    LIST_RECORDS,
+    LIST_COLLECTIONS,
+    INSERT_RECORDS,
+    INSERT_KEYS,
+    COUNTS,
+    NAMESPACES,
+    PURGE_METRICS,
+    PURGE_EVENTS,
+    PURGE_KEYS,
+    PURGE_RECORDS,
+    STORAGE_BYTES,
+    PING,
+];
+
+/// The templates rendered for one schema.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    schema: String,
+    rendered: HashMap<&'static str, Arc<str>>,
+}
+
+impl Statements {
+    /// Render every template for `schema` (already checked to be a plain
+    /// lower-case identifier).
+    pub(crate) fn new(schema: &str) -> Self {
+        let schema = format!("\"{schema}\"");
+        let rendered = ALL
+            .iter()
+            .map(|t| (*t, Arc::from(t.replace("{s}", &schema))))
+            .collect();
+        Statements { schema, rendered }
+    }
+
+    /// Template `t` for this store's schema.
+    pub(crate) fn get(&self, t: &'static str) -> AssertSqlSafe<Arc<str>> {
+        AssertSqlSafe(match self.rendered.get(t) {
+            Some(s) => s.clone(),
+            None => Arc::from(t.replace("{s}", &self.schema)),
+        })
+    }
+}

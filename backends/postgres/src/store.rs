@@ -1,28 +1,62 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{AssertSqlSafe, Executor, FromRow, Postgres, Row, Transaction};
 
 use crate::config::{redact, PgConfig};
 use crate::error::map;
 use crate::schema;
 use crate::sql::*;
 
+/// Run one statement on a connection of its own (see [`Conn`]) and finish
+/// that connection's transaction, if it has one, when the statement
+/// succeeded. Evaluates to the statement's `Result`.
+macro_rules! one {
+    ($store:ident, |$c:ident| $body:expr) => {{
+        let mut conn = $store.conn().await?;
+        let out = {
+            let $c: &mut PgConnection = &mut conn;
+            $body
+        };
+        match out {
+            Ok(v) => conn.done().await.map(|()| v),
+            Err(e) => Err(e),
+        }
+    }};
+}
+
 /// Items per statement when importing.
 const IMPORT_CHUNK: usize = 5_000;
 
+/// How long the fail-fast probe waits for a TCP answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A persistkit store in a Postgres schema.
+///
+/// Every statement names the schema in full, and no call relies on session
+/// state, so the store works behind a pooler. With `prepared=false` it uses
+/// no named prepared statements and runs each call inside a transaction,
+/// which is what a transaction-pooling PgBouncer needs.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     config: PgConfig,
+    sql: Arc<Statements>,
+    /// `host:port` to probe when the pool has no connection, so a refused
+    /// connection fails at once instead of after the acquire timeout.
+    probe: Option<(String, u16)>,
 }
 
 impl fmt::Debug for PgStore {
@@ -30,7 +64,46 @@ impl fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("url", &redact(&self.config.url))
             .field("schema", &self.config.schema)
+            .field("prepared", &self.config.prepared)
             .finish()
+    }
+}
+
+/// Where one call runs: a pooled connection; or, with named prepared
+/// statements off, a transaction, so that the call's protocol messages
+/// (sqlx parses, then binds) stay on one server connection behind a
+/// transaction-pooling pooler.
+enum Conn {
+    Plain(PoolConnection<Postgres>),
+    Tx(Transaction<'static, Postgres>),
+}
+
+impl Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Conn::Plain(c) => c,
+            Conn::Tx(t) => t,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Plain(c) => c,
+            Conn::Tx(t) => t,
+        }
+    }
+}
+
+impl Conn {
+    /// The call succeeded: commit its transaction, if it has one.
+    async fn done(self) -> Result<()> {
+        match self {
+            Conn::Plain(_) => Ok(()),
+            Conn::Tx(t) => t.commit().await.map_err(map),
+        }
     }
 }
 
@@ -38,9 +111,11 @@ impl PgStore {
     /// Open `postgres://…` (see [`PgConfig::from_url`]).
     ///
     /// # Errors
-    /// `InvalidInput` for a bad URL, `Unavailable` when the server cannot be
-    /// reached within the acquire timeout, `Schema` when the database is
-    /// newer than this code.
+    /// `InvalidInput` for a bad URL; `Unavailable` when the server cannot be
+    /// reached (at once when it refuses the connection, else within the
+    /// acquire timeout); `Refused` for credentials, privileges or settings
+    /// the server or a pooler will not accept; `Schema` when the database is
+    /// newer than this code, or, with `migrate=false`, not at its version.
     pub async fn open(url: &str) -> Result<Self> {
         Self::connect(PgConfig::from_url(url)?).await
     }
@@ -50,43 +125,70 @@ impl PgStore {
     /// # Errors
     /// As [`open`](Self::open).
     pub async fn connect(config: PgConfig) -> Result<Self> {
+        let options = Self::connect_options(&config)?;
+        let probe = probe_target(&options);
+        if let Some((host, port)) = &probe {
+            refuse_fast(host, *port).await?;
+        }
         let pool = Self::pool_options(&config)
-            .connect_with(Self::connect_options(&config)?)
+            .connect_with(options)
             .await
             .map_err(map)?;
-        Self::from_pool_with(pool, config).await
+        let mut store = Self::from_pool_with(pool, config).await?;
+        store.probe = probe;
+        Ok(store)
     }
 
-    /// Connection options for `config`: the URL plus `search_path` and
-    /// `statement_timeout`, set at connection start-up.
+    /// Connection options for `config`. Nothing but the URL's own settings
+    /// travels at connection start-up (poolers refuse or drop start-up
+    /// options); with `prepared=false` the driver caches no statements.
     ///
     /// # Errors
     /// `InvalidInput` when the driver cannot parse the URL.
     pub fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
-        let mut opts = PgConnectOptions::from_str(&config.url)
+        let opts = PgConnectOptions::from_str(&config.url)
             .map_err(|e| {
                 Error::invalid(format!("bad postgres URL {}", redact(&config.url))).with_source(e)
             })?
-            .options([("search_path", config.schema.as_str())]);
-        if let Some(t) = config.statement_timeout {
-            opts = opts.options([("statement_timeout", t.as_millis().to_string())]);
-        }
-        Ok(opts)
+            .extra_float_digits(None);
+        Ok(if config.prepared {
+            opts
+        } else {
+            opts.statement_cache_capacity(0)
+        })
     }
 
     fn pool_options(config: &PgConfig) -> PgPoolOptions {
+        let timeout = config.statement_timeout;
+        let session_settings = config.prepared;
         PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
             .max_lifetime(config.max_lifetime)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // Direct (or session-pooled) connections keep a session
+                    // limit; behind a transaction pooler, transactions set
+                    // their own with SET LOCAL instead (see `begin`).
+                    if let (true, Some(t)) = (session_settings, timeout) {
+                        conn.execute(AssertSqlSafe(format!(
+                            "SET statement_timeout = {}",
+                            t.as_millis()
+                        )))
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
     }
 
-    /// Use an existing pool, whose connections must have `search_path` set to
-    /// `schema`. Migrates unless `migrate` is false.
+    /// Use an existing pool. Migrates unless `migrate` is false, in which
+    /// case the schema must already be at this code's version.
     ///
     /// # Errors
-    /// `Schema` when the database is newer than this code or migrating fails.
+    /// `Schema` when the database is newer than this code, migrating fails,
+    /// or (without migrating) it is not at this code's version.
     pub async fn from_pool(pool: PgPool, schema: &str, migrate: bool) -> Result<Self> {
         let config = PgConfig::new(String::new())
             .schema(schema)?
@@ -95,17 +197,99 @@ impl PgStore {
     }
 
     async fn from_pool_with(pool: PgPool, config: PgConfig) -> Result<Self> {
-        if config.migrate {
+        if config.inspect {
+            // Health and similar read-only looks: no migration, no check.
+        } else if config.migrate {
             schema::migrate(&pool, &config.schema).await?;
         } else {
-            schema::check(&pool).await?;
+            schema::require_current(&pool, &config.schema).await?;
         }
-        Ok(PgStore { pool, config })
+        Ok(PgStore {
+            sql: Arc::new(Statements::new(&config.schema)),
+            pool,
+            config,
+            probe: None,
+        })
     }
 
     /// The pool, for callers that want to run their own queries.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Statement `t` for this store's schema.
+    fn q(&self, t: &'static str) -> Query<'static, Postgres, PgArguments> {
+        sqlx::query(self.sql.get(t)).persistent(self.config.prepared)
+    }
+
+    /// Scalar statement `t` for this store's schema.
+    fn qs<O>(&self, t: &'static str) -> QueryScalar<'static, Postgres, O, PgArguments>
+    where
+        (O,): for<'r> FromRow<'r, PgRow>,
+    {
+        sqlx::query_scalar(self.sql.get(t)).persistent(self.config.prepared)
+    }
+
+    /// Statement `t` for this store's schema, rows as tuples.
+    fn qa<O>(&self, t: &'static str) -> QueryAs<'static, Postgres, O, PgArguments>
+    where
+        O: for<'r> FromRow<'r, PgRow>,
+    {
+        sqlx::query_as(self.sql.get(t)).persistent(self.config.prepared)
+    }
+
+    /// Fail at once when the server refuses connections and the pool has
+    /// none open, instead of waiting the whole acquire timeout.
+    async fn fail_fast(&self) -> Result<()> {
+        match &self.probe {
+            Some((host, port)) if self.pool.size() == 0 && !self.pool.is_closed() => {
+                refuse_fast(host, *port).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A connection for one call (see [`Conn`]).
+    async fn conn(&self) -> Result<Conn> {
+        if self.config.prepared {
+            self.fail_fast().await?;
+            Ok(Conn::Plain(self.pool.acquire().await.map_err(map)?))
+        } else {
+            Ok(Conn::Tx(self.begin().await?))
+        }
+    }
+
+    /// A transaction, with the statement timeout set for it alone.
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        self.fail_fast().await?;
+        let begin = match self.config.statement_timeout {
+            Some(t) => format!("BEGIN; SET LOCAL statement_timeout = {}", t.as_millis()),
+            None => "BEGIN".to_string(),
+        };
+        self.pool
+            .begin_with(AssertSqlSafe(begin))
+            .await
+            .map_err(map)
+    }
+}
+
+/// The TCP address of the server, when it is reached over TCP.
+fn probe_target(options: &PgConnectOptions) -> Option<(String, u16)> {
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        return None;
+    }
+    Some((options.get_host().to_string(), options.get_port()))
+}
+
+/// `Unavailable` at once if `host:port` refuses a TCP connection; anything
+/// else (an answer, a slow network) is left to the driver.
+async fn refuse_fast(host: &str, port: u16) -> Result<()> {
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Error::unavailable(
+            format!("Postgres at {host}:{port} refused the connection"),
+        )
+        .with_source(e)),
+        _ => Ok(()),
     }
 }
 
@@ -200,22 +384,24 @@ impl MetricStore for PgStore {
         let name: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
         let kind: Vec<&str> = points.iter().map(|p| p.kind.as_str()).collect();
         let value: Vec<f64> = points.iter().map(|p| p.value).collect();
-        sqlx::query(INSERT_METRICS)
+        one!(self, |c| self
+            .q(INSERT_METRICS)
             .bind(ns)
             .bind(at)
             .bind(component)
             .bind(name)
             .bind(kind)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         Ok(())
     }
 
     async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
         let after = q.after.as_ref();
-        let rows = sqlx::query(READ_METRICS)
+        let rows = one!(self, |c| self
+            .q(READ_METRICS)
             .bind(ns)
             .bind(q.component.as_deref())
             .bind(q.name.as_deref())
@@ -226,40 +412,43 @@ impl MetricStore for PgStore {
             .bind(after.map(|k| k.name.as_str()))
             .bind(after.map(|k| k.seq as i64))
             .bind(q.limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         rows.iter().map(metric_row).collect()
     }
 
     async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(LIST_COMPONENTS)
+        one!(self, |c| self
+            .qs(LIST_COMPONENTS)
             .bind(ns)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)
+            .map_err(map))
     }
 
     async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(LIST_METRIC_NAMES)
+        one!(self, |c| self
+            .qs(LIST_METRIC_NAMES)
             .bind(ns)
             .bind(component)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)
+            .map_err(map))
     }
 
     async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let rows = sqlx::query(AGGREGATE)
+        let rows = one!(self, |c| self
+            .q(AGGREGATE)
             .bind(ns)
             .bind(q.component.as_deref())
             .bind(q.name.as_deref())
             .bind(q.from.map(dt))
             .bind(q.to.map(dt))
             .bind(q.bucket.as_micros())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         rows.iter()
             .map(|r| {
                 let count = seq(r, 3, "count")?;
@@ -285,11 +474,12 @@ impl MetricStore for PgStore {
 #[async_trait]
 impl EventStore for PgStore {
     async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut tx = self.begin().await?;
         // Locks the namespace's head row until commit: appends to one
         // namespace serialize, so positions follow commit order, and the
         // dedupe lookup below sees every earlier append.
-        let start: i64 = sqlx::query_scalar(LOCK_LOG_HEAD)
+        let start: i64 = self
+            .qs(LOCK_LOG_HEAD)
             .bind(ns)
             .fetch_one(&mut *tx)
             .await
@@ -297,7 +487,8 @@ impl EventStore for PgStore {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| dt(e.occurred_at)).collect();
         let digests: Vec<&str> = events.iter().map(|e| e.digest.as_str()).collect();
-        let rows = sqlx::query(FIND_EVENTS)
+        let rows = self
+            .q(FIND_EVENTS)
             .bind(ns)
             .bind(&kinds)
             .bind(&times)
@@ -346,7 +537,7 @@ impl EventStore for PgStore {
             });
         }
         if !pos.is_empty() {
-            sqlx::query(INSERT_EVENTS)
+            self.q(INSERT_EVENTS)
                 .bind(ns)
                 .bind(&pos)
                 .bind(&pos)
@@ -357,7 +548,7 @@ impl EventStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
-            sqlx::query(SET_LOG_HEAD)
+            self.q(SET_LOG_HEAD)
                 .bind(ns)
                 .bind(head as i64)
                 .execute(&mut *tx)
@@ -371,7 +562,8 @@ impl EventStore for PgStore {
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
         let kinds: Option<Vec<&str>> =
             (!q.kinds.is_empty()).then(|| q.kinds.iter().map(String::as_str).collect());
-        let rows = sqlx::query(LIST_EVENTS)
+        let rows = one!(self, |c| self
+            .q(LIST_EVENTS)
             .bind(ns)
             .bind(q.from.map(dt))
             .bind(q.to.map(dt))
@@ -379,33 +571,35 @@ impl EventStore for PgStore {
             .bind(q.after.map(|(t, _)| dt(t)))
             .bind(q.after.map(|(_, id)| id as i64))
             .bind(q.limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         rows.iter().map(event_row).collect()
     }
 
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        let rows = sqlx::query(READ_LOG)
+        let rows = one!(self, |c| self
+            .q(READ_LOG)
             .bind(ns)
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         rows.iter().map(event_row).collect()
     }
 }
 
 impl PgStore {
     async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
-        let row = sqlx::query(GET_KEY)
+        let row = one!(self, |c| self
+            .q(GET_KEY)
             .bind(ns)
             .bind(scope)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         row.as_ref().map(key_row).transpose()
     }
 
@@ -428,13 +622,14 @@ impl PgStore {
     }
 
     async fn record_version(&self, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar(RECORD_VERSION)
+        let v: Option<i64> = one!(self, |c| self
+            .qs(RECORD_VERSION)
             .bind(ns)
             .bind(collection)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         Ok(v.map(u64_of))
     }
 }
@@ -453,16 +648,17 @@ impl IdempotencyStore for PgStore {
         // INSERT … ON CONFLICT DO UPDATE … WHERE expired is atomic: concurrent
         // claimers queue on the row, and only an expired row is taken over.
         for _ in 0..16 {
-            let won: Option<String> = sqlx::query_scalar(CLAIM)
+            let won: Option<String> = one!(self, |c| self
+                .qs(CLAIM)
                 .bind(ns)
                 .bind(scope)
                 .bind(key)
                 .bind(token)
                 .bind(dt(now))
                 .bind(dt(expires_at))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *c)
                 .await
-                .map_err(map)?;
+                .map_err(map))?;
             if won.as_deref() == Some(token) {
                 return Ok(Claim::Acquired {
                     token: token.into(),
@@ -497,16 +693,17 @@ impl IdempotencyStore for PgStore {
         response: &Value,
         now: Timestamp,
     ) -> Result<()> {
-        let done = sqlx::query(COMPLETE_KEY)
+        let done = one!(self, |c| self
+            .q(COMPLETE_KEY)
             .bind(ns)
             .bind(scope)
             .bind(key)
             .bind(token)
             .bind(canonical_json(response))
             .bind(dt(now))
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -523,15 +720,16 @@ impl IdempotencyStore for PgStore {
         token: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let done = sqlx::query(RELEASE_KEY)
+        let done = one!(self, |c| self
+            .q(RELEASE_KEY)
             .bind(ns)
             .bind(scope)
             .bind(key)
             .bind(token)
             .bind(dt(now))
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -546,14 +744,15 @@ impl IdempotencyStore for PgStore {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<IdempotencyEntry>> {
-        let rows = sqlx::query(SCAN_KEYS)
+        let rows = one!(self, |c| self
+            .q(SCAN_KEYS)
             .bind(ns)
             .bind(after.map(|a| a.0))
             .bind(after.map(|a| a.1))
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         rows.iter().map(key_row).collect()
     }
 }
@@ -572,34 +771,37 @@ impl RecordStore for PgStore {
         let text = canonical_json(data);
         let row = match expect {
             // No row when the record is at its last version.
-            Expect::Any => sqlx::query(UPSERT_RECORD)
+            Expect::Any => one!(self, |c| self
+                .q(UPSERT_RECORD)
                 .bind(ns)
                 .bind(collection)
                 .bind(id)
                 .bind(&text)
                 .bind(dt(now))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *c)
                 .await
-                .map_err(map)?,
-            Expect::Absent => sqlx::query(INSERT_RECORD_IF_ABSENT)
+                .map_err(map))?,
+            Expect::Absent => one!(self, |c| self
+                .q(INSERT_RECORD_IF_ABSENT)
                 .bind(ns)
                 .bind(collection)
                 .bind(id)
                 .bind(&text)
                 .bind(dt(now))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *c)
                 .await
-                .map_err(map)?,
-            Expect::Version(v) => sqlx::query(UPDATE_RECORD_AT_VERSION)
+                .map_err(map))?,
+            Expect::Version(v) => one!(self, |c| self
+                .q(UPDATE_RECORD_AT_VERSION)
                 .bind(ns)
                 .bind(collection)
                 .bind(id)
                 .bind(&text)
                 .bind(dt(now))
                 .bind(v as i64)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *c)
                 .await
-                .map_err(map)?,
+                .map_err(map))?,
         };
         match row {
             Some(r) => record_row(&r),
@@ -613,13 +815,14 @@ impl RecordStore for PgStore {
     }
 
     async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
-        let row = sqlx::query(GET_RECORD)
+        let row = one!(self, |c| self
+            .q(GET_RECORD)
             .bind(ns)
             .bind(collection)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         row.as_ref().map(record_row).transpose()
     }
 
@@ -636,14 +839,15 @@ impl RecordStore for PgStore {
             Expect::Any => None,
             Expect::Version(v) => Some(v as i64),
         };
-        let done = sqlx::query(DELETE_RECORD)
+        let done = one!(self, |c| self
+            .q(DELETE_RECORD)
             .bind(ns)
             .bind(collection)
             .bind(id)
             .bind(version)
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
@@ -662,23 +866,25 @@ impl RecordStore for PgStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let rows = sqlx::query(LIST_RECORDS)
+        let rows = one!(self, |c| self
+            .q(LIST_RECORDS)
             .bind(ns)
             .bind(collection)
             .bind(after)
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         rows.iter().map(record_row).collect()
     }
 
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(LIST_COLLECTIONS)
+        one!(self, |c| self
+            .qs(LIST_COLLECTIONS)
             .bind(ns)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)
+            .map_err(map))
     }
 }
 
@@ -702,25 +908,22 @@ impl AdminStore for PgStore {
 
     async fn schema_versions(&self) -> Result<SchemaVersions> {
         Ok(SchemaVersions {
-            current: schema::current(&self.pool).await?,
+            current: schema::current(&self.pool, &self.config.schema).await?,
             expected: schema::SCHEMA_VERSION,
         })
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query(PING)
-            .execute(&self.pool)
-            .await
-            .map_err(map)
-            .map(|_| ())
+        one!(self, |c| self.q(PING).execute(&mut *c).await.map_err(map)).map(|_| ())
     }
 
     async fn counts(&self, ns: &str) -> Result<Counts> {
-        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+        let (m, e, k, r): (i64, i64, i64, i64) = one!(self, |c| self
+            .qa(COUNTS)
             .bind(ns)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         Ok(Counts {
             metrics: u64_of(m),
             events: u64_of(e),
@@ -730,10 +933,11 @@ impl AdminStore for PgStore {
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>> {
-        let b: i64 = sqlx::query_scalar(STORAGE_BYTES)
-            .fetch_one(&self.pool)
+        let b: i64 = one!(self, |c| self
+            .qs(STORAGE_BYTES)
+            .fetch_one(&mut *c)
             .await
-            .map_err(map)?;
+            .map_err(map))?;
         Ok(Some(u64_of(b)))
     }
 
@@ -746,10 +950,11 @@ impl AdminStore for PgStore {
     }
 
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
-        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut tx = self.begin().await?;
         let mut report = PurgeReport::default();
         if let Some(before) = c.metrics_before {
-            report.metrics = sqlx::query(PURGE_METRICS)
+            report.metrics = self
+                .q(PURGE_METRICS)
                 .bind(ns)
                 .bind(dt(before))
                 .execute(&mut *tx)
@@ -758,7 +963,8 @@ impl AdminStore for PgStore {
                 .rows_affected();
         }
         if let Some(before) = c.events_before {
-            report.events = sqlx::query(PURGE_EVENTS)
+            report.events = self
+                .q(PURGE_EVENTS)
                 .bind(ns)
                 .bind(dt(before))
                 .execute(&mut *tx)
@@ -766,7 +972,8 @@ impl AdminStore for PgStore {
                 .map_err(map)?
                 .rows_affected();
         }
-        report.idempotency_keys = sqlx::query(PURGE_KEYS)
+        report.idempotency_keys = self
+            .q(PURGE_KEYS)
             .bind(ns)
             .bind(dt(c.now))
             .execute(&mut *tx)
@@ -774,7 +981,8 @@ impl AdminStore for PgStore {
             .map_err(map)?
             .rows_affected();
         if let Some(before) = c.records_before {
-            report.records = sqlx::query(PURGE_RECORDS)
+            report.records = self
+                .q(PURGE_RECORDS)
                 .bind(ns)
                 .bind(dt(before))
                 .execute(&mut *tx)
@@ -787,10 +995,11 @@ impl AdminStore for PgStore {
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar(NAMESPACES)
-            .fetch_all(&self.pool)
+        one!(self, |c| self
+            .qs(NAMESPACES)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)
+            .map_err(map))
     }
 
     async fn import(
@@ -799,15 +1008,16 @@ impl AdminStore for PgStore {
         progress: ImportProgress<'_>,
     ) -> Result<()> {
         // One transaction for the whole archive: all of it or nothing.
-        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut tx = self.begin().await?;
         for a in archive {
             // Hold the log head so no append slips in while we check and load.
-            sqlx::query_scalar::<_, i64>(LOCK_LOG_HEAD)
+            self.qs::<i64>(LOCK_LOG_HEAD)
                 .bind(&a.name)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(map)?;
-            let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
+            let (m, e, k, r): (i64, i64, i64, i64) = self
+                .qa(COUNTS)
                 .bind(&a.name)
                 .fetch_one(&mut *tx)
                 .await
@@ -845,7 +1055,7 @@ impl AdminStore for PgStore {
                 }
             }
             for chunk in metrics.chunks(IMPORT_CHUNK) {
-                sqlx::query(INSERT_METRICS)
+                self.q(INSERT_METRICS)
                     .bind(ns)
                     .bind(chunk.iter().map(|p| dt(p.at)).collect::<Vec<_>>())
                     .bind(
@@ -864,7 +1074,7 @@ impl AdminStore for PgStore {
             }
             for start in (0..pos.len()).step_by(IMPORT_CHUNK) {
                 let end = (start + IMPORT_CHUNK).min(pos.len());
-                sqlx::query(INSERT_EVENTS)
+                self.q(INSERT_EVENTS)
                     .bind(ns)
                     .bind(&pos[start..end])
                     .bind(&ids[start..end])
@@ -878,7 +1088,7 @@ impl AdminStore for PgStore {
                 step(end - start);
             }
             if let Some(head) = pos.iter().copied().max() {
-                sqlx::query(SET_LOG_HEAD)
+                self.q(SET_LOG_HEAD)
                     .bind(ns)
                     .bind(head)
                     .execute(&mut *tx)
@@ -886,7 +1096,7 @@ impl AdminStore for PgStore {
                     .map_err(map)?;
             }
             for chunk in keys.chunks(IMPORT_CHUNK) {
-                sqlx::query(INSERT_KEYS)
+                self.q(INSERT_KEYS)
                     .bind(ns)
                     .bind(chunk.iter().map(|k| k.scope.as_str()).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
@@ -905,7 +1115,7 @@ impl AdminStore for PgStore {
                 step(chunk.len());
             }
             for chunk in records.chunks(IMPORT_CHUNK) {
-                sqlx::query(INSERT_RECORDS)
+                self.q(INSERT_RECORDS)
                     .bind(ns)
                     .bind(
                         chunk

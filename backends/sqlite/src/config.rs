@@ -23,8 +23,12 @@ pub struct SqliteConfig {
     pub acquire_timeout: Duration,
     /// Create the file if it is missing.
     pub create: bool,
-    /// Apply pending migrations on open.
+    /// Apply pending migrations on open. When false, the file must already
+    /// be at this code's schema version.
     pub migrate: bool,
+    /// Open only to look (the health report): read-only, never creating or
+    /// migrating anything, and no schema check.
+    pub inspect: bool,
 }
 
 impl SqliteConfig {
@@ -37,6 +41,7 @@ impl SqliteConfig {
             acquire_timeout: Duration::from_secs(5),
             create: true,
             migrate: true,
+            inspect: false,
         }
     }
 
@@ -113,6 +118,14 @@ impl SqliteConfig {
     /// Create a missing file (default) or refuse.
     pub fn create(mut self, yes: bool) -> Self {
         self.create = yes;
+        self
+    }
+
+    /// Open only to look: read-only, nothing created or migrated.
+    pub fn inspect(mut self) -> Self {
+        self.inspect = true;
+        self.create = false;
+        self.migrate = false;
         self
     }
 }

@@ -41,11 +41,21 @@ pub(crate) async fn current(pool: &SqlitePool) -> Result<u32> {
     Ok(v.unwrap_or(0) as u32)
 }
 
-/// Refuse a database newer than the code.
-pub(crate) async fn check(pool: &SqlitePool) -> Result<SchemaVersions> {
+/// For a store opened without migrating: the file must be at exactly this
+/// code's version.
+///
+/// # Errors
+/// `Schema` when it is newer, older, or not migrated at all.
+pub(crate) async fn require_current(pool: &SqlitePool) -> Result<SchemaVersions> {
     let current = current(pool).await?;
     if current > SCHEMA_VERSION {
         return Err(too_new(current));
+    }
+    if current < SCHEMA_VERSION {
+        return Err(Error::schema(format!(
+            "the SQLite file is at schema version {current} and this code needs version \
+             {SCHEMA_VERSION}: run `persistkit migrate` (or open with migrate=true), then open it again"
+        )));
     }
     Ok(SchemaVersions {
         current,

@@ -53,6 +53,12 @@ impl SqliteStore {
     /// # Errors
     /// As [`open`](Self::open).
     pub async fn connect(config: SqliteConfig) -> Result<Self> {
+        if config.inspect && !config.path.exists() {
+            return Err(Error::unavailable(format!(
+                "the SQLite file {} does not exist",
+                config.path.display()
+            )));
+        }
         if config.create {
             if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -63,9 +69,15 @@ impl SqliteStore {
         let options = SqliteConnectOptions::new()
             .filename(&config.path)
             .create_if_missing(config.create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(config.busy_timeout);
+        let options = if config.inspect {
+            // Looking changes nothing: not even the journal mode.
+            options.read_only(true)
+        } else {
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
@@ -85,10 +97,12 @@ impl SqliteStore {
     }
 
     async fn from_pool_with(pool: SqlitePool, config: SqliteConfig) -> Result<Self> {
-        if config.migrate {
+        if config.inspect {
+            // Health and similar read-only looks: no migration, no check.
+        } else if config.migrate {
             schema::migrate(&pool).await?;
         } else {
-            schema::check(&pool).await?;
+            schema::require_current(&pool).await?;
         }
         Ok(SqliteStore { pool, config })
     }

@@ -357,9 +357,12 @@ impl FixtureHooks for PgHooks {
     }
 
     async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>, Error>> {
-        let bump = sqlx::query("UPDATE persistkit_schema SET version = version + 1")
-            .execute(self.first.pool())
-            .await;
+        let bump = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE \"{}\".persistkit_schema SET version = version + 1",
+            self.config.schema
+        )))
+        .execute(self.first.pool())
+        .await;
         if let Err(e) = bump {
             return Some(Err(
                 Error::internal("could not bump the schema version").with_source(e)
