@@ -116,6 +116,17 @@ pub trait FixtureHooks: Send + Sync {
         None
     }
 
+    /// A second store on the same database as this fixture's, kept apart by
+    /// the backend's own means (Postgres: another schema), empty and
+    /// migrated. `None` when the backend has no such means.
+    ///
+    /// # Contract
+    /// It connects the way the fixture does (through the same pooler, with
+    /// the same options), so the case sees what production would.
+    async fn sibling(&self) -> Option<Result<Arc<dyn Store>>> {
+        None
+    }
+
     /// Crash the database underneath abruptly (kill the server, not a clean
     /// shutdown) and bring it back, for the crash case, which has just
     /// killed its writer process. `None` when the harness cannot, or when

@@ -187,6 +187,7 @@ macro_rules! __with_cases {
                 import_refuses_hostile_archives,
                 shared_across_processes_holds,
                 acknowledged_writes_survive_a_killed_writer,
+                stores_in_other_schemas_are_separate,
             }
         }
     };

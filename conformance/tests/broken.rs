@@ -68,6 +68,9 @@ enum Bug {
     DurableWithoutReopen,
     /// Refuses a newer schema with a message that names no versions.
     VaguelyNewerSchema,
+    /// A store opened "in another schema" lands on the same tables, as when
+    /// a pooler drops the start-up setting that chose the schema.
+    MergedSchemas,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -522,6 +525,19 @@ impl AdminStore for Buggy {
 
 struct BuggyHarness(Bug);
 
+/// Hooks whose "other schema" is this one.
+struct MergedSchemaHooks(Arc<dyn Store>);
+
+#[async_trait]
+impl persistkit_conformance::FixtureHooks for MergedSchemaHooks {
+    async fn connect(&self) -> Result<Arc<dyn Store>> {
+        Ok(self.0.clone())
+    }
+    async fn sibling(&self) -> Option<Result<Arc<dyn Store>>> {
+        Some(Ok(self.0.clone()))
+    }
+}
+
 /// Hooks whose newer-schema refusal says "schema 10 is too new": a number,
 /// but neither the code's version nor the database's.
 struct VagueSchemaHooks(Arc<dyn Store>);
@@ -651,6 +667,12 @@ impl Harness for BuggyHarness {
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
         let inner = MemoryHarness.fresh().await?.store;
         let store: Arc<dyn Store> = Arc::new(Buggy::new(inner, self.0));
+        if self.0 == Bug::MergedSchemas {
+            return Ok(Fixture {
+                store: store.clone(),
+                hooks: Box::new(MergedSchemaHooks(store)),
+            });
+        }
         if self.0 == Bug::VaguelyNewerSchema {
             return Ok(Fixture {
                 store: store.clone(),
@@ -827,6 +849,12 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "admin",
     "newer_schema_is_refused",
     "names both versions"
+)]
+#[case(
+    Bug::MergedSchemas,
+    "admin",
+    "stores_in_other_schemas_are_separate",
+    "another schema of the same database sees nothing"
 )]
 #[case(
     Bug::DedupeSurvivesPurge,

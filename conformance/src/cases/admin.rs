@@ -1124,3 +1124,35 @@ pub async fn acknowledged_writes_survive_a_killed_writer(ctx: &Ctx) -> CaseResul
     }
     Ok(())
 }
+
+/// Two stores on one database, in different schemas, see nothing of each
+/// other, however the connection reaches the server (a pooler that drops
+/// connection settings included).
+pub async fn stores_in_other_schemas_are_separate(ctx: &Ctx) -> CaseResult {
+    let Some(sibling) = ctx.fixture().hooks.sibling().await else {
+        return Err(CaseError::Skipped(
+            "the backend keeps no second store on one database".into(),
+        ));
+    };
+    let other = ctx.wrap(sibling?);
+    let mine = ctx.handle();
+    populate(ctx, &mine).await?;
+    let rule = "schemas: a store in another schema of the same database";
+    ensure_empty(&other, &format!("{rule} sees nothing of this one")).await?;
+    ensure_eq!(
+        other.admin().namespaces().await?,
+        Vec::<String>::new(),
+        "{rule} lists none of this store's namespaces"
+    );
+    let before = mine.get("jobs", "1").await?;
+    other
+        .put("jobs", "1", &json!({"theirs": true}), Expect::Absent)
+        .await
+        .map_err(|e| CaseError::failed(format!("{rule}: its own record 1 must be new: {e}")))?;
+    ensure_eq!(
+        mine.get("jobs", "1").await?,
+        before,
+        "{rule} does not change this one's records"
+    );
+    Ok(())
+}

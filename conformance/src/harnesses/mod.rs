@@ -10,7 +10,8 @@ mod sqlite;
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
+    PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, DEFAULT_PGBOUNCER_IMAGE, IMAGE_ENV,
+    PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteHarness;

@@ -21,6 +21,12 @@ pub const DEFAULT_IMAGE: &str = "postgres:16-alpine";
 pub const URL_ENV: &str = "PERSISTKIT_TEST_POSTGRES_URL";
 /// When `1`, a missing Docker fails the Postgres cases instead of skipping them.
 pub const REQUIRE_DOCKER_ENV: &str = "PERSISTKIT_REQUIRE_DOCKER";
+/// PgBouncer image for the pooler target.
+pub const PGBOUNCER_IMAGE_ENV: &str = "PERSISTKIT_PGBOUNCER_IMAGE";
+/// The image `ci/images/pgbouncer/build` makes, used when
+/// `PERSISTKIT_PGBOUNCER_IMAGE` is unset (it takes DB_HOST, DB_PORT, DB_USER,
+/// DB_PASSWORD, POOL_MODE, LISTEN_PORT).
+pub const DEFAULT_PGBOUNCER_IMAGE: &str = "persistkit/pgbouncer:1.18-local";
 
 /// Where the server comes from.
 #[derive(Debug, Clone)]
@@ -29,6 +35,8 @@ enum Source {
     TestDefault,
     /// Always a Docker container.
     Docker,
+    /// Docker: Postgres with PgBouncer (transaction pooling) in front.
+    PgBouncer,
     /// This server (a `postgres://` URL naming any database on it).
     External(String),
 }
@@ -58,6 +66,14 @@ impl PostgresHarness {
         }
     }
 
+    /// Postgres in Docker behind PgBouncer in transaction mode: every store
+    /// connects through the pooler with `prepared=false`.
+    pub fn pgbouncer() -> Self {
+        PostgresHarness {
+            source: Source::PgBouncer,
+        }
+    }
+
     /// Use this server. Every case creates its own database on it and drops
     /// it afterwards (the user needs CREATEDB); existing data is never touched.
     pub fn external(url: &str) -> Self {
@@ -77,9 +93,13 @@ struct Server {
     /// The container this process started, which the crash case may kill
     /// and start again (its host port is fixed, so the URL stays right).
     container: Option<String>,
+    /// `host:port` of a transaction-pooling PgBouncer that stores connect
+    /// through (with `prepared=false`); administration goes direct.
+    pooler: Option<String>,
 }
 
 static DOCKER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
+static BOUNCER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
 static CONTAINERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 static TEMPLATE: OnceCell<std::result::Result<String, String>> = OnceCell::const_new();
@@ -95,20 +115,78 @@ extern "C" fn remove_containers() {
     }
 }
 
-fn image() -> (String, String) {
-    let image = std::env::var(IMAGE_ENV)
+/// `(name, tag)` of the image named by `env`, else `default`.
+fn image_from(env: &str, default: &str) -> (String, String) {
+    let image = std::env::var(env)
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_IMAGE.into());
+        .unwrap_or_else(|| default.into());
     match image.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => (name.to_string(), tag.to_string()),
         _ => (image, "latest".to_string()),
     }
 }
 
-/// Start the process's container on a thread of its own, so it outlives
-/// every test's runtime; it is removed when the process exits.
-async fn start_container() -> std::result::Result<Server, String> {
+fn image() -> (String, String) {
+    image_from(IMAGE_ENV, DEFAULT_IMAGE)
+}
+
+/// Why a container could not start, in words that say what to do: the
+/// Docker engine is unreachable, or the image is neither here nor pullable.
+fn why_no_container(
+    name: &str,
+    tag: &str,
+    env: &str,
+    build: &str,
+    e: &dyn std::fmt::Display,
+) -> String {
+    let engine = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match engine {
+        Ok(out) if out.status.success() => {
+            let present = std::process::Command::new("docker")
+                .args(["image", "inspect", &format!("{name}:{tag}")])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if present {
+                format!("Docker could not start {name}:{tag}: {e}")
+            } else {
+                format!(
+                    "image missing: {name}:{tag} is not on this machine and could not be pulled; \
+                     build it with {build}, or set {env} to an image you have ({e})"
+                )
+            }
+        }
+        _ => format!("no Docker: the Docker engine cannot be reached ({e})"),
+    }
+}
+
+/// A free port on 127.0.0.1, for a container mapping that must survive a
+/// restart.
+fn free_port() -> std::result::Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free local port: {e}"))
+}
+
+/// Remember a started container, so it is removed when the process exits.
+fn remove_at_exit(id: &str) {
+    CONTAINERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(id.to_string());
+    // SAFETY: registering a plain extern "C" fn with atexit has no preconditions.
+    unsafe {
+        libc::atexit(remove_containers);
+    }
+}
+
+/// Start this process's server on a thread of its own, so it outlives
+/// every test's runtime; its containers are removed when the process exits.
+/// With `pooler`, PgBouncer in transaction mode stands in front of it.
+async fn start_server(pooler: bool) -> std::result::Result<Server, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("persistkit-postgres-container".into())
@@ -124,50 +202,20 @@ async fn start_container() -> std::result::Result<Server, String> {
                 }
             };
             rt.block_on(async move {
-                use testcontainers::runners::AsyncRunner;
-                use testcontainers::ImageExt;
-                let (name, tag) = image();
-                // A fixed host port survives `docker kill` + `docker start`.
-                let port =
-                    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-                        Ok(a) => a.port(),
-                        Err(e) => {
-                            let _ = tx.send(Err(format!("no free local port: {e}")));
-                            return;
-                        }
-                    };
-                let started = testcontainers_modules::postgres::Postgres::default()
-                    .with_name(name.clone())
-                    .with_tag(tag.clone())
-                    .with_mapped_port(port, testcontainers::core::IntoContainerPort::tcp(5432))
-                    .with_label("persistkit.test", "1")
-                    .with_startup_timeout(std::time::Duration::from_secs(120))
-                    .start()
-                    .await;
-                let container = match started {
-                    Ok(c) => c,
+                let started = containers(pooler).await;
+                let keep = match started {
+                    Ok((server, keep)) => {
+                        let _ = tx.send(Ok(server));
+                        keep
+                    }
                     Err(e) => {
-                        let _ = tx.send(Err(format!("no Docker: cannot start {name}:{tag}: {e}")));
+                        let _ = tx.send(Err(e));
                         return;
                     }
                 };
-                CONTAINERS
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(container.id().to_string());
-                // SAFETY: registering a plain extern "C" fn with atexit has no preconditions.
-                unsafe {
-                    libc::atexit(remove_containers);
-                }
-                let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
-                let server = Server {
-                    config: PgConfig::new(url),
-                    template: true,
-                    container: Some(container.id().to_string()),
-                };
-                let _ = tx.send(Ok(server));
-                // Keep the container (and this runtime) alive until exit.
+                // Keep the containers (and this runtime) alive until exit.
                 std::future::pending::<()>().await;
+                drop(keep);
             });
         })
         .map_err(|e| e.to_string())?;
@@ -175,12 +223,109 @@ async fn start_container() -> std::result::Result<Server, String> {
         .map_err(|_| "the container thread died".to_string())?
 }
 
+type Kept = Vec<Box<dyn std::any::Any + Send>>;
+
+async fn containers(pooler: bool) -> std::result::Result<(Server, Kept), String> {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+    let (name, tag) = image();
+    // A fixed host port survives `docker kill` + `docker start`.
+    let port = free_port()?;
+    let postgres = testcontainers_modules::postgres::Postgres::default()
+        .with_name(name.clone())
+        .with_tag(tag.clone())
+        .with_mapped_port(port, 5432.tcp())
+        .with_label("persistkit.test", "1")
+        .with_startup_timeout(std::time::Duration::from_secs(120));
+    // Behind a pooler the data lives on tmpfs (nothing crashes that
+    // server), with room for the pooler's connections to many databases.
+    let postgres = if pooler {
+        postgres
+            .with_mount(testcontainers::core::Mount::tmpfs_mount(
+                "/var/lib/postgresql/data",
+            ))
+            .with_cmd(["-c", "max_connections=300"])
+    } else {
+        postgres
+    };
+    let pg = postgres
+        .start()
+        .await
+        .map_err(|e| why_no_container(&name, &tag, IMAGE_ENV, "ci/images/postgres/build", &e))?;
+    remove_at_exit(pg.id());
+    let direct = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
+    if !pooler {
+        let server = Server {
+            config: PgConfig::new(direct),
+            template: true,
+            container: Some(pg.id().to_string()),
+            pooler: None,
+        };
+        return Ok((server, vec![Box::new(pg)]));
+    }
+    // The address PgBouncer's container reaches Postgres's container at.
+    let ip = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            pg.id(),
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .ok_or("the Postgres container has no network address")?;
+    let (bname, btag) = image_from(PGBOUNCER_IMAGE_ENV, DEFAULT_PGBOUNCER_IMAGE);
+    let bouncer = GenericImage::new(bname.clone(), btag.clone())
+        .with_exposed_port(6432.tcp())
+        .with_wait_for(WaitFor::message_on_stderr("process up"))
+        .with_env_var("DB_HOST", ip)
+        .with_env_var("DB_PORT", "5432")
+        .with_env_var("DB_USER", "postgres")
+        .with_env_var("DB_PASSWORD", "postgres")
+        .with_env_var("POOL_MODE", "transaction")
+        .with_env_var("LISTEN_PORT", "6432")
+        .with_env_var("MAX_CLIENT_CONN", "1000")
+        .with_env_var("DEFAULT_POOL_SIZE", "20")
+        // Every case has a database of its own: let idle server
+        // connections go quickly, or they use up the server's.
+        .with_env_var("MAX_DB_CONNECTIONS", "20")
+        .with_env_var("SERVER_IDLE_TIMEOUT", "2")
+        .with_label("persistkit.test", "1")
+        .with_startup_timeout(std::time::Duration::from_secs(60))
+        .start()
+        .await
+        .map_err(|e| {
+            why_no_container(
+                &bname,
+                &btag,
+                PGBOUNCER_IMAGE_ENV,
+                "ci/images/pgbouncer/build",
+                &e,
+            )
+        })?;
+    remove_at_exit(bouncer.id());
+    let bport = bouncer
+        .get_host_port_ipv4(6432)
+        .await
+        .map_err(|e| format!("the PgBouncer port: {e}"))?;
+    let server = Server {
+        config: PgConfig::new(direct),
+        template: true,
+        container: None,
+        pooler: Some(format!("127.0.0.1:{bport}")),
+    };
+    Ok((server, vec![Box::new(pg), Box::new(bouncer)]))
+}
+
 impl PostgresHarness {
     async fn server(&self) -> std::result::Result<Server, String> {
         let external = match &self.source {
             Source::External(url) => Some(url.clone()),
             Source::TestDefault => std::env::var(URL_ENV).ok().filter(|s| !s.is_empty()),
-            Source::Docker => None,
+            Source::Docker | Source::PgBouncer => None,
         };
         if let Some(url) = external {
             let config = PgConfig::from_url(&url).map_err(|e| e.to_string())?;
@@ -188,9 +333,13 @@ impl PostgresHarness {
                 config,
                 template: false,
                 container: None,
+                pooler: None,
             });
         }
-        DOCKER.get_or_init(start_container).await.clone()
+        if matches!(self.source, Source::PgBouncer) {
+            return BOUNCER.get_or_init(|| start_server(true)).await.clone();
+        }
+        DOCKER.get_or_init(|| start_server(false)).await.clone()
     }
 }
 
@@ -205,6 +354,25 @@ fn persistkit_postgres_redact(url: &str) -> String {
             None => url.to_string(),
         },
         None => url.to_string(),
+    }
+}
+
+/// How a fixture's store connects to database `db`: straight to the
+/// server, or through the pooler with named prepared statements off.
+fn store_config(server: &Server, db: &str) -> PgConfig {
+    let direct = with_database(&server.config, db);
+    match &server.pooler {
+        None => direct,
+        Some(pooler) => {
+            let (scheme, rest) = direct.url.split_once("://").unwrap_or(("postgres", ""));
+            let (userinfo, tail) = rest.split_once('@').unwrap_or(("", rest));
+            let path = tail.find(['/', '?']).map_or("", |i| &tail[i..]);
+            PgConfig {
+                url: format!("{scheme}://{userinfo}@{pooler}{path}"),
+                ..direct
+            }
+            .prepared(false)
+        }
     }
 }
 
@@ -265,6 +433,7 @@ async fn crash_container(id: &str, config: &PgConfig) -> Result<()> {
             config: config.clone(),
             template: true,
             container: None,
+            pooler: None,
         })
         .await
         {
@@ -334,6 +503,14 @@ impl FixtureHooks for PgHooks {
         self.open(self.config.clone().migrate(false)).await
     }
 
+    async fn sibling(&self) -> Option<Result<Arc<dyn Store>>> {
+        let config = match self.config.clone().schema("persistkit_sibling") {
+            Ok(c) => c.migrate(true),
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.open(config).await)
+    }
+
     async fn crash(&self) -> Option<Result<()>> {
         let id = self.server.container.as_ref()?;
         Some(crash_container(id, &self.server.config).await)
@@ -346,8 +523,8 @@ impl FixtureHooks for PgHooks {
             '?'
         };
         Some(format!(
-            "{}{sep}schema={}&migrate=false",
-            self.config.url, self.config.schema
+            "{}{sep}schema={}&migrate=false&prepared={}",
+            self.config.url, self.config.schema, self.config.prepared
         ))
     }
 
@@ -395,6 +572,11 @@ impl Harness for PostgresHarness {
     fn name(&self) -> String {
         match &self.source {
             Source::External(url) => format!("postgres ({})", persistkit_postgres_redact(url)),
+            Source::PgBouncer => {
+                let (name, tag) = image();
+                let (bname, btag) = image_from(PGBOUNCER_IMAGE_ENV, DEFAULT_PGBOUNCER_IMAGE);
+                format!("postgres via pgbouncer, transaction pooling ({name}:{tag} + {bname}:{btag} in Docker)")
+            }
             _ => match std::env::var(URL_ENV)
                 .ok()
                 .filter(|_| matches!(self.source, Source::TestDefault))
@@ -467,7 +649,7 @@ impl PostgresHarness {
                 .map_err(fail)?;
         }
         let _ = conn.close().await;
-        let config = with_database(&server.config, &db);
+        let config = store_config(&server, &db);
         let first = PgStore::connect(config.clone()).await.map_err(fail)?;
         let fixture = Fixture {
             store: Arc::new(first.clone()),
