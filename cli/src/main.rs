@@ -43,19 +43,19 @@ enum Command {
     ///
     /// Every case runs on a fresh, isolated store of the URL's backend, so a
     /// check never touches existing data:
-    ///   sqlite://PATH   a new temporary file per case (PATH's options apply);
-    ///   postgres://...  a new database per case on that server, created and
-    ///                   dropped by the check (the user needs CREATEDB);
-    ///   --docker        a Postgres container, as `cargo test` starts.
-    /// With no URL it checks memory:// and a temporary SQLite file. Exits 1 if
-    /// any case fails; skipped and unsupported cases are reported as such,
-    /// never as passed.
-    /// The second OS process of a check's cross-process cases (internal).
-    #[command(name = "__child", hide = true)]
-    Child {
-        /// The checked target: a URL, or `docker`.
-        target: String,
-    },
+    ///   sqlite://PATH       a new temporary file per case (PATH's options apply);
+    ///   postgres://...      a new database per case on that server, created and
+    ///                       dropped by the check (the role needs CREATEDB); add
+    ///                       prepared=false behind a transaction-pooling PgBouncer;
+    ///   --docker            a Postgres container, as `cargo test` starts;
+    ///   --docker-pgbouncer  Postgres behind PgBouncer (transaction pooling).
+    /// With no URL it checks memory:// and a temporary SQLite file.
+    ///
+    /// Exit status: 0 when every case passed or was unsupported; 1 when a
+    /// case failed; 2 for bad input or a target that cannot be checked as
+    /// set up (e.g. a role without CREATEDB); 3 when a target ran no case
+    /// because it was skipped (no Docker, image missing), unless --allow-skip.
+    /// Skipped and unsupported cases are reported as such, never as passed.
     Check {
         /// Stores to check. Default: memory:// and a temporary SQLite file.
         urls: Vec<String>,
@@ -63,6 +63,14 @@ enum Command {
         /// PERSISTKIT_POSTGRES_IMAGE, default postgres:16-alpine).
         #[arg(long)]
         docker: bool,
+        /// Also check Postgres behind PgBouncer in transaction pooling mode,
+        /// in Docker (images from PERSISTKIT_POSTGRES_IMAGE and
+        /// PERSISTKIT_PGBOUNCER_IMAGE).
+        #[arg(long)]
+        docker_pgbouncer: bool,
+        /// Exit 0 even when a target ran no case because it was skipped.
+        #[arg(long)]
+        allow_skip: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -72,6 +80,12 @@ enum Command {
         /// No per-case progress lines on stderr.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// The second OS process of a check's cross-process cases (internal).
+    #[command(name = "__child", hide = true)]
+    Child {
+        /// The checked target: a URL, `docker` or `docker-pgbouncer`.
+        target: String,
     },
     /// Print the health report as JSON. Exits 1 when unhealthy.
     Health(Target),
@@ -165,37 +179,59 @@ fn harness_for(url: &str) -> Result<Arc<dyn Harness>, String> {
     }
 }
 
-async fn check(
+/// What `check` was asked to check.
+struct CheckArgs {
     urls: Vec<String>,
     docker: bool,
+    docker_pgbouncer: bool,
+    allow_skip: bool,
     format: Format,
     filter: Option<String>,
     quiet: bool,
-) -> CliResult {
-    let urls = if urls.is_empty() && !docker {
+}
+
+/// Exit status of a check whose target ran no case because it was skipped.
+const EXIT_SKIPPED: u8 = 3;
+
+async fn check(args: CheckArgs) -> Result<ExitCode, String> {
+    let urls = if args.urls.is_empty() && !args.docker && !args.docker_pgbouncer {
         vec!["memory://".into(), "sqlite://persistkit-check.db".into()]
     } else {
-        urls
+        args.urls.clone()
     };
     let mut harnesses = urls
         .iter()
         .map(|u| Ok((harness_for(u)?, u.clone())))
         .collect::<Result<Vec<_>, String>>()?;
-    if docker {
+    if args.docker {
+        harnesses.push((child_harness(DOCKER_TARGET)?, DOCKER_TARGET.to_string()));
+    }
+    if args.docker_pgbouncer {
         harnesses.push((
-            Arc::new(persistkit_conformance::harnesses::PostgresHarness::docker()),
-            DOCKER_TARGET.to_string(),
+            child_harness(DOCKER_PGBOUNCER_TARGET)?,
+            DOCKER_PGBOUNCER_TARGET.to_string(),
         ));
     }
     let exe = std::env::current_exe().ok();
     let mut reports: Vec<SuiteReport> = Vec::new();
+    let mut unchecked = Vec::new();
     for (h, target) in harnesses {
-        if !quiet {
+        if !args.quiet {
             eprintln!("checking {} …", h.name());
         }
+        // Said once, before 100 cases would each say it.
+        match h.preflight().await {
+            Ok(()) => {}
+            Err(persistkit_conformance::SetupError::Fail(why)) => {
+                return Err(format!("cannot check {}: {why}", h.name()));
+            }
+            Err(persistkit_conformance::SetupError::Skip(why)) => {
+                eprintln!("skipping {}: {why}", h.name());
+            }
+        }
         let opts = RunOptions {
-            filter: filter.clone(),
-            progress: !quiet,
+            filter: args.filter.clone(),
+            progress: !args.quiet,
             case_timeout: None,
             // This program again, as `persistkit __child TARGET`.
             child: exe.as_ref().map(|exe| {
@@ -205,16 +241,39 @@ async fn check(
                 )
             }),
         };
-        reports.push(run_suite(h, &opts).await);
+        let report = run_suite(h.clone(), &opts).await;
+        let t = report.totals;
+        if t.passed + t.failed == 0 && t.skipped > 0 {
+            let why = report
+                .cases
+                .iter()
+                .filter(|c| c.status == persistkit_conformance::Status::Skipped)
+                .find_map(|c| c.message.clone())
+                .unwrap_or_default();
+            unchecked.push(format!("{}: every case was skipped: {why}", h.name()));
+        }
+        reports.push(report);
     }
-    let out = match format {
+    let out = match args.format {
         Format::Table => report::to_table(&reports),
         Format::Json => report::to_json(&reports),
         Format::Junit => report::to_junit(&reports),
         Format::Markdown => report::to_markdown(&reports),
     };
     print_out(out.trim_end());
-    Ok(reports.iter().all(SuiteReport::ok))
+    if !reports.iter().all(SuiteReport::ok) {
+        return Ok(ExitCode::from(1));
+    }
+    if !unchecked.is_empty() {
+        for u in &unchecked {
+            eprintln!("not checked: {u}");
+        }
+        if !args.allow_skip {
+            eprintln!("error: a requested target ran no case (pass --allow-skip to accept that)");
+            return Ok(ExitCode::from(EXIT_SKIPPED));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open(target: &Target, migrate: bool) -> Result<Handle, String> {
@@ -419,17 +478,18 @@ fn main() -> ExitCode {
 
 /// The harness a check's second process opens its store with.
 fn child_harness(target: &str) -> Result<Arc<dyn Harness>, String> {
-    if target == DOCKER_TARGET {
-        Ok(Arc::new(
-            persistkit_conformance::harnesses::PostgresHarness::docker(),
-        ))
-    } else {
-        harness_for(target)
+    use persistkit_conformance::harnesses::PostgresHarness;
+    match target {
+        DOCKER_TARGET => Ok(Arc::new(PostgresHarness::docker())),
+        DOCKER_PGBOUNCER_TARGET => Ok(Arc::new(PostgresHarness::pgbouncer())),
+        url => harness_for(url),
     }
 }
 
 /// How `check` names the --docker target to its second process.
 const DOCKER_TARGET: &str = "docker";
+/// How `check` names the --docker-pgbouncer target to its second process.
+const DOCKER_PGBOUNCER_TARGET: &str = "docker-pgbouncer";
 
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -437,10 +497,29 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Check {
             urls,
             docker,
+            docker_pgbouncer,
+            allow_skip,
             format,
             filter,
             quiet,
-        } => check(urls, docker, format, filter, quiet).await,
+        } => {
+            let args = CheckArgs {
+                urls,
+                docker,
+                docker_pgbouncer,
+                allow_skip,
+                format,
+                filter,
+                quiet,
+            };
+            return match check(args).await {
+                Ok(code) => code,
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Health(t) => health(t).await,
         Command::Migrate(t) => match open(&t, true).await {
             Ok(h) => h

@@ -193,3 +193,70 @@ fn the_embedded_default_is_a_sqlite_file_under_data() {
     persistkit(dir.path()).args(["migrate"]).assert().success();
     assert!(dir.path().join("data/persistkit.db").exists());
 }
+
+#[test]
+fn health_never_creates_or_migrates_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    // A missing file stays missing.
+    let missing = dir.path().join("missing.db");
+    let out = persistkit(dir.path())
+        .args([
+            "health",
+            "--url",
+            &format!("sqlite://{}", missing.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "unhealthy");
+    assert!(
+        r["error"].as_str().unwrap().contains("does not exist"),
+        "{r}"
+    );
+    assert!(!missing.exists(), "health created the file");
+    // An empty SQLite file (never migrated) is degraded, and stays unmigrated.
+    let empty = dir.path().join("empty.db");
+    std::process::Command::new("sqlite3")
+        .arg(&empty)
+        .arg("CREATE TABLE unrelated (x INTEGER);")
+        .status()
+        .expect("sqlite3 (ci/setup installs it)");
+    let before = std::fs::read(&empty).unwrap();
+    let out = persistkit(dir.path())
+        .args(["health", "--url", &format!("sqlite://{}", empty.display())])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "degraded", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("migrations pending"),
+        "{r}"
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(&empty).unwrap(),
+        before,
+        "health changed the file"
+    );
+}
+
+#[test]
+fn opening_an_unmigrated_file_without_migrating_says_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::process::Command::new("sqlite3")
+        .arg(&empty)
+        .arg("CREATE TABLE unrelated (x INTEGER);")
+        .status()
+        .expect("sqlite3 (ci/setup installs it)");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt
+        .block_on(persistkit::open(&format!(
+            "sqlite://{}?migrate=false",
+            empty.display()
+        )))
+        .expect_err("not migrated");
+    assert_eq!(e.kind(), persistkit::ErrorKind::Schema, "{e}");
+    assert!(e.to_string().contains("persistkit migrate"), "{e}");
+}

@@ -89,3 +89,40 @@ fn junit_and_markdown_render() {
     let md = String::from_utf8(out.stdout).unwrap();
     assert!(md.contains("| events | payload_rules | passed |"), "{md}");
 }
+
+/// A requested target that ran no case is not a pass: exit 3 with the
+/// reason and how to fix it, unless --allow-skip.
+#[test]
+fn a_skipped_target_fails_the_check_unless_allowed() {
+    let docker_here = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let run = |extra: &[&str]| {
+        let mut c = persistkit();
+        c.args([
+            "check",
+            "--docker",
+            "--quiet",
+            "--filter",
+            "records::get_missing",
+        ])
+        .args(extra)
+        .env("PERSISTKIT_POSTGRES_IMAGE", "persistkit/no-such-image:0")
+        .env_remove("PERSISTKIT_REQUIRE_DOCKER")
+        .env_remove("PERSISTKIT_TEST_POSTGRES_URL");
+        c.output().unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    if docker_here {
+        assert!(
+            err.contains("image missing") && err.contains("ci/images/postgres/build"),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("no Docker"), "{err}");
+    }
+    assert_eq!(run(&["--allow-skip"]).status.code(), Some(0));
+}

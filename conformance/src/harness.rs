@@ -27,6 +27,14 @@ pub trait Harness: Send + Sync + 'static {
     /// A fresh, empty, migrated store that no other case uses.
     async fn fresh(&self) -> Result<Fixture, SetupError>;
 
+    /// Check once, before any case, that this harness can make fixtures
+    /// at all, so a run can say why once instead of once per case: `Skip`
+    /// when the backend cannot be reached here, `Fail` when it is set up so
+    /// that no case could run (missing privileges). The default says yes.
+    async fn preflight(&self) -> Result<(), SetupError> {
+        Ok(())
+    }
+
     /// Open the data a fixture's [`FixtureHooks::location`] names, in this
     /// process. The suite calls it in a second OS process (see
     /// [`child`](crate::child)) for the cross-process and crash cases; a
@@ -52,6 +60,10 @@ impl Harness for Arc<dyn Harness> {
 
     async fn fresh(&self) -> Result<Fixture, SetupError> {
         self.as_ref().fresh().await
+    }
+
+    async fn preflight(&self) -> Result<(), SetupError> {
+        self.as_ref().preflight().await
     }
 
     async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {

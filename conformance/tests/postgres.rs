@@ -7,10 +7,204 @@ persistkit_conformance::suite!(postgres, PostgresHarness::from_env());
 
 /// Postgres-only checks beside the suite, on the same container.
 mod postgres_only {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
     use persistkit_conformance::harnesses::PostgresHarness;
-    use persistkit_conformance::SetupError;
-    use persistkit_core::ErrorKind;
-    use persistkit_postgres::PgStore;
+    use persistkit_conformance::{Fixture, Harness, SetupError};
+    use persistkit_core::{error_chain, ErrorKind, Expect, Handle, HealthStatus};
+    use persistkit_postgres::{PgConfig, PgStore};
+    use serde_json::json;
+
+    /// A fresh database, or `None` (and a note) when there is no server.
+    async fn fresh() -> Option<(Fixture, PgStore, PgConfig)> {
+        match PostgresHarness::from_env().fresh_pg_config().await {
+            Ok(f) => Some(f),
+            Err(SetupError::Skip(why)) => {
+                eprintln!("SKIPPED: {why}");
+                None
+            }
+            Err(SetupError::Fail(why)) => panic!("{why}"),
+        }
+    }
+
+    /// `config` logging in as `role` with password `pw`.
+    fn as_role(config: &PgConfig, role: &str, pw: &str) -> PgConfig {
+        let (scheme, rest) = config.url.split_once("://").unwrap();
+        let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+        PgConfig {
+            url: format!("{scheme}://{role}:{pw}@{host}"),
+            ..config.clone()
+        }
+    }
+
+    async fn sql(store: &PgStore, stmt: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.to_string()))
+            .execute(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+
+    /// A role that may only use the tables: it opens an up-to-date store
+    /// (no CREATE needed), works, and is refused, clearly, what it may not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runtime_role_needs_no_create_privilege() {
+        let Some((fixture, owner, config)) = fresh().await else {
+            return;
+        };
+        let db = config
+            .url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string();
+        let role = format!("rt_{db}");
+        // The GRANTs the README gives for a runtime role.
+        for stmt in [
+            format!("CREATE ROLE {role} LOGIN PASSWORD 'rt'"),
+            format!("GRANT CONNECT ON DATABASE {db} TO {role}"),
+            format!("GRANT USAGE ON SCHEMA persistkit TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA persistkit TO {role}"
+            ),
+            format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA persistkit TO {role}"),
+            format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+        ] {
+            sql(&owner, &stmt).await;
+        }
+        let runtime = as_role(&config, &role, "rt");
+        // Opening migrates by default: with nothing pending it creates nothing.
+        let store = PgStore::connect(runtime.clone())
+            .await
+            .expect("an up-to-date store opens");
+        let h = Handle::new(Arc::new(store));
+        h.put("jobs", "1", &json!({"ok": true}), Expect::Absent)
+            .await
+            .unwrap();
+        assert_eq!(h.get("jobs", "1").await.unwrap().unwrap().version, 1);
+        // Without migrating, an unmigrated schema is refused at open.
+        let e = PgStore::connect(runtime.clone().schema("elsewhere").unwrap().migrate(false))
+            .await
+            .expect_err("an unmigrated schema");
+        assert_eq!(e.kind(), ErrorKind::Schema, "{e}");
+        assert!(e.to_string().contains("persistkit migrate"), "{e}");
+        // Migrating needs CREATE, which this role has not: a Schema error.
+        let e = PgStore::connect(runtime.clone().schema("elsewhere").unwrap())
+            .await
+            .expect_err("no CREATE privilege");
+        assert_eq!(e.kind(), ErrorKind::Schema, "{}", error_chain(&e));
+        // A missing privilege is Refused, not retryable, said once.
+        sql(
+            &owner,
+            &format!("REVOKE INSERT ON persistkit.records FROM {role}"),
+        )
+        .await;
+        let e = h
+            .put("jobs", "2", &json!({}), Expect::Absent)
+            .await
+            .expect_err("no INSERT privilege");
+        assert_eq!(e.kind(), ErrorKind::Refused, "{}", error_chain(&e));
+        assert!(!e.is_retryable());
+        let text = error_chain(&e);
+        assert!(text.starts_with("refused: put: "), "{text}");
+        assert_eq!(text.matches("permission denied").count(), 1, "{text}");
+        assert!(!text.contains(" at line "), "{text}");
+        h.store().close().await;
+        sql(&owner, &format!("DROP OWNED BY {role}")).await;
+        fixture.hooks.cleanup().await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+            .execute(owner.pool())
+            .await;
+    }
+
+    /// `persistkit check postgres://…` with a role that may not create
+    /// databases says so once, with what to grant.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checking_without_createdb_says_what_to_grant() {
+        let Some((fixture, owner, config)) = fresh().await else {
+            return;
+        };
+        let db = config
+            .url
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string();
+        let role = format!("nc_{db}");
+        sql(&owner, &format!("CREATE ROLE {role} LOGIN PASSWORD 'nc'")).await;
+        let url = as_role(&config, &role, "nc").url;
+        let e = PostgresHarness::external(&url)
+            .preflight()
+            .await
+            .expect_err("no CREATEDB");
+        let SetupError::Fail(why) = e else {
+            panic!("a role without CREATEDB cannot be checked: {e:?}")
+        };
+        assert!(
+            why.contains("CREATEDB") && why.contains(&role) && why.contains("--docker"),
+            "{why}"
+        );
+        fixture.hooks.cleanup().await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+            .execute(owner.pool())
+            .await;
+    }
+
+    /// A refused connection fails at once, not after the acquire timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_connection_fails_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(); // nothing listens there once the listener is dropped
+        let started = Instant::now();
+        let e = PgStore::open(&format!(
+            "postgres://u:p@127.0.0.1:{port}/db?acquire_timeout=20s"
+        ))
+        .await
+        .expect_err("nothing listens");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited {:?}: the acquire timeout, not the refusal",
+            started.elapsed()
+        );
+    }
+
+    /// Health on a schema never migrated: degraded, the pending versions
+    /// named, and nothing created.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_of_an_unmigrated_schema_is_degraded() {
+        let Some((fixture, owner, config)) = fresh().await else {
+            return;
+        };
+        let store = PgStore::connect(config.schema("never_migrated").unwrap().inspect())
+            .await
+            .expect("inspecting opens anything");
+        let report = Handle::new(Arc::new(store)).health().await;
+        assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");
+        let why = report.error.unwrap_or_default();
+        assert!(
+            why.contains("migrations pending") && why.contains("persistkit migrate"),
+            "{why}"
+        );
+        assert_eq!(report.schema.map(|s| (s.current, s.expected)), Some((0, 1)));
+        let made: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'never_migrated')",
+        )
+        .fetch_one(owner.pool())
+        .await
+        .unwrap();
+        assert!(!made, "health created the schema");
+        fixture.hooks.cleanup().await;
+    }
 
     /// The test databases sort text by a real locale, not by code point:
     /// otherwise a schema without `COLLATE "C"` would pass the ordering

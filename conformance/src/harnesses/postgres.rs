@@ -2,6 +2,7 @@
 //! given (`PERSISTKIT_TEST_POSTGRES_URL`, or `persistkit check postgres://…`)
 //! or started once per process in Docker with testcontainers.
 
+use std::error::Error as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -357,6 +358,16 @@ fn persistkit_postgres_redact(url: &str) -> String {
     }
 }
 
+/// What to say when the role of a given server may not create databases.
+fn no_createdb(role: &str) -> String {
+    format!(
+        "the role {role:?} may not create databases, and the check creates one per case (and \
+         drops it afterwards, so existing data is never touched). Grant it as a superuser with \
+         `ALTER ROLE \"{role}\" CREATEDB;`, or check a disposable server instead \
+         (`persistkit check --docker`)"
+    )
+}
+
 /// How a fixture's store connects to database `db`: straight to the
 /// server, or through the pooler with named prepared statements off.
 fn store_config(server: &Server, db: &str) -> PgConfig {
@@ -594,6 +605,36 @@ impl Harness for PostgresHarness {
         Ok(Arc::new(PgStore::open(location).await?))
     }
 
+    async fn preflight(&self) -> std::result::Result<(), SetupError> {
+        let server = self.server().await.map_err(|reason| {
+            if std::env::var(REQUIRE_DOCKER_ENV).as_deref() == Ok("1") {
+                SetupError::Fail(format!("{reason} (and {REQUIRE_DOCKER_ENV}=1)"))
+            } else {
+                SetupError::Skip(reason)
+            }
+        })?;
+        if server.template {
+            return Ok(());
+        }
+        // A given server: every case creates a database and drops it.
+        let mut conn = admin(&server)
+            .await
+            .map_err(|e| SetupError::Fail(error_chain(&e)))?;
+        let may: std::result::Result<(String, bool), sqlx::Error> = sqlx::query_as(
+            "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&mut conn)
+        .await;
+        let _ = conn.close().await;
+        match may {
+            Ok((_, true)) => Ok(()),
+            Ok((role, false)) => Err(SetupError::Fail(no_createdb(&role))),
+            Err(e) => Err(SetupError::Fail(format!(
+                "cannot ask the server about the role: {e}"
+            ))),
+        }
+    }
+
     async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
         self.fresh_pg().await.map(|(f, _)| f)
     }
@@ -644,9 +685,26 @@ impl PostgresHarness {
                 .await
                 .map_err(fail)?;
         } else {
-            exec(&mut conn, format!("CREATE DATABASE {db}"))
-                .await
-                .map_err(fail)?;
+            if let Err(e) = exec(&mut conn, format!("CREATE DATABASE {db}")).await {
+                let denied = e
+                    .source()
+                    .and_then(|s| s.downcast_ref::<sqlx::Error>())
+                    .and_then(|s| s.as_database_error())
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "42501");
+                return Err(if denied {
+                    let role = with_database(&server.config, "")
+                        .url
+                        .split("://")
+                        .nth(1)
+                        .and_then(|r| r.split(['@', ':']).next())
+                        .unwrap_or("the role")
+                        .to_string();
+                    SetupError::Fail(no_createdb(&role))
+                } else {
+                    fail(e)
+                });
+            }
         }
         let _ = conn.close().await;
         let config = store_config(&server, &db);
