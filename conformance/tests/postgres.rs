@@ -71,7 +71,7 @@ mod postgres_only {
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA persistkit TO {role}"
             ),
             format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA persistkit TO {role}"),
-            format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
         ] {
             sql(&owner, &stmt).await;
         }
