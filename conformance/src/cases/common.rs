@@ -393,6 +393,40 @@ where
     }
 }
 
+/// How a watcher counts what a reader sees.
+type Count = fn(Handle) -> futures::future::BoxFuture<'static, Result<u64, persistkit_core::Error>>;
+
+/// Watch `reader` with `count` on a task of its own until `done`, failing on
+/// a count that is not a whole number of batches.
+fn watch(
+    rule: &str,
+    batch: u64,
+    done: &Arc<AtomicBool>,
+    reader: &Handle,
+    count: Count,
+) -> tokio::task::JoinHandle<Result<u64, CaseError>> {
+    let reader = reader.clone();
+    tokio::spawn(whole_batches_only(
+        rule.to_string(),
+        batch,
+        done.clone(),
+        move || count(reader.clone()),
+    ))
+}
+
+/// Wait for the watchers, then for the writer's outcome.
+async fn settle(
+    watchers: Vec<tokio::task::JoinHandle<Result<u64, CaseError>>>,
+    written: Result<(), persistkit_core::Error>,
+) -> CaseResult {
+    for w in watchers {
+        w.await
+            .map_err(|e| CaseError::failed(format!("reader: {e}")))??;
+    }
+    written?;
+    Ok(())
+}
+
 /// Batches of 10 000 points are visible whole or not at all to readers on
 /// other handles, batch after batch.
 pub async fn metric_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
@@ -400,38 +434,22 @@ pub async fn metric_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
     let writer = ctx.handle();
     let reader = ctx.second().await?;
     let done = Arc::new(AtomicBool::new(false));
-    let rule = "batches are atomic: metric points".to_string();
-    let counts = tokio::spawn(whole_batches_only(
-        rule.clone(),
-        BATCH as u64,
-        done.clone(),
-        {
-            let r = reader.clone();
-            move || {
-                let r = r.clone();
-                async move { Ok(r.counts().await?.metrics) }
-            }
-        },
-    ));
-    let reads = tokio::spawn(whole_batches_only(
-        rule.clone(),
-        BATCH as u64,
-        done.clone(),
-        {
-            let r = reader.clone();
-            move || {
-                let r = r.clone();
-                async move {
-                    let f = AggregateFilter {
-                        component: Some("batch".into()),
-                        ..Default::default()
-                    };
-                    let rows = r.aggregate(&f, Bucket::seconds(86_400 * 365)).await?;
-                    Ok(rows.iter().map(|row| row.count).sum())
-                }
-            }
-        },
-    ));
+    let rule = "batches are atomic: metric points";
+    let watchers = vec![
+        watch(rule, BATCH as u64, &done, &reader, |r| {
+            Box::pin(async move { Ok(r.counts().await?.metrics) })
+        }),
+        watch(rule, BATCH as u64, &done, &reader, |r| {
+            Box::pin(async move {
+                let f = AggregateFilter {
+                    component: Some("batch".into()),
+                    ..Default::default()
+                };
+                let rows = r.aggregate(&f, Bucket::seconds(86_400 * 365)).await?;
+                Ok(rows.iter().map(|row| row.count).sum())
+            })
+        }),
+    ];
     let mut written = Ok(());
     for b in 0..4 {
         let points: Vec<MetricPoint> = (0..BATCH)
@@ -444,12 +462,7 @@ pub async fn metric_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
         tokio::task::yield_now().await;
     }
     done.store(true, Ordering::SeqCst);
-    for poller in [counts, reads] {
-        poller
-            .await
-            .map_err(|e| CaseError::failed(format!("reader: {e}")))??;
-    }
-    written?;
+    settle(watchers, written).await?;
     ensure_eq!(
         reader.counts().await?.metrics,
         4 * BATCH as u64,
@@ -464,19 +477,10 @@ pub async fn event_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
     let writer = ctx.handle();
     let reader = ctx.second().await?;
     let done = Arc::new(AtomicBool::new(false));
-    let rule = "batches are atomic: events".to_string();
-    let counts = tokio::spawn(whole_batches_only(
-        rule.clone(),
-        BATCH as u64,
-        done.clone(),
-        {
-            let r = reader.clone();
-            move || {
-                let r = r.clone();
-                async move { Ok(r.counts().await?.events) }
-            }
-        },
-    ));
+    let rule = "batches are atomic: events";
+    let watchers = vec![watch(rule, BATCH as u64, &done, &reader, |r| {
+        Box::pin(async move { Ok(r.counts().await?.events) })
+    })];
     let mut written = Ok(());
     for b in 0..6 {
         let events: Vec<NewEvent> = (0..BATCH)
@@ -489,10 +493,7 @@ pub async fn event_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
         tokio::task::yield_now().await;
     }
     done.store(true, Ordering::SeqCst);
-    counts
-        .await
-        .map_err(|e| CaseError::failed(format!("reader: {e}")))??;
-    written?;
+    settle(watchers, written).await?;
     let log = whole_log(&reader).await?;
     ensure_eq!(log.len(), 6 * BATCH, "{rule}: every batch lands");
     Ok(())
@@ -517,25 +518,14 @@ pub async fn imports_are_visible_whole(ctx: &Ctx) -> CaseResult {
         items.sort_by_key(|i| matches!(i, ArchiveItem::Record(_)));
         let archive = archive_text(&[(&ns, items)]);
         let done = Arc::new(AtomicBool::new(false));
-        let rule = "batches are atomic: an import".to_string();
-        let watcher = tokio::spawn(whole_batches_only(
-            rule.clone(),
-            ITEMS as u64,
-            done.clone(),
-            {
-                let r = reader.namespace(&ns)?;
-                move || {
-                    let r = r.clone();
-                    async move { Ok(r.counts().await?.total()) }
-                }
-            },
-        ));
+        let rule = "batches are atomic: an import";
+        let watched = reader.namespace(&ns)?;
+        let watchers = vec![watch(rule, ITEMS as u64, &done, &watched, |r| {
+            Box::pin(async move { Ok(r.counts().await?.total()) })
+        })];
         let imported = ctx.ns(&ns).import(&mut archive.as_bytes(), None).await;
         done.store(true, Ordering::SeqCst);
-        watcher
-            .await
-            .map_err(|e| CaseError::failed(format!("reader: {e}")))??;
-        imported?;
+        settle(watchers, imported.map(|_| ())).await?;
         ensure_eq!(
             reader.namespace(&ns)?.counts().await?.total(),
             ITEMS as u64,
