@@ -16,30 +16,24 @@ FROM UNNEST($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::float8[])
      WITH ORDINALITY AS u(at, component, name, kind, value, n)
 ORDER BY u.n";
 
-pub(crate) const READ_METRICS: &str = "
-SELECT seq, at, component, name, kind, value FROM {s}.metrics
-WHERE ns = $1
-  AND ($2::text IS NULL OR component = $2) AND ($3::text IS NULL OR name = $3)
-  AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
-  AND ($6::timestamptz IS NULL OR (at, component, name, seq) > ($6, $7::text, $8::text, $9::bigint))
-ORDER BY at, component, name, seq
-LIMIT $10";
+// Reads are built per filter shape (store.rs): only the predicates a call
+// uses appear, so the planner sees them, for custom and generic plans alike.
+pub(crate) const READ_METRICS_FROM: &str =
+    "SELECT seq, at, component, name, kind, value FROM {s}.metrics WHERE ns = ";
+pub(crate) const READ_METRICS_ORDER: &str = " ORDER BY at, component, name, seq LIMIT ";
 
 pub(crate) const LIST_COMPONENTS: &str =
     "SELECT DISTINCT component FROM {s}.metrics WHERE ns = $1 ORDER BY component";
 pub(crate) const LIST_METRIC_NAMES: &str =
     "SELECT DISTINCT name FROM {s}.metrics WHERE ns = $1 AND component = $2 ORDER BY name";
 
-// Bucket start = floor(µs / width) * width, in exact integer microseconds.
-pub(crate) const AGGREGATE: &str = "
-WITH f AS (
+// Bucket start = floor(µs / width) * width, in exact integer microseconds;
+// `{w}` is the width, bound where it appears.
+pub(crate) const AGGREGATE_HEAD: &str = "WITH f AS (
   SELECT (EXTRACT(EPOCH FROM at) * 1000000)::bigint AS us, seq, component, name, value
-  FROM {s}.metrics
-  WHERE ns = $1
-    AND ($2::text IS NULL OR component = $2) AND ($3::text IS NULL OR name = $3)
-    AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at < $5)
-), b AS (
-  SELECT us - (((us % $6) + $6) % $6) AS b, us, seq, component, name, value FROM f
+  FROM {s}.metrics WHERE ns = ";
+pub(crate) const AGGREGATE_BUCKETS: &str = "), b AS (
+  SELECT us - (((us % {w}) + {w}) % {w}) AS b, us, seq, component, name, value FROM f
 )
 SELECT b, component, name, COUNT(*), SUM(value), MIN(value), MAX(value),
        (ARRAY_AGG(value ORDER BY us DESC, seq DESC))[1]
@@ -65,14 +59,9 @@ SELECT $1, u.position, u.id, u.kind, u.occurred_at, u.digest, u.data::jsonb
 FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
      AS u(position, id, kind, occurred_at, digest, data)";
 
-pub(crate) const LIST_EVENTS: &str = "
-SELECT id, position, kind, occurred_at, data::text FROM {s}.events
-WHERE ns = $1
-  AND ($2::timestamptz IS NULL OR occurred_at >= $2) AND ($3::timestamptz IS NULL OR occurred_at < $3)
-  AND ($4::text[] IS NULL OR kind = ANY($4))
-  AND ($5::timestamptz IS NULL OR (occurred_at, id) > ($5, $6::bigint))
-ORDER BY occurred_at, id
-LIMIT $7";
+pub(crate) const LIST_EVENTS_FROM: &str =
+    "SELECT id, position, kind, occurred_at, data::text FROM {s}.events WHERE ns = ";
+pub(crate) const LIST_EVENTS_ORDER: &str = " ORDER BY occurred_at, id LIMIT ";
 pub(crate) const READ_LOG: &str = "
 SELECT id, position, kind, occurred_at, data::text FROM {s}.events
 WHERE ns = $1 AND position > $2 ORDER BY position LIMIT $3";
@@ -160,15 +149,18 @@ pub(crate) const PING: &str = "SELECT 1";
 /// Every template above, to render once per store.
 const ALL: &[&str] = &[
     INSERT_METRICS,
-    READ_METRICS,
+    READ_METRICS_FROM,
+    READ_METRICS_ORDER,
     LIST_COMPONENTS,
     LIST_METRIC_NAMES,
-    AGGREGATE,
+    AGGREGATE_HEAD,
+    AGGREGATE_BUCKETS,
     LOCK_LOG_HEAD,
     SET_LOG_HEAD,
     FIND_EVENTS,
     INSERT_EVENTS,
-    LIST_EVENTS,
+    LIST_EVENTS_FROM,
+    LIST_EVENTS_ORDER,
     READ_LOG,
     CLAIM,
     GET_KEY,
@@ -212,6 +204,11 @@ impl Statements {
             .map(|t| (*t, Arc::from(t.replace("{s}", &schema))))
             .collect();
         Statements { schema, rendered }
+    }
+
+    /// A statement fragment for this store's schema.
+    pub(crate) fn render(&self, t: &str) -> String {
+        t.replace("{s}", &self.schema)
     }
 
     /// Template `t` for this store's schema.

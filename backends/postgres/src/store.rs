@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::{Query, QueryAs, QueryScalar};
-use sqlx::{AssertSqlSafe, Executor, FromRow, Postgres, Row, Transaction};
+use sqlx::{AssertSqlSafe, Executor, FromRow, Postgres, QueryBuilder, Row, Transaction};
 
 use crate::config::{redact, PgConfig};
 use crate::error::map;
@@ -273,6 +273,28 @@ impl PgStore {
     }
 }
 
+/// The metric filters a call uses, and only those.
+fn metric_filters(
+    b: &mut QueryBuilder<Postgres>,
+    component: &Option<String>,
+    name: &Option<String>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) {
+    if let Some(c) = component {
+        b.push(" AND component = ").push_bind(c.clone());
+    }
+    if let Some(n) = name {
+        b.push(" AND name = ").push_bind(n.clone());
+    }
+    if let Some(f) = from {
+        b.push(" AND at >= ").push_bind(dt(f));
+    }
+    if let Some(t) = to {
+        b.push(" AND at < ").push_bind(dt(t));
+    }
+}
+
 /// The TCP address of the server, when it is reached over TCP.
 fn probe_target(options: &PgConnectOptions) -> Option<(String, u16)> {
     if options.get_socket().is_some() || options.get_host().starts_with('/') {
@@ -399,19 +421,25 @@ impl MetricStore for PgStore {
     }
 
     async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        let after = q.after.as_ref();
-        let rows = one!(self, |c| self
-            .q(READ_METRICS)
-            .bind(ns)
-            .bind(q.component.as_deref())
-            .bind(q.name.as_deref())
-            .bind(q.from.map(dt))
-            .bind(q.to.map(dt))
-            .bind(after.map(|k| dt(k.at)))
-            .bind(after.map(|k| k.component.as_str()))
-            .bind(after.map(|k| k.name.as_str()))
-            .bind(after.map(|k| k.seq as i64))
-            .bind(q.limit as i64)
+        let mut b = QueryBuilder::<Postgres>::new(self.sql.render(READ_METRICS_FROM));
+        b.push_bind(ns.to_string());
+        metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+        if let Some(k) = &q.after {
+            b.push(" AND (at, component, name, seq) > (")
+                .push_bind(dt(k.at))
+                .push(", ")
+                .push_bind(k.component.clone())
+                .push(", ")
+                .push_bind(k.name.clone())
+                .push(", ")
+                .push_bind(k.seq as i64)
+                .push(")");
+        }
+        b.push(READ_METRICS_ORDER).push_bind(q.limit as i64);
+        let prepared = self.config.prepared;
+        let rows = one!(self, |c| b
+            .build()
+            .persistent(prepared)
             .fetch_all(&mut *c)
             .await
             .map_err(map))?;
@@ -438,14 +466,18 @@ impl MetricStore for PgStore {
     }
 
     async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let rows = one!(self, |c| self
-            .q(AGGREGATE)
-            .bind(ns)
-            .bind(q.component.as_deref())
-            .bind(q.name.as_deref())
-            .bind(q.from.map(dt))
-            .bind(q.to.map(dt))
-            .bind(q.bucket.as_micros())
+        let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_HEAD));
+        b.push_bind(ns.to_string());
+        metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+        let mut parts = AGGREGATE_BUCKETS.split("{w}");
+        b.push(parts.next().unwrap_or_default());
+        for part in parts {
+            b.push_bind(q.bucket.as_micros()).push(part);
+        }
+        let prepared = self.config.prepared;
+        let rows = one!(self, |c| b
+            .build()
+            .persistent(prepared)
             .fetch_all(&mut *c)
             .await
             .map_err(map))?;
@@ -560,17 +592,31 @@ impl EventStore for PgStore {
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        let kinds: Option<Vec<&str>> =
-            (!q.kinds.is_empty()).then(|| q.kinds.iter().map(String::as_str).collect());
-        let rows = one!(self, |c| self
-            .q(LIST_EVENTS)
-            .bind(ns)
-            .bind(q.from.map(dt))
-            .bind(q.to.map(dt))
-            .bind(kinds)
-            .bind(q.after.map(|(t, _)| dt(t)))
-            .bind(q.after.map(|(_, id)| id as i64))
-            .bind(q.limit as i64)
+        let mut b = QueryBuilder::<Postgres>::new(self.sql.render(LIST_EVENTS_FROM));
+        b.push_bind(ns.to_string());
+        if let Some(f) = q.from {
+            b.push(" AND occurred_at >= ").push_bind(dt(f));
+        }
+        if let Some(t) = q.to {
+            b.push(" AND occurred_at < ").push_bind(dt(t));
+        }
+        if !q.kinds.is_empty() {
+            b.push(" AND kind = ANY(")
+                .push_bind(q.kinds.clone())
+                .push(")");
+        }
+        if let Some((t, id)) = q.after {
+            b.push(" AND (occurred_at, id) > (")
+                .push_bind(dt(t))
+                .push(", ")
+                .push_bind(id as i64)
+                .push(")");
+        }
+        b.push(LIST_EVENTS_ORDER).push_bind(q.limit as i64);
+        let prepared = self.config.prepared;
+        let rows = one!(self, |c| b
+            .build()
+            .persistent(prepared)
             .fetch_all(&mut *c)
             .await
             .map_err(map))?;

@@ -5,38 +5,27 @@ pub(crate) const INSERT_METRIC: &str =
 pub(crate) const INSERT_METRICS_PREFIX: &str =
     "INSERT INTO metrics (ns, at, component, name, kind, value) ";
 
-// ?1 ns, ?2 component, ?3 name, ?4 from, ?5 to, ?6..?9 the key to read after, ?10 limit
-pub(crate) const READ_METRICS: &str = "
-SELECT seq, at, component, name, kind, value FROM metrics
-WHERE ns = ?1
-  AND (?2 IS NULL OR component = ?2) AND (?3 IS NULL OR name = ?3)
-  AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
-  AND (?6 IS NULL OR (at, component, name, seq) > (?6, ?7, ?8, ?9))
-ORDER BY at, component, name, seq
-LIMIT ?10";
+// Reads are built per filter shape (store.rs): only the predicates a call
+// uses appear, so the planner sees them and picks the index for them.
+pub(crate) const READ_METRICS_FROM: &str =
+    "SELECT seq, at, component, name, kind, value FROM metrics WHERE ns = ";
+pub(crate) const READ_METRICS_ORDER: &str = " ORDER BY at, component, name, seq LIMIT ";
 
 pub(crate) const LIST_COMPONENTS: &str =
     "SELECT DISTINCT component FROM metrics WHERE ns = ? ORDER BY component";
 pub(crate) const LIST_METRIC_NAMES: &str =
     "SELECT DISTINCT name FROM metrics WHERE ns = ? AND component = ? ORDER BY name";
 
-// ?1 ns, ?2 component, ?3 name, ?4 from, ?5 to, ?6 width in µs.
 // Bucket start = floor(at / width) * width, with a floor that is right for
-// negative times too.
-pub(crate) const AGGREGATE: &str = "
-SELECT b, component, name, COUNT(*), SUM(value), MIN(value), MAX(value), MAX(last_value)
-FROM (
-  SELECT at - (((at % ?6) + ?6) % ?6) AS b, component, name, value,
-         FIRST_VALUE(value) OVER (
-           PARTITION BY at - (((at % ?6) + ?6) % ?6), component, name
-           ORDER BY at DESC, seq DESC) AS last_value
-  FROM metrics
-  WHERE ns = ?1
-    AND (?2 IS NULL OR component = ?2) AND (?3 IS NULL OR name = ?3)
-    AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
-)
-GROUP BY b, component, name
-ORDER BY b, component, name";
+// negative times too; `{w}` is the width in µs, bound where it appears.
+pub(crate) const AGGREGATE_BUCKET: &str = "at - (((at % {w}) + {w}) % {w})";
+pub(crate) const AGGREGATE_HEAD: &str =
+    "SELECT b, component, name, COUNT(*), SUM(value), MIN(value), MAX(value), MAX(last_value) FROM (SELECT ";
+pub(crate) const AGGREGATE_LAST: &str =
+    " AS b, component, name, value, FIRST_VALUE(value) OVER (PARTITION BY ";
+pub(crate) const AGGREGATE_WINDOW: &str =
+    ", component, name ORDER BY at DESC, seq DESC) AS last_value FROM metrics WHERE ns = ";
+pub(crate) const AGGREGATE_TAIL: &str = ") GROUP BY b, component, name ORDER BY b, component, name";
 
 pub(crate) const FIND_EVENT: &str =
     "SELECT id, position FROM events WHERE ns = ? AND kind = ? AND occurred_at = ? AND digest = ?";
@@ -48,15 +37,9 @@ pub(crate) const INSERT_EVENT: &str = "
 INSERT INTO events (ns, position, id, kind, occurred_at, digest, data)
 VALUES (?, ?, ?, ?, ?, ?, ?)";
 
-// ?1 ns, ?2 from, ?3 to, ?4 kinds as a JSON array (NULL: all), ?5/?6 after, ?7 limit
-pub(crate) const LIST_EVENTS: &str = "
-SELECT id, position, kind, occurred_at, data FROM events
-WHERE ns = ?1
-  AND (?2 IS NULL OR occurred_at >= ?2) AND (?3 IS NULL OR occurred_at < ?3)
-  AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4)))
-  AND (?5 IS NULL OR (occurred_at, id) > (?5, ?6))
-ORDER BY occurred_at, id
-LIMIT ?7";
+pub(crate) const LIST_EVENTS_FROM: &str =
+    "SELECT id, position, kind, occurred_at, data FROM events WHERE ns = ";
+pub(crate) const LIST_EVENTS_ORDER: &str = " ORDER BY occurred_at, id LIMIT ";
 pub(crate) const READ_LOG: &str = "
 SELECT id, position, kind, occurred_at, data FROM events
 WHERE ns = ? AND position > ? ORDER BY position LIMIT ?";

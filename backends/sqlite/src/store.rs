@@ -10,7 +10,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
 use crate::config::SqliteConfig;
 use crate::error::map;
@@ -196,6 +196,57 @@ fn record_row(r: &SqliteRow) -> Result<Record> {
     })
 }
 
+/// A metric read with only the predicates `q` uses.
+fn read_metrics_statement(ns: &str, q: &MetricQuery) -> QueryBuilder<Sqlite> {
+    let mut b = QueryBuilder::<Sqlite>::new(READ_METRICS_FROM);
+    b.push_bind(ns.to_string());
+    metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+    if let Some(k) = &q.after {
+        b.push(" AND (at, component, name, seq) > (")
+            .push_bind(k.at.as_micros())
+            .push(", ")
+            .push_bind(k.component.clone())
+            .push(", ")
+            .push_bind(k.name.clone())
+            .push(", ")
+            .push_bind(k.seq as i64)
+            .push(")");
+    }
+    b.push(READ_METRICS_ORDER).push_bind(q.limit as i64);
+    b
+}
+
+/// The metric filters a call uses, and only those.
+fn metric_filters(
+    b: &mut QueryBuilder<Sqlite>,
+    component: &Option<String>,
+    name: &Option<String>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+) {
+    if let Some(c) = component {
+        b.push(" AND component = ").push_bind(c.as_str());
+    }
+    if let Some(n) = name {
+        b.push(" AND name = ").push_bind(n.as_str());
+    }
+    if let Some(f) = from {
+        b.push(" AND at >= ").push_bind(f.as_micros());
+    }
+    if let Some(t) = to {
+        b.push(" AND at < ").push_bind(t.as_micros());
+    }
+}
+
+/// The bucket start of `at` for buckets `width` µs wide.
+fn push_bucket(b: &mut QueryBuilder<Sqlite>, width: i64) {
+    let mut parts = AGGREGATE_BUCKET.split("{w}");
+    b.push(parts.next().unwrap_or_default());
+    for part in parts {
+        b.push_bind(width).push(part);
+    }
+}
+
 fn chunk_insert_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| {
@@ -241,21 +292,8 @@ impl MetricStore for SqliteStore {
     }
 
     async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        let after = q.after.as_ref();
-        let rows = sqlx::query(READ_METRICS)
-            .bind(ns)
-            .bind(q.component.as_deref())
-            .bind(q.name.as_deref())
-            .bind(q.from.map(Timestamp::as_micros))
-            .bind(q.to.map(Timestamp::as_micros))
-            .bind(after.map(|k| k.at.as_micros()))
-            .bind(after.map(|k| k.component.as_str()))
-            .bind(after.map(|k| k.name.as_str()))
-            .bind(after.map(|k| k.seq as i64))
-            .bind(q.limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
+        let mut b = read_metrics_statement(ns, q);
+        let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
         rows.iter().map(metric_row).collect()
     }
 
@@ -277,16 +315,15 @@ impl MetricStore for SqliteStore {
     }
 
     async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let rows = sqlx::query(AGGREGATE)
-            .bind(ns)
-            .bind(q.component.as_deref())
-            .bind(q.name.as_deref())
-            .bind(q.from.map(Timestamp::as_micros))
-            .bind(q.to.map(Timestamp::as_micros))
-            .bind(q.bucket.as_micros())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
+        let width = q.bucket.as_micros();
+        let mut b = QueryBuilder::<Sqlite>::new(AGGREGATE_HEAD);
+        push_bucket(&mut b, width);
+        b.push(AGGREGATE_LAST);
+        push_bucket(&mut b, width);
+        b.push(AGGREGATE_WINDOW).push_bind(ns);
+        metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+        b.push(AGGREGATE_TAIL);
+        let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
         rows.iter()
             .map(|r| {
                 let count = seq(r, 3, "count")?;
@@ -370,19 +407,32 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        let kinds = (!q.kinds.is_empty())
-            .then(|| serde_json::to_string(&q.kinds).expect("strings serialize"));
-        let rows = sqlx::query(LIST_EVENTS)
-            .bind(ns)
-            .bind(q.from.map(Timestamp::as_micros))
-            .bind(q.to.map(Timestamp::as_micros))
-            .bind(kinds)
-            .bind(q.after.map(|(t, _)| t.as_micros()))
-            .bind(q.after.map(|(_, id)| id as i64))
-            .bind(q.limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
+        let mut b = QueryBuilder::<Sqlite>::new(LIST_EVENTS_FROM);
+        b.push_bind(ns);
+        if let Some(f) = q.from {
+            b.push(" AND occurred_at >= ").push_bind(f.as_micros());
+        }
+        if let Some(t) = q.to {
+            b.push(" AND occurred_at < ").push_bind(t.as_micros());
+        }
+        if !q.kinds.is_empty() {
+            // One placeholder per kind: a statement per number of kinds.
+            b.push(" AND kind IN (");
+            let mut list = b.separated(", ");
+            for k in &q.kinds {
+                list.push_bind(k.as_str());
+            }
+            b.push(")");
+        }
+        if let Some((t, id)) = q.after {
+            b.push(" AND (occurred_at, id) > (")
+                .push_bind(t.as_micros())
+                .push(", ")
+                .push_bind(id as i64)
+                .push(")");
+        }
+        b.push(LIST_EVENTS_ORDER).push_bind(q.limit as i64);
+        let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
         rows.iter().map(event_row).collect()
     }
 
@@ -908,5 +958,67 @@ impl AdminStore for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod plans {
+    use super::*;
+
+    async fn plan(pool: &SqlitePool, sql: &str) -> String {
+        // Unbound parameters are NULL, which is enough to plan with.
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn query(component: bool, name: bool, window: bool) -> MetricQuery {
+        let t = Timestamp::from_secs(1_700_000_000).unwrap();
+        MetricQuery {
+            component: component.then(|| "api".to_string()),
+            name: name.then(|| "latency".to_string()),
+            from: window.then_some(t),
+            to: window.then_some(t),
+            limit: 100,
+            after: None,
+        }
+    }
+
+    /// Each read shape is a range scan on the index for its filters, never
+    /// a scan of the namespace with the filters applied row by row.
+    #[tokio::test]
+    async fn windowed_reads_are_index_range_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
+            .await
+            .unwrap();
+        let series = plan(
+            store.pool(),
+            read_metrics_statement("ns", &query(true, true, true))
+                .sql()
+                .as_str(),
+        )
+        .await;
+        assert!(
+            series
+                .contains("metrics_by_series (ns=? AND component=? AND name=? AND at>? AND at<?)"),
+            "{series}"
+        );
+        let window = plan(
+            store.pool(),
+            read_metrics_statement("ns", &query(false, false, true))
+                .sql()
+                .as_str(),
+        )
+        .await;
+        assert!(
+            window.contains("metrics_by_time (ns=? AND at>? AND at<?)"),
+            "{window}"
+        );
     }
 }
