@@ -56,31 +56,8 @@ enum Command {
     /// set up (e.g. a role without CREATEDB); 3 when a target ran no case
     /// because it was skipped (no Docker, image missing), unless --allow-skip.
     /// Skipped and unsupported cases are reported as such, never as passed.
-    Check {
-        /// Stores to check. Default: memory:// and a temporary SQLite file.
-        urls: Vec<String>,
-        /// Also check Postgres in a Docker container (image from
-        /// PERSISTKIT_POSTGRES_IMAGE, default postgres:16-alpine).
-        #[arg(long)]
-        docker: bool,
-        /// Also check Postgres behind PgBouncer in transaction pooling mode,
-        /// in Docker (images from PERSISTKIT_POSTGRES_IMAGE and
-        /// PERSISTKIT_PGBOUNCER_IMAGE).
-        #[arg(long)]
-        docker_pgbouncer: bool,
-        /// Exit 0 even when a target ran no case because it was skipped.
-        #[arg(long)]
-        allow_skip: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Run only cases whose `domain::name` contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// No per-case progress lines on stderr.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    #[command(verbatim_doc_comment)]
+    Check(CheckArgs),
     /// The second OS process of a check's cross-process cases (internal).
     #[command(name = "__child", hide = true)]
     Child {
@@ -180,13 +157,30 @@ fn harness_for(url: &str) -> Result<Arc<dyn Harness>, String> {
 }
 
 /// What `check` was asked to check.
+#[derive(Args)]
 struct CheckArgs {
+    /// Stores to check. Default: memory:// and a temporary SQLite file.
     urls: Vec<String>,
+    /// Also check Postgres in a Docker container (image from
+    /// PERSISTKIT_POSTGRES_IMAGE, default postgres:16-alpine).
+    #[arg(long)]
     docker: bool,
+    /// Also check Postgres behind PgBouncer in transaction pooling mode,
+    /// in Docker (images from PERSISTKIT_POSTGRES_IMAGE and
+    /// PERSISTKIT_PGBOUNCER_IMAGE).
+    #[arg(long)]
     docker_pgbouncer: bool,
+    /// Exit 0 even when a target ran no case because it was skipped.
+    #[arg(long)]
     allow_skip: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Run only cases whose `domain::name` contains this.
+    #[arg(long)]
     filter: Option<String>,
+    /// No per-case progress lines on stderr.
+    #[arg(long, short)]
     quiet: bool,
 }
 
@@ -494,24 +488,7 @@ const DOCKER_PGBOUNCER_TARGET: &str = "docker-pgbouncer";
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Child { .. } => unreachable!("served before the runtime starts"),
-        Command::Check {
-            urls,
-            docker,
-            docker_pgbouncer,
-            allow_skip,
-            format,
-            filter,
-            quiet,
-        } => {
-            let args = CheckArgs {
-                urls,
-                docker,
-                docker_pgbouncer,
-                allow_skip,
-                format,
-                filter,
-                quiet,
-            };
+        Command::Check(args) => {
             return match check(args).await {
                 Ok(code) => code,
                 Err(msg) => {

@@ -38,6 +38,12 @@ mod postgres_only {
         }
     }
 
+    /// The database `config` connects to.
+    fn database_of(config: &PgConfig) -> String {
+        let path = config.url.rsplit('/').next().unwrap_or_default();
+        path.split('?').next().unwrap_or_default().to_string()
+    }
+
     async fn sql(store: &PgStore, stmt: &str) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.to_string()))
             .execute(store.pool())
@@ -52,15 +58,7 @@ mod postgres_only {
         let Some((fixture, owner, config)) = fresh().await else {
             return;
         };
-        let db = config
-            .url
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap()
-            .to_string();
+        let db = database_of(&config);
         let role = format!("rt_{db}");
         // The GRANTs the README gives for a runtime role.
         for stmt in [
@@ -127,15 +125,7 @@ mod postgres_only {
         let Some((fixture, owner, config)) = fresh().await else {
             return;
         };
-        let db = config
-            .url
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap()
-            .to_string();
+        let db = database_of(&config);
         let role = format!("nc_{db}");
         sql(&owner, &format!("CREATE ROLE {role} LOGIN PASSWORD 'nc'")).await;
         let url = as_role(&config, &role, "nc").url;

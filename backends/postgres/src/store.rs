@@ -238,6 +238,17 @@ impl PgStore {
         sqlx::query_as(self.sql.get(t)).persistent(self.config.prepared)
     }
 
+    /// Run a statement built for one filter shape.
+    async fn fetch_built(&self, b: &mut QueryBuilder<Postgres>) -> Result<Vec<PgRow>> {
+        let prepared = self.config.prepared;
+        one!(self, |c| b
+            .build()
+            .persistent(prepared)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(map))
+    }
+
     /// Fail at once when the server refuses connections and the pool has
     /// none open, instead of waiting the whole acquire timeout.
     async fn fail_fast(&self) -> Result<()> {
@@ -436,13 +447,7 @@ impl MetricStore for PgStore {
                 .push(")");
         }
         b.push(READ_METRICS_ORDER).push_bind(q.limit as i64);
-        let prepared = self.config.prepared;
-        let rows = one!(self, |c| b
-            .build()
-            .persistent(prepared)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(map))?;
+        let rows = self.fetch_built(&mut b).await?;
         rows.iter().map(metric_row).collect()
     }
 
@@ -474,13 +479,7 @@ impl MetricStore for PgStore {
         for part in parts {
             b.push_bind(q.bucket.as_micros()).push(part);
         }
-        let prepared = self.config.prepared;
-        let rows = one!(self, |c| b
-            .build()
-            .persistent(prepared)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(map))?;
+        let rows = self.fetch_built(&mut b).await?;
         rows.iter()
             .map(|r| {
                 let count = seq(r, 3, "count")?;
@@ -613,13 +612,7 @@ impl EventStore for PgStore {
                 .push(")");
         }
         b.push(LIST_EVENTS_ORDER).push_bind(q.limit as i64);
-        let prepared = self.config.prepared;
-        let rows = one!(self, |c| b
-            .build()
-            .persistent(prepared)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(map))?;
+        let rows = self.fetch_built(&mut b).await?;
         rows.iter().map(event_row).collect()
     }
 
