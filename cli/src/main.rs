@@ -318,6 +318,7 @@ async fn health(target: Target) -> CliResult {
                 pool: None,
                 latency_us: None,
                 error: Some(e),
+                layers: Default::default(),
             }
         }
     };

@@ -98,6 +98,8 @@ macro_rules! __with_cases {
                 aggregate_last_breaks_ties_by_insertion,
                 aggregate_honours_filters,
                 aggregate_rejects_bad_buckets,
+                aggregate_quantiles_by_nearest_rank,
+                aggregate_rejects_bad_quantiles,
                 non_finite_values_rejected,
                 bad_batch_writes_nothing,
                 timestamps_keep_microseconds,

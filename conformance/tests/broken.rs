@@ -68,6 +68,9 @@ enum Bug {
     DurableWithoutReopen,
     /// Refuses a newer schema with a message that names no versions.
     VaguelyNewerSchema,
+    /// Quantiles interpolate between neighbours (`percentile_cont`) instead
+    /// of taking the nearest rank.
+    InterpolatedQuantiles,
     /// A store opened "in another schema" lands on the same tables, as when
     /// a pooler drops the start-up setting that chose the schema.
     MergedSchemas,
@@ -174,7 +177,58 @@ impl MetricStore for Buggy {
         self.inner.list_metric_names(ns, c).await
     }
     async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        self.inner.aggregate(ns, q).await
+        let mut rows = self.inner.aggregate(ns, q).await?;
+        if self.bug == Bug::InterpolatedQuantiles && !q.quantiles.is_empty() {
+            // Read the points back and interpolate, as percentile_cont does.
+            let mut values: HashMap<(Timestamp, String, String), Vec<f64>> = HashMap::new();
+            let mut after = None;
+            loop {
+                let page = self
+                    .inner
+                    .read_metrics(
+                        ns,
+                        &MetricQuery {
+                            component: q.component.clone(),
+                            name: q.name.clone(),
+                            from: q.from,
+                            to: q.to,
+                            limit: 10_000,
+                            after: after.take(),
+                        },
+                    )
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(MetricKey {
+                    at: last.point.at,
+                    component: last.point.component.clone(),
+                    name: last.point.name.clone(),
+                    seq: last.seq,
+                });
+                for m in &page {
+                    let p = &m.point;
+                    values
+                        .entry((q.bucket.start_of(p.at), p.component.clone(), p.name.clone()))
+                        .or_default()
+                        .push(p.value);
+                }
+            }
+            for r in &mut rows {
+                let mut v = values
+                    .remove(&(r.bucket_start, r.component.clone(), r.name.clone()))
+                    .unwrap_or_default();
+                v.sort_by(f64::total_cmp);
+                r.quantiles = q
+                    .quantiles
+                    .iter()
+                    .map(|&qq| {
+                        let x = qq * (v.len() - 1) as f64;
+                        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+                        v[lo] + (v[hi] - v[lo]) * (x - lo as f64)
+                    })
+                    .collect();
+            }
+        }
+        Ok(rows)
     }
 }
 
@@ -857,6 +911,12 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "another schema of the same database sees nothing"
 )]
 #[case(
+    Bug::InterpolatedQuantiles,
+    "metrics",
+    "aggregate_quantiles_by_nearest_rank",
+    "MET-6"
+)]
+#[case(
     Bug::DedupeSurvivesPurge,
     "events",
     "purged_event_can_be_appended_again",
@@ -906,6 +966,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("common", "timestamps_round_trip_across_the_range")]
 #[case("common", "every_name_round_trips_at_1_and_255_bytes")]
 #[case("common", "every_listing_sorts_bytewise")]
+#[case("metrics", "aggregate_quantiles_by_nearest_rank")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

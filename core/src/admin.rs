@@ -77,7 +77,65 @@ pub enum HealthStatus {
     Unhealthy,
 }
 
-/// The health report. Serializes to stable JSON: every field is always present.
+/// Per-operation latency, as an observer layer keeps it: microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Calls measured.
+    pub count: u64,
+    /// Calls slower than the observer's threshold.
+    pub slow: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 95th percentile.
+    pub p95_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Slowest.
+    pub max_us: u64,
+}
+
+/// A recorder's counters (see the `recorder` module).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecorderStats {
+    /// The namespace it writes to.
+    pub namespace: String,
+    /// Points waiting in the queue.
+    pub queued: u64,
+    /// Points the store acknowledged.
+    pub written: u64,
+    /// Points that will never reach the store: the queue was full, the
+    /// value was not finite, the retries ran out, or the recorder was
+    /// dropped or shut down first.
+    pub dropped: u64,
+    /// Write attempts that failed (each retry counts).
+    pub failed: u64,
+    /// The last write error, if any.
+    pub last_error: Option<String>,
+}
+
+/// What the layers over a store report for health: each adds its part.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Latency per operation, from an observer layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<std::collections::BTreeMap<String, LatencySummary>>,
+    /// Counters of the recorders of a recorder layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recorders: Vec<RecorderStats>,
+    /// What a layer found wrong; health is at least `degraded` while any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+impl Telemetry {
+    /// Nothing reported.
+    pub fn is_empty(&self) -> bool {
+        self.latency.is_none() && self.recorders.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// The health report. Serializes to stable JSON: every field is always
+/// present, except `layers`, which appears when a layer reports something.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// Overall status.
@@ -98,6 +156,9 @@ pub struct HealthReport {
     pub latency_us: Option<u64>,
     /// Why the store is unhealthy or degraded.
     pub error: Option<String>,
+    /// What the layers over the store report (see [`Telemetry`]).
+    #[serde(default, skip_serializing_if = "Telemetry::is_empty")]
+    pub layers: Telemetry,
 }
 
 /// What to purge, relative to the handle's clock. Expired idempotency keys
@@ -200,6 +261,10 @@ pub trait AdminStore: Send + Sync {
     /// Pool figures, if there is a pool.
     fn pool_stats(&self) -> Option<PoolStats> {
         None
+    }
+    /// What layers report for health; a backend reports nothing.
+    fn telemetry(&self) -> Telemetry {
+        Telemetry::default()
     }
     /// Delete what the cut-offs name, in `ns` only.
     async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport>;

@@ -78,13 +78,42 @@ impl Handle {
         self
     }
 
-    /// Run a backend call under the handle's timeout.
+    /// Run a backend call under the handle's timeout, in a `persistkit`
+    /// tracing span carrying the operation, namespace, backend and outcome
+    /// (`ok` or the error kind).
     async fn timed<T>(
         &self,
-        what: &str,
+        what: &'static str,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        within(self.timeout, self.store.backend_name(), what, call).await
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "persistkit",
+            op = what,
+            ns = %self.ns,
+            backend = self.store.backend_name(),
+            outcome = tracing::field::Empty,
+        );
+        let inner = span.clone();
+        async move {
+            let r = within(self.timeout, self.store.backend_name(), what, call).await;
+            inner.record(
+                "outcome",
+                match &r {
+                    Ok(_) => "ok",
+                    Err(e) => e.kind().as_str(),
+                },
+            );
+            r
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Latency per operation, when an [`Observed`](crate::Observed) layer
+    /// is part of the store; `None` otherwise.
+    pub fn latency(&self) -> Option<std::collections::BTreeMap<String, crate::LatencySummary>> {
+        self.store.telemetry().latency
     }
 
     /// The same store seen through namespace `ns`.
@@ -156,7 +185,7 @@ impl Handle {
     /// `InvalidInput` with the index of the first bad point.
     pub async fn write_metrics(&self, points: &[MetricPoint]) -> Result<()> {
         for (i, p) in points.iter().enumerate() {
-            check_point(p).map_err(|e| e.at_index(i))?;
+            validate::point(p).map_err(|e| e.at_index(i))?;
         }
         if points.is_empty() {
             return Ok(());
@@ -249,7 +278,8 @@ impl Handle {
     /// Aggregate into epoch-aligned buckets of `bucket` seconds.
     ///
     /// # Errors
-    /// `InvalidInput` for a zero or too wide bucket, a bad name or range.
+    /// `InvalidInput` for a zero or too wide bucket, a bad name or range, or
+    /// a quantile outside `[0, 1]` (or more than 16 of them).
     pub async fn aggregate(
         &self,
         filter: &AggregateFilter,
@@ -265,12 +295,14 @@ impl Handle {
                 bucket.as_secs()
             )));
         }
+        let quantiles = validate::quantiles(&filter.quantiles)?;
         let query = AggregateQuery {
             component: filter.component.clone(),
             name: filter.name.clone(),
             from: filter.from,
             to: filter.to,
             bucket,
+            quantiles,
         };
         self.timed("aggregate", self.store.aggregate(&self.ns, &query))
             .await
@@ -517,6 +549,7 @@ impl Handle {
                     pool: self.store.pool_stats(),
                     latency_us: None,
                     error: Some(format!("no answer within {limit:?}")),
+                    layers: self.store.telemetry(),
                 },
             },
         }
@@ -649,6 +682,7 @@ async fn health(store: &dyn Store, ns: &str) -> HealthReport {
         pool: store.pool_stats(),
         latency_us: None,
         error: None,
+        layers: store.telemetry(),
     };
     let started = Instant::now();
     if let Err(e) = store.ping().await {
@@ -699,6 +733,7 @@ async fn health(store: &dyn Store, ns: &str) -> HealthReport {
             if started.elapsed() > Duration::from_secs(1) {
                 problems.push("round trip slower than 1 s".to_string());
             }
+            problems.extend(report.layers.problems.iter().cloned());
             if !problems.is_empty() {
                 if report.status == HealthStatus::Healthy {
                     report.status = HealthStatus::Degraded;
@@ -739,12 +774,6 @@ fn paginate<T>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> P
         None
     };
     Page { items, next_cursor }
-}
-
-fn check_point(p: &MetricPoint) -> Result<()> {
-    validate::name("component", &p.component)?;
-    validate::name("metric name", &p.name)?;
-    validate::finite("metric value", p.value)
 }
 
 fn prepare_event(e: &NewEvent) -> Result<PreparedEvent> {

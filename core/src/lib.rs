@@ -17,7 +17,10 @@ pub mod error;
 pub mod events;
 mod handle;
 pub mod idempotency;
+pub mod layer;
 pub mod metrics;
+pub mod observe;
+pub mod recorder;
 pub mod records;
 mod store;
 pub mod time;
@@ -25,7 +28,8 @@ pub mod validate;
 
 pub use admin::{
     AdminStore, ArchiveItem, ArchiveNamespace, Capabilities, Counts, HealthReport, HealthStatus,
-    ImportProgress, PoolStats, PurgeCutoffs, PurgeReport, RetentionPolicy, SchemaVersions,
+    ImportProgress, LatencySummary, PoolStats, PurgeCutoffs, PurgeReport, RecorderStats,
+    RetentionPolicy, SchemaVersions, Telemetry,
 };
 pub use archive::{ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION};
 pub use cursor::Page;
@@ -37,13 +41,21 @@ pub use handle::{
     error_chain, AdminHandle, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL,
 };
 pub use idempotency::{check_live_claim, Claim, IdempotencyEntry, IdempotencyStore, KeyState};
+pub use layer::Layer;
 pub use metrics::{
-    AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
-    MetricPoint, MetricQuery, MetricStore, StoredMetric,
+    quantile_rank, quantiles_of, AggregateFilter, AggregateQuery, AggregateRow, Bucket,
+    MetricFilter, MetricKey, MetricKind, MetricPoint, MetricQuery, MetricStore, StoredMetric,
 };
+pub use observe::{Observed, ObserverConfig};
+pub use recorder::{Counter, Gauge, MetricsFacade, Overflow, Recorded, Recorder, RecorderConfig};
 pub use records::{
     check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect, Record,
     RecordStore,
 };
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
+#[doc(hidden)]
+pub use serde_json::Value as __Value;

@@ -146,6 +146,9 @@ pub struct AggregateQuery {
     pub to: Option<Timestamp>,
     /// Bucket width.
     pub bucket: Bucket,
+    /// Quantiles to compute per row, each in `[0, 1]`, in the order asked
+    /// (see [`quantile_rank`]).
+    pub quantiles: Vec<f64>,
 }
 
 /// An aggregation bucket width in whole seconds, aligned to the Unix epoch.
@@ -207,6 +210,34 @@ pub struct AggregateRow {
     pub avg: f64,
     /// Value of the latest point (ties broken by insertion sequence).
     pub last: f64,
+    /// The quantiles asked for, in the order asked: for each `q`, the value
+    /// at rank [`quantile_rank`]`(q, count)` among the row's values sorted
+    /// ascending (nearest rank, as Postgres's `percentile_disc`). Empty when
+    /// none were asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantiles: Vec<f64>,
+}
+
+/// The 1-based rank of quantile `q` among `n` sorted values, by the nearest-
+/// rank method: `max(1, ceil(q × n))`, with `q × n` computed in `f64`. Every
+/// backend computes exactly this (Postgres's `percentile_disc` does), so
+/// quantiles agree to the bit.
+pub fn quantile_rank(q: f64, n: u64) -> u64 {
+    let x = q * n as f64;
+    // x is in [0, n]: the cast cannot overflow.
+    (x.ceil() as u64).clamp(1, n.max(1))
+}
+
+/// The nearest-rank quantiles `qs` of `values`, which this sorts.
+pub fn quantiles_of(values: &mut [f64], qs: &[f64]) -> Vec<f64> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len() as u64;
+    qs.iter()
+        .map(|&q| values[(quantile_rank(q, n) - 1) as usize])
+        .collect()
 }
 
 /// Filter for an aggregation.
@@ -220,6 +251,9 @@ pub struct AggregateFilter {
     pub from: Option<Timestamp>,
     /// Exclusive upper bound.
     pub to: Option<Timestamp>,
+    /// Quantiles to compute per row (at most 16, each in `[0, 1]`), e.g.
+    /// `vec![0.5, 0.95, 0.99]`. Empty: none.
+    pub quantiles: Vec<f64>,
 }
 
 /// Metric primitives a backend implements. Inputs arrive validated.
@@ -231,7 +265,9 @@ pub struct AggregateFilter {
 ///   by component, name and the half-open range `[from, to)`, and returns
 ///   only points after `after`.
 /// - `list_*` return distinct names sorted byte-wise.
-/// - `aggregate` groups by `(bucket start, component, name)`, ordered so.
+/// - `aggregate` groups by `(bucket start, component, name)`, ordered so,
+///   with the quantiles asked for by the nearest-rank method
+///   ([`quantile_rank`]).
 ///
 /// # Errors
 /// `Unavailable` when the database cannot be reached in time.
@@ -254,11 +290,15 @@ pub trait MetricStore: Send + Sync {
 pub fn aggregate_sorted<'a>(
     points: impl IntoIterator<Item = &'a StoredMetric>,
     bucket: Bucket,
+    quantiles: &[f64],
 ) -> Vec<AggregateRow> {
     use std::collections::BTreeMap;
     // (bucket, component, name) -> (row, (at, seq) of the point that is `last`)
     type Key = (Timestamp, Vec<u8>, Vec<u8>);
-    let mut rows: BTreeMap<Key, (AggregateRow, (Timestamp, u64))> = BTreeMap::new();
+    // The row, the (at, seq) of the point that is `last`, and the values
+    // when quantiles are asked for.
+    type Building = (AggregateRow, (Timestamp, u64), Vec<f64>);
+    let mut rows: BTreeMap<Key, Building> = BTreeMap::new();
     for m in points {
         let p = &m.point;
         let start = bucket.start_of(p.at);
@@ -279,11 +319,16 @@ pub fn aggregate_sorted<'a>(
                     max: f64::NEG_INFINITY,
                     avg: 0.0,
                     last: p.value,
+                    quantiles: Vec::new(),
                 },
                 (p.at, m.seq),
+                Vec::new(),
             )
         });
-        let (row, last_key) = e;
+        let (row, last_key, values) = e;
+        if !quantiles.is_empty() {
+            values.push(p.value);
+        }
         row.count += 1;
         row.sum += p.value;
         row.min = row.min.min(p.value);
@@ -294,8 +339,9 @@ pub fn aggregate_sorted<'a>(
         }
     }
     rows.into_values()
-        .map(|(mut r, _)| {
+        .map(|(mut r, _, mut values)| {
             r.avg = r.sum / r.count as f64;
+            r.quantiles = quantiles_of(&mut values, quantiles);
             r
         })
         .collect()

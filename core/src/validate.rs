@@ -69,6 +69,47 @@ pub fn finite(what: &str, v: f64) -> Result<()> {
     }
 }
 
+/// Check a metric point: its component and name are names, its value is
+/// finite.
+///
+/// # Errors
+/// `InvalidInput` naming the rule broken.
+pub fn point(p: &crate::MetricPoint) -> Result<()> {
+    name("component", &p.component)?;
+    name("metric name", &p.name)?;
+    finite("metric value", p.value)
+}
+
+/// Most quantiles one aggregation may ask for.
+pub const MAX_QUANTILES: usize = 16;
+
+/// Check the quantiles of an aggregation: at most [`MAX_QUANTILES`], each a
+/// number in `[0, 1]`. Returns them with `-0` as `0`.
+///
+/// # Errors
+/// `InvalidInput` naming the index of the first bad one.
+pub fn quantiles(qs: &[f64]) -> Result<Vec<f64>> {
+    if qs.len() > MAX_QUANTILES {
+        return Err(Error::invalid(format!(
+            "at most {MAX_QUANTILES} quantiles per aggregation, got {}",
+            qs.len()
+        )));
+    }
+    qs.iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            if (0.0..=1.0).contains(&q) {
+                Ok(q + 0.0)
+            } else {
+                Err(
+                    Error::invalid(format!("quantile must be a number in [0, 1], got {q}"))
+                        .at_index(i),
+                )
+            }
+        })
+        .collect()
+}
+
 /// Check a page size: 1..=10 000.
 ///
 /// # Errors

@@ -160,7 +160,7 @@ impl MetricStore for MemoryStore {
         let points = series
             .values()
             .filter(|m| matches_metric(&q.component, &q.name, q.from, q.to, &m.point));
-        Ok(aggregate_sorted(points, q.bucket))
+        Ok(aggregate_sorted(points, q.bucket, &q.quantiles))
     }
 }
 

@@ -36,7 +36,11 @@ pub(crate) const AGGREGATE_BUCKETS: &str = "), b AS (
   SELECT us - (((us % {w}) + {w}) % {w}) AS b, us, seq, component, name, value FROM f
 )
 SELECT b, component, name, COUNT(*), SUM(value), MIN(value), MAX(value),
-       (ARRAY_AGG(value ORDER BY us DESC, seq DESC))[1]
+       (ARRAY_AGG(value ORDER BY us DESC, seq DESC))[1]";
+// Only when quantiles are asked for: nearest rank, as core's `quantile_rank`.
+pub(crate) const AGGREGATE_QUANTILES: &str =
+    ", percentile_disc({q}::float8[]) WITHIN GROUP (ORDER BY value)";
+pub(crate) const AGGREGATE_GROUP: &str = "
 FROM b
 GROUP BY b, component, name
 ORDER BY b, component, name";
@@ -155,6 +159,8 @@ const ALL: &[&str] = &[
     LIST_METRIC_NAMES,
     AGGREGATE_HEAD,
     AGGREGATE_BUCKETS,
+    AGGREGATE_QUANTILES,
+    AGGREGATE_GROUP,
     LOCK_LOG_HEAD,
     SET_LOG_HEAD,
     FIND_EVENTS,

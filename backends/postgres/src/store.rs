@@ -479,6 +479,14 @@ impl MetricStore for PgStore {
         for part in parts {
             b.push_bind(q.bucket.as_micros()).push(part);
         }
+        if !q.quantiles.is_empty() {
+            let mut parts = AGGREGATE_QUANTILES.split("{q}");
+            b.push(parts.next().unwrap_or_default());
+            for part in parts {
+                b.push_bind(q.quantiles.clone()).push(part);
+            }
+        }
+        b.push(AGGREGATE_GROUP);
         let rows = self.fetch_built(&mut b).await?;
         rows.iter()
             .map(|r| {
@@ -496,6 +504,11 @@ impl MetricStore for PgStore {
                     max: col(r, 6, "max")?,
                     avg: sum / count as f64,
                     last: col(r, 7, "last")?,
+                    quantiles: if q.quantiles.is_empty() {
+                        Vec::new()
+                    } else {
+                        col(r, 8, "quantiles")?
+                    },
                 })
             })
             .collect()

@@ -238,13 +238,46 @@ fn metric_filters(
     }
 }
 
-/// The bucket start of `at` for buckets `width` µs wide.
-fn push_bucket(b: &mut QueryBuilder<Sqlite>, width: i64) {
-    let mut parts = AGGREGATE_BUCKET.split("{w}");
+/// Push `template`, calling `fill` wherever `hole` appears in it.
+fn push_filled(
+    b: &mut QueryBuilder<Sqlite>,
+    template: &str,
+    hole: &str,
+    mut fill: impl FnMut(&mut QueryBuilder<Sqlite>),
+) {
+    let mut parts = template.split(hole);
     b.push(parts.next().unwrap_or_default());
     for part in parts {
-        b.push_bind(width).push(part);
+        fill(b);
+        b.push(part);
     }
+}
+
+/// The bucket start of `at` for buckets `width` µs wide.
+fn push_bucket(b: &mut QueryBuilder<Sqlite>, width: i64) {
+    push_filled(b, AGGREGATE_BUCKET, "{w}", |b| {
+        b.push_bind(width);
+    });
+}
+
+/// The aggregation statement for `q`'s shape: quantile columns and ranks
+/// only when asked for, filters only when given.
+fn aggregate_statement(ns: &str, q: &AggregateQuery) -> QueryBuilder<Sqlite> {
+    let width = q.bucket.as_micros();
+    let mut b = QueryBuilder::<Sqlite>::new(AGGREGATE_COLUMNS);
+    for &quantile in &q.quantiles {
+        push_filled(&mut b, AGGREGATE_QUANTILE, "{q}", |b| {
+            b.push_bind(quantile);
+        });
+    }
+    push_filled(&mut b, AGGREGATE_FROM, "{b}", |b| push_bucket(b, width));
+    if !q.quantiles.is_empty() {
+        push_filled(&mut b, AGGREGATE_RANKS, "{b}", |b| push_bucket(b, width));
+    }
+    b.push(AGGREGATE_WHERE).push_bind(ns);
+    metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+    b.push(AGGREGATE_TAIL);
+    b
 }
 
 fn chunk_insert_sql() -> &'static str {
@@ -315,14 +348,7 @@ impl MetricStore for SqliteStore {
     }
 
     async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let width = q.bucket.as_micros();
-        let mut b = QueryBuilder::<Sqlite>::new(AGGREGATE_HEAD);
-        push_bucket(&mut b, width);
-        b.push(AGGREGATE_LAST);
-        push_bucket(&mut b, width);
-        b.push(AGGREGATE_WINDOW).push_bind(ns);
-        metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
-        b.push(AGGREGATE_TAIL);
+        let mut b = aggregate_statement(ns, q);
         let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
         rows.iter()
             .map(|r| {
@@ -338,6 +364,9 @@ impl MetricStore for SqliteStore {
                     max: col(r, 6, "max")?,
                     avg: sum / count as f64,
                     last: col(r, 7, "last")?,
+                    quantiles: (0..q.quantiles.len())
+                        .map(|i| col(r, 8 + i, "quantile"))
+                        .collect::<Result<_>>()?,
                 })
             })
             .collect()

@@ -147,6 +147,13 @@ pub async fn health_report_is_complete(ctx: &Ctx) -> CaseResult {
         .keys()
         .map(String::as_str)
         .collect();
+    // What layers report appears when, and only when, there is something.
+    ensure_eq!(
+        keys.contains(&"layers"),
+        !r.layers.is_empty(),
+        "health: `layers` is present exactly when a layer reports something"
+    );
+    keys.retain(|k| *k != "layers");
     keys.sort();
     ensure_eq!(
         keys,

@@ -495,6 +495,7 @@ pub async fn aggregate_honours_filters(ctx: &Ctx) -> CaseResult {
         name: Some("x".into()),
         from: Some(t(5)),
         to: Some(t(60)),
+        ..Default::default()
     };
     let rows = h.aggregate(&f, Bucket::HOUR).await?;
     ensure_eq!(
@@ -738,4 +739,106 @@ pub async fn empty_batch_is_a_no_op(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();
     h.write_metrics(&[]).await?;
     ensure_empty(&h, "metrics: an empty batch").await
+}
+
+/// Quantiles per row by the nearest-rank method: the value at rank
+/// `max(1, ceil(q × n))` (with `q × n` in f64) among the row's values in
+/// ascending order, in the order asked; identical on every backend.
+pub async fn aggregate_quantiles_by_nearest_rank(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    // Row 1: 1..=10 written out of order, with a duplicate and a negative.
+    let lat = [7.0, 3.0, 10.0, 1.0, -2.5, 9.0, 3.0, 8.0, 6.0, 4.0];
+    let mut points: Vec<MetricPoint> = lat
+        .iter()
+        .enumerate()
+        .map(|(i, v)| gauge(t(i as i64), "api", "lat", *v))
+        .collect();
+    // Row 2: 1..=100, where 0.07 × 100 is 7.000000000000001 in f64: rank 8.
+    points.extend(
+        (1..=100)
+            .rev()
+            .map(|i| gauge(t(1), "api", "size", i as f64)),
+    );
+    // Row 3: a single point.
+    points.push(gauge(t(2), "web", "lat", 42.0));
+    // Row 4: another bucket of api/lat.
+    points.push(gauge(t(70), "api", "lat", 0.5));
+    points.push(gauge(t(71), "api", "lat", 0.25));
+    h.write_metrics(&points).await?;
+    let qs = vec![0.99, 0.5, 0.0, 0.1, 0.9, 0.95, 1.0, 0.07];
+    let rows = h
+        .aggregate(
+            &AggregateFilter {
+                quantiles: qs.clone(),
+                ..Default::default()
+            },
+            Bucket::MINUTE,
+        )
+        .await?;
+    let got: Vec<(String, String, Vec<f64>)> = rows
+        .iter()
+        .map(|r| (r.component.clone(), r.name.clone(), r.quantiles.clone()))
+        .collect();
+    // Sorted row 1: -2.5 1 3 3 4 6 7 8 9 10 (n = 10).
+    // ranks: 0.99→10, 0.5→5, 0→1, 0.1→1, 0.9→9, 0.95→10, 1→10, 0.07→1
+    let row1 = vec![10.0, 4.0, -2.5, -2.5, 9.0, 10.0, 10.0, -2.5];
+    // n = 100: 0.99→99, 0.5→50, 0→1, 0.1→10, 0.9→90, 0.95→95, 1→100, 0.07→8
+    let row2 = vec![99.0, 50.0, 1.0, 10.0, 90.0, 95.0, 100.0, 8.0];
+    // n = 2: 0.99→2, 0.5→1, 0→1, 0.1→1, 0.9→2, 0.95→2, 1→2, 0.07→1
+    let row4 = vec![0.5, 0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.25];
+    let s = |c: &str, n: &str, q: Vec<f64>| (c.to_string(), n.to_string(), q);
+    ensure_eq!(
+        got,
+        vec![
+            s("api", "lat", row1),
+            s("api", "size", row2),
+            s("web", "lat", vec![42.0; 8]),
+            s("api", "lat", row4),
+        ],
+        "aggregate: quantiles are the nearest rank max(1, ceil(q * n)) of the row's sorted values, in the order asked"
+    );
+    let plain = h
+        .aggregate(&AggregateFilter::default(), Bucket::MINUTE)
+        .await?;
+    ensure!(
+        plain.iter().all(|r| r.quantiles.is_empty()),
+        "aggregate: no quantiles unless asked for"
+    );
+    Ok(())
+}
+
+/// A quantile outside [0, 1], NaN, or more than 16 of them is
+/// `InvalidInput`; -0 is 0.
+pub async fn aggregate_rejects_bad_quantiles(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    h.write_metrics(&[gauge(t(0), "c", "n", 1.0), gauge(t(1), "c", "n", 2.0)])
+        .await?;
+    let ask = |quantiles: Vec<f64>| AggregateFilter {
+        quantiles,
+        ..Default::default()
+    };
+    for bad in [f64::NAN, -0.01, 1.01, f64::INFINITY, f64::NEG_INFINITY] {
+        let e = expect_err(
+            h.aggregate(&ask(vec![0.5, bad]), Bucket::MINUTE).await,
+            ErrorKind::InvalidInput,
+            &format!("aggregate: quantile {bad} must be rejected"),
+        )?;
+        ensure_eq!(
+            e.index(),
+            Some(1),
+            "aggregate: the error names the index of the bad quantile"
+        );
+    }
+    expect_err(
+        h.aggregate(&ask(vec![0.5; 17]), Bucket::MINUTE).await,
+        ErrorKind::InvalidInput,
+        "aggregate: at most 16 quantiles",
+    )?;
+    let rows = h.aggregate(&ask(vec![-0.0; 16]), Bucket::MINUTE).await?;
+    ensure_eq!(
+        rows.iter().map(|r| r.quantiles.clone()).collect::<Vec<_>>(),
+        vec![vec![1.0; 16]],
+        "aggregate: quantile -0 is 0 (the smallest value), and 16 quantiles are allowed"
+    );
+    Ok(())
 }

@@ -1,12 +1,14 @@
 //! Harnesses for the reference backends: memory always, SQLite and
 //! Postgres behind their cargo features (`sqlite`, `postgres`).
 
+mod layered;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use layered::{Layered, Wrap};
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
 pub use postgres::{

@@ -1,0 +1,32 @@
+//! The whole suite through the layers: a layer wraps a store and is a
+//! store, so it is held to the contract like a backend.
+
+use persistkit_conformance::harnesses::{Layered, MemoryHarness, SqliteHarness};
+use persistkit_core::{Observed, ObserverConfig, Recorded, RecorderConfig};
+
+fn observed(
+    s: std::sync::Arc<dyn persistkit_core::Store>,
+) -> std::sync::Arc<dyn persistkit_core::Store> {
+    Observed::wrap(s, ObserverConfig::default())
+}
+
+fn recorded(
+    s: std::sync::Arc<dyn persistkit_core::Store>,
+) -> std::sync::Arc<dyn persistkit_core::Store> {
+    Recorded::wrap(s, RecorderConfig::default())
+}
+
+persistkit_conformance::suite!(
+    observed_memory,
+    Layered::new(MemoryHarness, "observed", observed)
+);
+// A recorder's writes reach other layers once written (within its
+// interval), so the second handle shares the layer, as in one process.
+persistkit_conformance::suite!(
+    recorded_memory,
+    Layered::new(MemoryHarness, "recorded", recorded).one_layer_per_process()
+);
+persistkit_conformance::suite!(
+    recorded_sqlite,
+    Layered::new(SqliteHarness::new(), "recorded", recorded).one_layer_per_process()
+);

@@ -1,0 +1,182 @@
+//! The recorder as a layer: `write_metrics` goes through one [`Recorder`]
+//! per namespace, so any code written against a store (the conformance
+//! suite included) runs through the recorder.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Recorder, RecorderConfig};
+use crate::admin::{Capabilities, Telemetry};
+use crate::error::{Error, Result};
+use crate::handle::{Handle, DEFAULT_TIMEOUT};
+use crate::layer::Layer;
+use crate::metrics::{
+    AggregateQuery, AggregateRow, MetricPoint, MetricQuery, MetricStore, StoredMetric,
+};
+use crate::store::Store;
+
+/// A layer whose metric writes are queued and written in batches by a
+/// [`Recorder`] per namespace.
+///
+/// - `write_metrics` validates the batch, queues it whole and returns; the
+///   batch is written later in one call, so it stays all-or-nothing and in
+///   order.
+/// - Every read of this layer (metric reads, counts, export, purge, …)
+///   first flushes the recorders, so a caller reads its own writes.
+/// - Because a write is acknowledged before it is committed, the layer
+///   declares `durable: false`: a crash loses what is queued.
+/// - `close` shuts every recorder down (draining its queue) before closing
+///   the store beneath; `health` shows each recorder's counters.
+pub struct Recorded {
+    inner: Arc<dyn Store>,
+    config: RecorderConfig,
+    timeout: Option<Duration>,
+    recorders: Mutex<BTreeMap<String, Recorder>>,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorded")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorded {
+    /// Queue the metric writes of `inner` through recorders built with
+    /// `config`, each writing with the default handle timeout.
+    pub fn wrap(inner: Arc<dyn Store>, config: RecorderConfig) -> Arc<Recorded> {
+        Arc::new(Recorded {
+            inner,
+            config,
+            timeout: Some(DEFAULT_TIMEOUT),
+            recorders: Mutex::new(BTreeMap::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The recorder of namespace `ns`, made on first use. Recording through
+    /// it and writing through the layer share one queue.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad namespace; `Internal` outside a Tokio
+    /// runtime; `Closed` once the layer is closed.
+    pub fn recorder(&self, ns: &str) -> Result<Recorder> {
+        let mut recorders = self.recorders.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::closed("the recorder layer is closed"));
+        }
+        if let Some(r) = recorders.get(ns) {
+            return Ok(r.clone());
+        }
+        let handle = Handle::new(self.inner.clone())
+            .namespace(ns)?
+            .with_timeout(self.timeout);
+        let r = Recorder::new(handle, self.config.clone())?;
+        recorders.insert(ns.to_string(), r.clone());
+        Ok(r)
+    }
+
+    fn all(&self) -> Vec<Recorder> {
+        self.recorders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    async fn flush(&self, ns: &str) {
+        let r = self
+            .recorders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns)
+            .cloned();
+        if let Some(r) = r {
+            // A recorder that was shut down has nothing left to write.
+            let _ = r.flush().await;
+        }
+    }
+
+    /// Before an administrative call: flush every recorder so the call sees
+    /// every acknowledged write; before `close`, shut them down.
+    async fn around<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match op {
+            "ping" | "schema_versions" | "storage_bytes" | "migrate" => {}
+            "close" => {
+                // `all` takes the lock after this: it sees every recorder made
+                // before, and `recorder` makes none after.
+                self.closed.store(true, Ordering::SeqCst);
+                let all = self.all();
+                for r in all {
+                    r.shutdown().await;
+                }
+            }
+            _ => {
+                for r in self.all() {
+                    let _ = r.flush().await;
+                }
+            }
+        }
+        call.await
+    }
+
+    fn add_stats(&self, mut t: Telemetry) -> Telemetry {
+        t.recorders.extend(self.all().iter().map(Recorder::stats));
+        t
+    }
+
+    fn not_durable(&self, c: Capabilities) -> Capabilities {
+        Capabilities {
+            durable: false,
+            ..c
+        }
+    }
+}
+
+impl Layer for Recorded {
+    fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl MetricStore for Recorded {
+    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+        self.recorder(ns)?.write(points).await
+    }
+    async fn read_metrics(&self, ns: &str, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        self.flush(ns).await;
+        self.inner.read_metrics(ns, query).await
+    }
+    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+        self.flush(ns).await;
+        self.inner.list_components(ns).await
+    }
+    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+        self.flush(ns).await;
+        self.inner.list_metric_names(ns, component).await
+    }
+    async fn aggregate(&self, ns: &str, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        self.flush(ns).await;
+        self.inner.aggregate(ns, query).await
+    }
+}
+
+crate::forward_event_store!(Recorded, inner);
+crate::forward_idempotency_store!(Recorded, inner);
+crate::forward_record_store!(Recorded, inner);
+crate::forward_admin_store!(Recorded, inner, around; telemetry = add_stats; capabilities = not_durable);
