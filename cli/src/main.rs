@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_recorder;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
 use persistkit_conformance::{report, run_suite, Harness, RunOptions, SuiteReport};
@@ -102,10 +103,17 @@ enum Command {
     },
     /// Measure ingest, append and claim beside a hand-written sqlx baseline on
     /// an equivalent table, in the same run, and print the ratios.
+    /// `recorder` measures the recorder's hot path beside the `metrics`
+    /// crate, and sustained recording into SQLite beside direct batches;
+    /// `recorder-postgres` the same sustained figure on Postgres.
     Bench {
-        /// Backend to measure: sqlite (temporary files) or postgres.
+        /// What to measure: sqlite (temporary files), postgres, recorder or
+        /// recorder-postgres.
         #[arg(default_value = "sqlite")]
         backend: String,
+        /// Points for the sustained recorder figure.
+        #[arg(long, default_value_t = 500_000)]
+        points: usize,
         /// Batches of 10 000 points for the ingest figure.
         #[arg(long, default_value_t = 10)]
         batches: usize,
@@ -386,6 +394,57 @@ async fn import(file: PathBuf, target: Target) -> CliResult {
     Ok(true)
 }
 
+async fn bench_recorder_cmd(what: &str, url: Option<String>, points: usize) -> CliResult {
+    use persistkit_conformance::harnesses::PostgresHarness;
+    if what == "recorder" {
+        print_out(&bench_recorder::hot_path(200_000).await?);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let open = |name: &str| {
+            persistkit::sqlite::SqliteStore::connect(persistkit::sqlite::SqliteConfig::new(
+                dir.path().join(name),
+            ))
+        };
+        let mut pair = Vec::new();
+        for name in ["warm-ours", "warm-base", "persistkit", "baseline"] {
+            let s: Arc<dyn persistkit::Store> = Arc::new(
+                open(&format!("{name}.db"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            pair.push(s);
+        }
+        let title = "sqlite (temporary files, WAL, synchronous=NORMAL)";
+        let (warm, measured) = (
+            (pair[0].clone(), pair[1].clone()),
+            (pair[2].clone(), pair[3].clone()),
+        );
+        print_out(&bench_recorder::sustained(title, warm, measured, points).await?);
+        return Ok(true);
+    }
+    let harness = match url {
+        Some(u) => PostgresHarness::external(&u),
+        None => PostgresHarness::docker(),
+    };
+    let setup = |e: persistkit_conformance::SetupError| format!("cannot set up Postgres: {e:?}");
+    let mut fixtures = Vec::new();
+    for _ in 0..4 {
+        fixtures.push(harness.fresh_pg().await.map_err(setup)?.0);
+    }
+    let store = |i: usize| fixtures[i].store.clone();
+    let result = bench_recorder::sustained(
+        &harness.name(),
+        (store(0), store(1)),
+        (store(2), store(3)),
+        points,
+    )
+    .await;
+    for f in &fixtures {
+        f.hooks.cleanup().await;
+    }
+    print_out(&result?);
+    Ok(true)
+}
+
 async fn bench_cmd(backend: &str, url: Option<String>, opts: &bench::BenchOptions) -> CliResult {
     use persistkit_conformance::harnesses::PostgresHarness;
     match backend {
@@ -425,7 +484,7 @@ async fn bench_cmd(backend: &str, url: Option<String>, opts: &bench::BenchOption
         }
         other => {
             return Err(format!(
-                "no benchmark for {other:?}; try sqlite or postgres"
+                "no benchmark for {other:?}; try sqlite, postgres, recorder or recorder-postgres"
             ))
         }
     }
@@ -532,6 +591,7 @@ async fn run(cli: Cli) -> ExitCode {
         },
         Command::Bench {
             backend,
+            points,
             batches,
             ops,
             url,
@@ -540,7 +600,12 @@ async fn run(cli: Cli) -> ExitCode {
                 batches: batches.max(1),
                 ops: ops.max(1),
             };
-            bench_cmd(&backend, url, &opts).await
+            match backend.as_str() {
+                "recorder" | "recorder-postgres" => {
+                    bench_recorder_cmd(&backend, url, points.max(1)).await
+                }
+                _ => bench_cmd(&backend, url, &opts).await,
+            }
         }
         Command::Backup { file, target } => match open(&target, true).await {
             Ok(h) => h

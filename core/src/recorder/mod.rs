@@ -209,15 +209,17 @@ impl Shared {
     #[cold]
     fn overflow(&self, mut entry: Entry) {
         if let Overflow::Wait(limit) = self.config.overflow {
+            // Spin briefly, then sleep in growing steps (up to 1 ms), so a
+            // waiting producer leaves the cores to the writer.
             let deadline = Instant::now() + limit;
-            let mut spins = 0u32;
-            loop {
-                match spins {
-                    0..64 => std::hint::spin_loop(),
-                    64..128 => std::thread::yield_now(),
-                    _ => std::thread::sleep(Duration::from_micros(100)),
+            let mut nap = Duration::from_micros(20);
+            for round in 0u32.. {
+                if round < 32 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(Duration::from_millis(1));
                 }
-                spins += 1;
                 match self.queue.push(entry) {
                     Ok(()) => return,
                     Err(back) => entry = back,
@@ -385,9 +387,11 @@ impl Shared {
             .with_jitter()
             .build();
         loop {
+            let started = Instant::now();
             match handle.write_metrics(&points).await {
                 Ok(()) => {
                     self.written.fetch_add(points.len() as u64, Relaxed);
+                    tracing::trace!(namespace = %self.ns, points = points.len(), took = ?started.elapsed(), "recorder batch written");
                     return;
                 }
                 Err(e) => {
