@@ -38,6 +38,17 @@ struct Target {
     namespace: String,
 }
 
+#[derive(Args)]
+struct HealthArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Also time N rounds of read-only calls (counts, listings, a log read)
+    /// through the observer layer and report p50/p95/p99/max per operation
+    /// under `layers.latency`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    probe: usize,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the conformance suite against stores and print a report.
@@ -66,7 +77,7 @@ enum Command {
         target: String,
     },
     /// Print the health report as JSON. Exits 1 when unhealthy.
-    Health(Target),
+    Health(HealthArgs),
     /// Apply pending migrations and print the schema versions.
     Migrate(Target),
     /// Write the portable archive (line-delimited JSON) to FILE.
@@ -296,7 +307,21 @@ fn json_out<T: serde::Serialize>(v: &T) {
     print_out(&serde_json::to_string_pretty(v).expect("serializes"));
 }
 
-async fn health(target: Target) -> CliResult {
+/// `rounds` rounds of read-only calls through `h`, for their latencies.
+async fn probe(h: &Handle, rounds: usize) {
+    for _ in 0..rounds {
+        let _ = h.counts().await;
+        let _ = h.list_components().await;
+        let _ = h.read_log(0, 1).await;
+        let _ = h.list_records("probe", None, 1).await;
+    }
+}
+
+async fn health(args: HealthArgs) -> CliResult {
+    let HealthArgs {
+        target,
+        probe: rounds,
+    } = args;
     // Only look: a health check never creates, migrates or changes anything.
     let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
     let opened = persistkit::inspect(&url)
@@ -310,6 +335,14 @@ async fn health(target: Target) -> CliResult {
         })
         .and_then(|h| h.namespace(&target.namespace).map_err(|e| e.to_string()));
     let report = match opened {
+        Ok(h) if rounds > 0 => {
+            let observed = persistkit::Observed::wrap(h.store().clone(), Default::default());
+            let h = Handle::new(observed)
+                .namespace(h.namespace_name())
+                .map_err(|e| e.to_string())?;
+            probe(&h, rounds).await;
+            h.health().await
+        }
         Ok(h) => h.health().await,
         Err(e) => {
             let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);

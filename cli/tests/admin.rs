@@ -160,6 +160,40 @@ async fn health_is_json_and_unhealthy_exits_1() {
 }
 
 #[tokio::test]
+async fn health_probe_reports_latency_per_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    populate(&url).await;
+    let out = persistkit(dir.path())
+        .args(["health", "--url", &url, "--probe", "7"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let latency = &r["layers"]["latency"];
+    for op in ["counts", "list_components", "read_log", "list_records"] {
+        let l = &latency[op];
+        assert!(l["count"].as_u64().unwrap() >= 7, "{op}: {r}");
+        let p = |k: &str| l[k].as_u64().unwrap();
+        assert!(
+            p("p50_us") <= p("p95_us") && p("p95_us") <= p("p99_us") && p("p99_us") <= p("max_us"),
+            "{op}: {r}"
+        );
+    }
+    // Without --probe there is no observer, so no latency section.
+    let out = persistkit(dir.path())
+        .args(["health", "--url", &url])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r.get("layers").is_none(), "{r}");
+}
+
+#[tokio::test]
 async fn backup_writes_a_snapshot_that_opens_with_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
