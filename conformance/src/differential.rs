@@ -80,6 +80,7 @@ pub enum Op {
         from: Option<i64>,
         to: Option<i64>,
         limit: usize,
+        newest_first: bool,
     },
     ReadLog {
         after: u64,
@@ -136,7 +137,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::ListComponents),
         1 => name().prop_map(Op::ListNames),
         3 => prop::collection::vec((bad_or(name()), at(), payload()), 0..5).prop_map(Op::Append),
-        2 => (prop::collection::vec(name(), 0..3), opt_at(), opt_at(), 1usize..5).prop_map(|(kinds, from, to, limit)| Op::ListEvents { kinds, from, to, limit }),
+        2 => (prop::collection::vec(name(), 0..3), opt_at(), opt_at(), 1usize..5, any::<bool>()).prop_map(|(kinds, from, to, limit, newest_first)| Op::ListEvents { kinds, from, to, limit, newest_first }),
         1 => (0u64..6, 1usize..4).prop_map(|(after, limit)| Op::ReadLog { after, limit }),
         2 => (name(), 0u64..30).prop_map(|(key, ttl)| Op::Claim { key, ttl }),
         2 => (name(), any::<bool>(), payload()).prop_map(|(key, own_token, response)| Op::Complete { key, own_token, response }),
@@ -290,6 +291,7 @@ impl Side {
                 from,
                 to,
                 limit,
+                newest_first,
             } => {
                 let mut f = EventFilter {
                     kinds: kinds.clone(),
@@ -297,6 +299,7 @@ impl Side {
                     to: to.map(ts),
                     limit: Some(*limit),
                     cursor: None,
+                    newest_first: *newest_first,
                 };
                 let mut pages = Vec::new();
                 for _ in 0..200 {

@@ -120,6 +120,7 @@ macro_rules! __with_cases {
                 equal_times_list_in_stable_order,
                 paging_returns_every_event_once,
                 list_filters_kinds_and_window,
+                newest_first_reverses_the_listing,
                 read_log_resumes_after_position,
                 gap_free_log_under_concurrent_appends,
                 payloads_round_trip,

@@ -68,6 +68,8 @@ enum Bug {
     DurableWithoutReopen,
     /// Refuses a newer schema with a message that names no versions.
     VaguelyNewerSchema,
+    /// A newest-first listing continues from its cursor oldest first.
+    NewestFirstPagesForward,
     /// Quantiles interpolate between neighbours (`percentile_cont`) instead
     /// of taking the nearest rank.
     InterpolatedQuantiles,
@@ -307,6 +309,13 @@ impl EventStore for Buggy {
         }
     }
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        if self.bug == Bug::NewestFirstPagesForward && q.newest_first && q.after.is_some() {
+            let forward = EventQuery {
+                newest_first: false,
+                ..q.clone()
+            };
+            return self.inner.list_events(ns, &forward).await;
+        }
         let mut v = self.inner.list_events(ns, q).await?;
         if self.bug == Bug::TieOrder {
             v.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at).then(b.id.cmp(&a.id)));
@@ -911,6 +920,12 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "another schema of the same database sees nothing"
 )]
 #[case(
+    Bug::NewestFirstPagesForward,
+    "events",
+    "newest_first_reverses_the_listing",
+    "EVT-5"
+)]
+#[case(
     Bug::InterpolatedQuantiles,
     "metrics",
     "aggregate_quantiles_by_nearest_rank",
@@ -967,6 +982,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("common", "every_name_round_trips_at_1_and_255_bytes")]
 #[case("common", "every_listing_sorts_bytewise")]
 #[case("metrics", "aggregate_quantiles_by_nearest_rank")]
+#[case("events", "newest_first_reverses_the_listing")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

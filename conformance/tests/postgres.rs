@@ -147,6 +147,71 @@ mod postgres_only {
     }
 
     /// A refused connection fails at once, not after the acquire timeout.
+    /// No ping before each call: a read that finds its connection broken
+    /// runs once more on a fresh one; a write is never retried (the server
+    /// may have applied it), it fails `Unavailable` and the next one works.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_on_a_broken_connection_is_retried_once() {
+        let Some((fixture, _owner, config)) = fresh().await else {
+            return;
+        };
+        assert!(
+            !config.test_before_acquire,
+            "no ping before acquire by default"
+        );
+        let store = PgStore::connect(config.clone().max_connections(1).migrate(false))
+            .await
+            .unwrap();
+        let h = Handle::new(Arc::new(store));
+        h.put("c", "x", &json!({"v": 1}), Expect::Absent)
+            .await
+            .unwrap();
+        // Ends every other session on the database, and waits until they
+        // are gone (termination is asynchronous).
+        let kill = || async {
+            use sqlx::Connection;
+            let db = database_of(&config);
+            let mut c = sqlx::PgConnection::connect(&config.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            )))
+            .execute(&mut c)
+            .await
+            .unwrap();
+            for _ in 0..250 {
+                let left: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&db)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+                if left == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            c.close().await.unwrap();
+        };
+        kill().await;
+        let got = h
+            .get("c", "x")
+            .await
+            .expect("the read is retried on a fresh connection");
+        assert_eq!(got.unwrap().data, json!({"v": 1}));
+        kill().await;
+        let e = h
+            .put("c", "x", &json!({"v": 2}), Expect::Version(1))
+            .await
+            .expect_err("a write on a broken connection is not retried");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", error_chain(&e));
+        h.put("c", "x", &json!({"v": 2}), Expect::Version(1))
+            .await
+            .expect("the next write gets a fresh connection");
+        fixture.hooks.cleanup().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_connection_fails_at_once() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -185,7 +250,10 @@ mod postgres_only {
             why.contains("migrations pending") && why.contains("persistkit migrate"),
             "{why}"
         );
-        assert_eq!(report.schema.map(|s| (s.current, s.expected)), Some((0, 1)));
+        assert_eq!(
+            report.schema.map(|s| (s.current, s.expected)),
+            Some((0, persistkit_postgres::SCHEMA_VERSION))
+        );
         let made: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'never_migrated')",
         )

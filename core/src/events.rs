@@ -85,6 +85,9 @@ pub struct EventFilter {
     pub limit: Option<usize>,
     /// Continue after the page that returned this cursor.
     pub cursor: Option<String>,
+    /// List newest first: by `(occurred_at, id)` descending. Default: oldest
+    /// first.
+    pub newest_first: bool,
 }
 
 /// A validated event listing, as a backend receives it.
@@ -98,8 +101,11 @@ pub struct EventQuery {
     pub kinds: Vec<String>,
     /// At most this many.
     pub limit: usize,
-    /// Only events strictly after `(occurred_at, id)`.
+    /// Only events strictly after `(occurred_at, id)` in listing order:
+    /// greater when oldest first, smaller when newest first.
     pub after: Option<(Timestamp, u64)>,
+    /// Order by `(occurred_at, id)` descending instead of ascending.
+    pub newest_first: bool,
 }
 
 /// Event primitives a backend implements. Inputs arrive validated.
@@ -109,7 +115,8 @@ pub struct EventQuery {
 ///   `(kind, occurred_at, digest)` to a stored one (or an earlier one in the
 ///   same batch) returns that one's id with `duplicate: true` and writes
 ///   nothing, under any concurrency.
-/// - `list_events` orders by `(occurred_at, id)`.
+/// - `list_events` orders by `(occurred_at, id)`, ascending, or descending
+///   when `newest_first`.
 /// - `read_log` returns events with `position > after` in position order, and
 ///   positions follow commit order: a poller never skips a late commit.
 #[async_trait]

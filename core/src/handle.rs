@@ -326,7 +326,9 @@ impl Handle {
             .await
     }
 
-    /// List events ordered by `(occurred_at, id)`.
+    /// List events ordered by `(occurred_at, id)`, oldest first, or newest
+    /// first with [`EventFilter::newest_first`]. A cursor continues in the
+    /// order of the listing that returned it.
     ///
     /// # Errors
     /// `InvalidInput` for a bad kind, limit, range or cursor.
@@ -354,6 +356,7 @@ impl Handle {
             kinds,
             limit: limit + 1,
             after,
+            newest_first: filter.newest_first,
         };
         let items = self
             .timed("list_events", self.store.list_events(&self.ns, &query))

@@ -217,22 +217,35 @@ impl EventStore for MemoryStore {
         let Some(log) = s.events.get(ns) else {
             return Ok(Vec::new());
         };
-        let lower = match q.after {
+        let after = match q.after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
-        Ok(log
-            .by_time
-            .range((lower, Bound::Unbounded))
-            .map(|(_, pos)| &log.by_position[pos])
-            .filter(|e| {
-                (q.kinds.is_empty() || q.kinds.contains(&e.kind))
-                    && q.from.is_none_or(|f| e.occurred_at >= f)
-                    && q.to.is_none_or(|t| e.occurred_at < t)
-            })
-            .take(q.limit)
-            .cloned()
-            .collect())
+        let keep = |e: &&Event| {
+            (q.kinds.is_empty() || q.kinds.contains(&e.kind))
+                && q.from.is_none_or(|f| e.occurred_at >= f)
+                && q.to.is_none_or(|t| e.occurred_at < t)
+        };
+        let event = |(_, pos): (&(Timestamp, u64), &u64)| &log.by_position[pos];
+        let page = if q.newest_first {
+            log.by_time
+                .range((Bound::Unbounded, after))
+                .rev()
+                .map(event)
+                .filter(keep)
+                .take(q.limit)
+                .cloned()
+                .collect()
+        } else {
+            log.by_time
+                .range((after, Bound::Unbounded))
+                .map(event)
+                .filter(keep)
+                .take(q.limit)
+                .cloned()
+                .collect()
+        };
+        Ok(page)
     }
 
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {

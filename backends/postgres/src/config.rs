@@ -37,6 +37,10 @@ pub struct PgConfig {
     /// transaction-pooling pooler (PgBouncer `pool_mode = transaction`):
     /// unnamed statements, each call in its own transaction.
     pub prepared: bool,
+    /// Ping every connection before handing it out (one more round trip
+    /// per call). Off by default: a read that finds its connection broken
+    /// is retried once on a fresh one instead.
+    pub test_before_acquire: bool,
     /// Open without migrating or checking the schema, to look at it (the
     /// health report). Calls may then fail with `Schema`.
     pub inspect: bool,
@@ -54,6 +58,7 @@ impl fmt::Debug for PgConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("migrate", &self.migrate)
             .field("prepared", &self.prepared)
+            .field("test_before_acquire", &self.test_before_acquire)
             .field("inspect", &self.inspect)
             .finish()
     }
@@ -89,6 +94,7 @@ impl PgConfig {
             statement_timeout: Some(Duration::from_secs(30)),
             migrate: true,
             prepared: true,
+            test_before_acquire: false,
             inspect: false,
         }
     }
@@ -135,6 +141,9 @@ impl PgConfig {
                 }
                 "migrate" => cfg.migrate = flag().ok_or_else(|| bad("expected true or false"))?,
                 "prepared" => cfg.prepared = flag().ok_or_else(|| bad("expected true or false"))?,
+                "test_before_acquire" => {
+                    cfg.test_before_acquire = flag().ok_or_else(|| bad("expected true or false"))?
+                }
                 _ => passthrough.push(pair),
             }
         }

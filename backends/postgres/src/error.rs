@@ -58,6 +58,26 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// Map a sqlx error, keeping it as the source.
+/// Whether `e` says the connection itself broke (I/O or protocol, or the
+/// server ended the session: SQLSTATE 57P01..57P03), so the same call may
+/// run again on a fresh one if it only read.
+pub(crate) fn connection_lost(e: &Error) -> bool {
+    use std::error::Error as _;
+    if e.kind() != persistkit_core::ErrorKind::Unavailable {
+        return false;
+    }
+    let Some(source) = e.source() else {
+        return false;
+    };
+    if let Some(server) = source.downcast_ref::<ServerError>() {
+        return matches!(server.code(), "57P01" | "57P02" | "57P03");
+    }
+    matches!(
+        source.downcast_ref::<sqlx::Error>(),
+        Some(sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+    )
+}
+
 pub(crate) fn map(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) => {

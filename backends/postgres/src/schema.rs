@@ -11,9 +11,15 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/0002_events_by_kind_and_append.sql"),
+    ),
+];
 
 fn too_new(schema: &str, current: u32) -> Error {
     Error::schema(format!(

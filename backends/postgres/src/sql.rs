@@ -52,11 +52,10 @@ RETURNING last_position";
 pub(crate) const SET_LOG_HEAD: &str = "
 INSERT INTO {s}.event_log_heads (ns, last_position) VALUES ($1, $2)
 ON CONFLICT (ns) DO UPDATE SET last_position = GREATEST(event_log_heads.last_position, $2)";
-pub(crate) const FIND_EVENTS: &str = "
-SELECT e.kind, e.occurred_at, e.digest, e.id, e.position FROM {s}.events e
-JOIN UNNEST($2::text[], $3::timestamptz[], $4::text[]) AS u(kind, occurred_at, digest)
-  ON e.kind = u.kind AND e.occurred_at = u.occurred_at AND e.digest = u.digest
-WHERE e.ns = $1";
+/// One round trip per append: the function migration 2 creates.
+pub(crate) const APPEND_EVENTS: &str = "SELECT event_id, event_position, duplicate FROM {s}.append_events($1, $2::text[], $3::timestamptz[], $4::text[], $5::text[])";
+/// What `append_events` raises when the log is full.
+pub(crate) const LOG_FULL_SQLSTATE: &str = "PK001";
 pub(crate) const INSERT_EVENTS: &str = "
 INSERT INTO {s}.events (ns, position, id, kind, occurred_at, digest, data)
 SELECT $1, u.position, u.id, u.kind, u.occurred_at, u.digest, u.data::jsonb
@@ -66,6 +65,7 @@ FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[
 pub(crate) const LIST_EVENTS_FROM: &str =
     "SELECT id, position, kind, occurred_at, data::text FROM {s}.events WHERE ns = ";
 pub(crate) const LIST_EVENTS_ORDER: &str = " ORDER BY occurred_at, id LIMIT ";
+pub(crate) const LIST_EVENTS_NEWEST_FIRST: &str = " ORDER BY occurred_at DESC, id DESC LIMIT ";
 pub(crate) const READ_LOG: &str = "
 SELECT id, position, kind, occurred_at, data::text FROM {s}.events
 WHERE ns = $1 AND position > $2 ORDER BY position LIMIT $3";
@@ -163,10 +163,11 @@ const ALL: &[&str] = &[
     AGGREGATE_GROUP,
     LOCK_LOG_HEAD,
     SET_LOG_HEAD,
-    FIND_EVENTS,
+    APPEND_EVENTS,
     INSERT_EVENTS,
     LIST_EVENTS_FROM,
     LIST_EVENTS_ORDER,
+    LIST_EVENTS_NEWEST_FIRST,
     READ_LOG,
     CLAIM,
     GET_KEY,

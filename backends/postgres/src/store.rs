@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
@@ -24,6 +23,21 @@ use crate::sql::*;
 /// that connection's transaction, if it has one, when the statement
 /// succeeded. Evaluates to the statement's `Result`.
 macro_rules! one {
+    // A read: when the connection turns out broken (the server restarted,
+    // a pooler dropped it), run it once more on a fresh one. Writes are
+    // never retried: the server may have applied them.
+    (read $store:ident, |$c:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            match one!($store, |$c| $body) {
+                Err(e) if attempt == 0 && crate::error::connection_lost(&e) => {
+                    tracing::debug!(error = %e, "connection lost; retrying the read once");
+                    attempt += 1;
+                }
+                done => break done,
+            }
+        }
+    }};
     ($store:ident, |$c:ident| $body:expr) => {{
         let mut conn = $store.conn().await?;
         let out = {
@@ -32,7 +46,12 @@ macro_rules! one {
         };
         match out {
             Ok(v) => conn.done().await.map(|()| v),
-            Err(e) => Err(e),
+            Err(e) => {
+                if crate::error::connection_lost(&e) {
+                    conn.discard();
+                }
+                Err(e)
+            }
         }
     }};
 }
@@ -98,6 +117,15 @@ impl DerefMut for Conn {
 }
 
 impl Conn {
+    /// The connection broke: do not give it back to the pool. (A broken
+    /// transaction's connection is closed by the pool when its rollback
+    /// fails.)
+    fn discard(self) {
+        if let Conn::Plain(mut c) = self {
+            c.close_on_drop();
+        }
+    }
+
     /// The call succeeded: commit its transaction, if it has one.
     async fn done(self) -> Result<()> {
         match self {
@@ -164,6 +192,7 @@ impl PgStore {
         PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)
+            .test_before_acquire(config.test_before_acquire)
             .idle_timeout(config.idle_timeout)
             .max_lifetime(config.max_lifetime)
             .after_connect(move |conn, _| {
@@ -241,7 +270,7 @@ impl PgStore {
     /// Run a statement built for one filter shape.
     async fn fetch_built(&self, b: &mut QueryBuilder<Postgres>) -> Result<Vec<PgRow>> {
         let prepared = self.config.prepared;
-        one!(self, |c| b
+        one!(read self, |c| b
             .build()
             .persistent(prepared)
             .fetch_all(&mut *c)
@@ -452,7 +481,7 @@ impl MetricStore for PgStore {
     }
 
     async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        one!(self, |c| self
+        one!(read self, |c| self
             .qs(LIST_COMPONENTS)
             .bind(ns)
             .fetch_all(&mut *c)
@@ -461,7 +490,7 @@ impl MetricStore for PgStore {
     }
 
     async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        one!(self, |c| self
+        one!(read self, |c| self
             .qs(LIST_METRIC_NAMES)
             .bind(ns)
             .bind(component)
@@ -518,89 +547,39 @@ impl MetricStore for PgStore {
 #[async_trait]
 impl EventStore for PgStore {
     async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        let mut tx = self.begin().await?;
-        // Locks the namespace's head row until commit: appends to one
-        // namespace serialize, so positions follow commit order, and the
-        // dedupe lookup below sees every earlier append.
-        let start: i64 = self
-            .qs(LOCK_LOG_HEAD)
-            .bind(ns)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
+        // One round trip: the migrations' `append_events` takes the log head
+        // (locked until commit, so positions follow commit order), dedupes,
+        // inserts and moves the head, in the call's own transaction.
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| dt(e.occurred_at)).collect();
         let digests: Vec<&str> = events.iter().map(|e| e.digest.as_str()).collect();
-        let rows = self
-            .q(FIND_EVENTS)
+        let datas: Vec<&str> = events.iter().map(|e| e.canonical.as_str()).collect();
+        let rows = one!(self, |c| self
+            .q(APPEND_EVENTS)
             .bind(ns)
             .bind(&kinds)
             .bind(&times)
             .bind(&digests)
-            .fetch_all(&mut *tx)
+            .bind(&datas)
+            .fetch_all(&mut *c)
             .await
-            .map_err(map)?;
-        let mut known: HashMap<(String, i64, String), (u64, u64)> = HashMap::new();
-        for r in &rows {
-            let at: DateTime<Utc> = col(r, 1, "events.occurred_at")?;
-            known.insert(
-                (
-                    col(r, 0, "events.kind")?,
-                    ts(at)?.as_micros(),
-                    col(r, 2, "events.digest")?,
-                ),
-                (seq(r, 3, "events.id")?, seq(r, 4, "events.position")?),
-            );
-        }
-        let mut head = u64_of(start);
-        let mut out = Vec::with_capacity(events.len());
-        let (mut pos, mut kind, mut at, mut digest, mut data) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        for e in events {
-            let key = (e.kind.clone(), e.occurred_at.as_micros(), e.digest.clone());
-            if let Some(&(id, position)) = known.get(&key) {
-                out.push(Appended {
-                    id,
-                    position,
-                    duplicate: true,
-                });
-                continue;
-            }
-            // A full log fails the whole batch: the transaction rolls back.
-            head = next_position(ns, head)?;
-            known.insert(key, (head, head));
-            pos.push(head as i64);
-            kind.push(e.kind.as_str());
-            at.push(dt(e.occurred_at));
-            digest.push(e.digest.as_str());
-            data.push(e.canonical.as_str());
-            out.push(Appended {
-                id: head,
-                position: head,
-                duplicate: false,
-            });
-        }
-        if !pos.is_empty() {
-            self.q(INSERT_EVENTS)
-                .bind(ns)
-                .bind(&pos)
-                .bind(&pos)
-                .bind(&kind)
-                .bind(&at)
-                .bind(&digest)
-                .bind(&data)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-            self.q(SET_LOG_HEAD)
-                .bind(ns)
-                .bind(head as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(out)
+            .map_err(|e| match e.as_database_error().and_then(|d| d.code()) {
+                // The function's own code for a full log: say it as every
+                // backend does.
+                Some(code) if code == LOG_FULL_SQLSTATE => {
+                    next_position(ns, validate::MAX_SEQUENCE).expect_err("the last position")
+                }
+                _ => map(e),
+            }))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Appended {
+                    id: seq(r, 0, "events.id")?,
+                    position: seq(r, 1, "events.position")?,
+                    duplicate: col(r, 2, "duplicate")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
@@ -618,19 +597,28 @@ impl EventStore for PgStore {
                 .push(")");
         }
         if let Some((t, id)) = q.after {
-            b.push(" AND (occurred_at, id) > (")
-                .push_bind(dt(t))
-                .push(", ")
-                .push_bind(id as i64)
-                .push(")");
+            b.push(if q.newest_first {
+                " AND (occurred_at, id) < ("
+            } else {
+                " AND (occurred_at, id) > ("
+            })
+            .push_bind(dt(t))
+            .push(", ")
+            .push_bind(id as i64)
+            .push(")");
         }
-        b.push(LIST_EVENTS_ORDER).push_bind(q.limit as i64);
+        b.push(if q.newest_first {
+            LIST_EVENTS_NEWEST_FIRST
+        } else {
+            LIST_EVENTS_ORDER
+        })
+        .push_bind(q.limit as i64);
         let rows = self.fetch_built(&mut b).await?;
         rows.iter().map(event_row).collect()
     }
 
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        let rows = one!(self, |c| self
+        let rows = one!(read self, |c| self
             .q(READ_LOG)
             .bind(ns)
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
@@ -644,7 +632,7 @@ impl EventStore for PgStore {
 
 impl PgStore {
     async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
-        let row = one!(self, |c| self
+        let row = one!(read self, |c| self
             .q(GET_KEY)
             .bind(ns)
             .bind(scope)
@@ -674,7 +662,7 @@ impl PgStore {
     }
 
     async fn record_version(&self, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
-        let v: Option<i64> = one!(self, |c| self
+        let v: Option<i64> = one!(read self, |c| self
             .qs(RECORD_VERSION)
             .bind(ns)
             .bind(collection)
@@ -796,7 +784,7 @@ impl IdempotencyStore for PgStore {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<IdempotencyEntry>> {
-        let rows = one!(self, |c| self
+        let rows = one!(read self, |c| self
             .q(SCAN_KEYS)
             .bind(ns)
             .bind(after.map(|a| a.0))
@@ -867,7 +855,7 @@ impl RecordStore for PgStore {
     }
 
     async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
-        let row = one!(self, |c| self
+        let row = one!(read self, |c| self
             .q(GET_RECORD)
             .bind(ns)
             .bind(collection)
@@ -918,7 +906,7 @@ impl RecordStore for PgStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let rows = one!(self, |c| self
+        let rows = one!(read self, |c| self
             .q(LIST_RECORDS)
             .bind(ns)
             .bind(collection)
@@ -931,7 +919,7 @@ impl RecordStore for PgStore {
     }
 
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        one!(self, |c| self
+        one!(read self, |c| self
             .qs(LIST_COLLECTIONS)
             .bind(ns)
             .fetch_all(&mut *c)
@@ -970,7 +958,7 @@ impl AdminStore for PgStore {
     }
 
     async fn counts(&self, ns: &str) -> Result<Counts> {
-        let (m, e, k, r): (i64, i64, i64, i64) = one!(self, |c| self
+        let (m, e, k, r): (i64, i64, i64, i64) = one!(read self, |c| self
             .qa(COUNTS)
             .bind(ns)
             .fetch_one(&mut *c)
@@ -985,7 +973,7 @@ impl AdminStore for PgStore {
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>> {
-        let b: i64 = one!(self, |c| self
+        let b: i64 = one!(read self, |c| self
             .qs(STORAGE_BYTES)
             .fetch_one(&mut *c)
             .await
@@ -1047,7 +1035,7 @@ impl AdminStore for PgStore {
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {
-        one!(self, |c| self
+        one!(read self, |c| self
             .qs(NAMESPACES)
             .fetch_all(&mut *c)
             .await

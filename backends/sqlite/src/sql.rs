@@ -45,6 +45,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?)";
 pub(crate) const LIST_EVENTS_FROM: &str =
     "SELECT id, position, kind, occurred_at, data FROM events WHERE ns = ";
 pub(crate) const LIST_EVENTS_ORDER: &str = " ORDER BY occurred_at, id LIMIT ";
+pub(crate) const LIST_EVENTS_NEWEST_FIRST: &str = " ORDER BY occurred_at DESC, id DESC LIMIT ";
 pub(crate) const READ_LOG: &str = "
 SELECT id, position, kind, occurred_at, data FROM events
 WHERE ns = ? AND position > ? ORDER BY position LIMIT ?";

@@ -260,6 +260,47 @@ fn push_bucket(b: &mut QueryBuilder<Sqlite>, width: i64) {
     });
 }
 
+/// The event listing for `q`'s shape: only the filters given, in the
+/// order asked, so "the latest of one kind" is a range scan on
+/// `events_by_kind`.
+fn list_events_statement(ns: &str, q: &EventQuery) -> QueryBuilder<Sqlite> {
+    let mut b = QueryBuilder::<Sqlite>::new(LIST_EVENTS_FROM);
+    b.push_bind(ns);
+    if let Some(f) = q.from {
+        b.push(" AND occurred_at >= ").push_bind(f.as_micros());
+    }
+    if let Some(t) = q.to {
+        b.push(" AND occurred_at < ").push_bind(t.as_micros());
+    }
+    if !q.kinds.is_empty() {
+        // One placeholder per kind: a statement per number of kinds.
+        b.push(" AND kind IN (");
+        let mut list = b.separated(", ");
+        for k in &q.kinds {
+            list.push_bind(k.as_str());
+        }
+        b.push(")");
+    }
+    if let Some((t, id)) = q.after {
+        b.push(if q.newest_first {
+            " AND (occurred_at, id) < ("
+        } else {
+            " AND (occurred_at, id) > ("
+        })
+        .push_bind(t.as_micros())
+        .push(", ")
+        .push_bind(id as i64)
+        .push(")");
+    }
+    b.push(if q.newest_first {
+        LIST_EVENTS_NEWEST_FIRST
+    } else {
+        LIST_EVENTS_ORDER
+    })
+    .push_bind(q.limit as i64);
+    b
+}
+
 /// The aggregation statement for `q`'s shape: quantile columns and ranks
 /// only when asked for, filters only when given.
 fn aggregate_statement(ns: &str, q: &AggregateQuery) -> QueryBuilder<Sqlite> {
@@ -436,31 +477,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        let mut b = QueryBuilder::<Sqlite>::new(LIST_EVENTS_FROM);
-        b.push_bind(ns);
-        if let Some(f) = q.from {
-            b.push(" AND occurred_at >= ").push_bind(f.as_micros());
-        }
-        if let Some(t) = q.to {
-            b.push(" AND occurred_at < ").push_bind(t.as_micros());
-        }
-        if !q.kinds.is_empty() {
-            // One placeholder per kind: a statement per number of kinds.
-            b.push(" AND kind IN (");
-            let mut list = b.separated(", ");
-            for k in &q.kinds {
-                list.push_bind(k.as_str());
-            }
-            b.push(")");
-        }
-        if let Some((t, id)) = q.after {
-            b.push(" AND (occurred_at, id) > (")
-                .push_bind(t.as_micros())
-                .push(", ")
-                .push_bind(id as i64)
-                .push(")");
-        }
-        b.push(LIST_EVENTS_ORDER).push_bind(q.limit as i64);
+        let mut b = list_events_statement(ns, q);
         let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
         rows.iter().map(event_row).collect()
     }
@@ -1048,6 +1065,29 @@ mod plans {
         assert!(
             window.contains("metrics_by_time (ns=? AND at>? AND at<?)"),
             "{window}"
+        );
+        let latest = EventQuery {
+            from: None,
+            to: None,
+            kinds: vec!["paid".into()],
+            limit: 100,
+            after: None,
+            newest_first: true,
+        };
+        let plan_of = |q: &EventQuery| list_events_statement("ns", q).sql().as_str().to_string();
+        let kind = plan(store.pool(), &plan_of(&latest)).await;
+        assert!(
+            kind.contains("events_by_kind (ns=? AND kind=?)") && !kind.contains("TEMP B-TREE"),
+            "the latest events of a kind come from the index, in its order: {kind}"
+        );
+        let next_page = EventQuery {
+            after: Some((Timestamp::from_secs(1_700_000_000).unwrap(), 7)),
+            ..latest
+        };
+        let kind = plan(store.pool(), &plan_of(&next_page)).await;
+        assert!(
+            kind.contains("events_by_kind (ns=? AND kind=?") && !kind.contains("TEMP B-TREE"),
+            "{kind}"
         );
     }
 }

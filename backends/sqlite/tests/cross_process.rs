@@ -209,6 +209,9 @@ fn the_sqlite3_tool_reads_the_store() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "jobs|42|{\"state\":\"queued\"}|1\n1\n"
+        format!(
+            "jobs|42|{{\"state\":\"queued\"}}|1\n{}\n",
+            persistkit_sqlite::SCHEMA_VERSION
+        )
     );
 }

@@ -642,3 +642,77 @@ pub async fn full_log_refuses_appends(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// `newest_first` lists by `(occurred_at, id)` descending, with the same
+/// filters, and its cursors page backwards through every event once.
+pub async fn newest_first_reverses_the_listing(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let batch: Vec<NewEvent> = (0..103)
+        .map(|i| ev(["a", "b"][i % 2], t((i % 5) as i64), json!({"i": i})))
+        .collect();
+    h.append(&batch).await?;
+    let rule = "events: newest_first lists by (occurred_at, id) descending and pages backwards through every event once";
+    for (filter, what) in [
+        (EventFilter::default(), "no filter"),
+        (
+            EventFilter {
+                kinds: vec!["a".into()],
+                from: Some(t(1)),
+                to: Some(t(4)),
+                ..Default::default()
+            },
+            "kind a in [t1, t4)",
+        ),
+    ] {
+        let mut expected = list_all(&h, filter.clone(), 10_000).await?;
+        expected.reverse();
+        for page in [1, 7, 51, 103, 104] {
+            let mut f = EventFilter {
+                newest_first: true,
+                limit: Some(page),
+                ..filter.clone()
+            };
+            let mut got = Vec::new();
+            for _ in 0..=expected.len() + 1 {
+                let p = h.list_events(&f).await?;
+                ensure!(
+                    p.items.len() <= page,
+                    "{rule}: a page of limit {page} returned {} events",
+                    p.items.len()
+                );
+                got.extend(p.items);
+                match p.next_cursor {
+                    Some(c) => f.cursor = Some(c),
+                    None => break,
+                }
+            }
+            ensure_eq!(ids(&got), ids(&expected), "{rule} ({what}, limit {page})");
+        }
+    }
+    // The latest of one kind, as a dashboard asks for it.
+    let latest = h
+        .list_events(&EventFilter {
+            kinds: vec!["b".into()],
+            newest_first: true,
+            limit: Some(3),
+            ..Default::default()
+        })
+        .await?;
+    let mut all_b = list_all(
+        &h,
+        EventFilter {
+            kinds: vec!["b".into()],
+            ..Default::default()
+        },
+        10_000,
+    )
+    .await?;
+    all_b.reverse();
+    all_b.truncate(3);
+    ensure_eq!(
+        ids(&latest.items),
+        ids(&all_b),
+        "{rule}: the first page is the latest events"
+    );
+    Ok(())
+}
