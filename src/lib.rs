@@ -37,11 +37,17 @@ pub struct OpenOptions {
     /// Apply pending migrations on open (default true). When false, a
     /// database newer than the code is still refused.
     pub migrate: bool,
+    /// Commit concurrent appends to one namespace together through the
+    /// [`GroupCommit`] layer (default true for SQLite and Postgres).
+    pub group_commit: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { migrate: true }
+        OpenOptions {
+            migrate: true,
+            group_commit: true,
+        }
     }
 }
 
@@ -67,7 +73,6 @@ pub async fn open(url: &str) -> Result<Handle> {
 /// As [`open`].
 pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
-    let _ = options;
     let store: Arc<dyn Store> = match scheme {
         #[cfg(feature = "memory")]
         "memory" => Arc::new(persistkit_memory::MemoryStore::new()),
@@ -79,7 +84,10 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
             } else {
                 config.migrate(false)
             };
-            Arc::new(persistkit_sqlite::SqliteStore::connect(config).await?)
+            grouped(
+                Arc::new(persistkit_sqlite::SqliteStore::connect(config).await?),
+                options,
+            )
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
@@ -89,7 +97,10 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
             } else {
                 config.migrate(false)
             };
-            Arc::new(persistkit_postgres::PgStore::connect(config).await?)
+            grouped(
+                Arc::new(persistkit_postgres::PgStore::connect(config).await?),
+                options,
+            )
         }
         _ => {
             return Err(Error::invalid(format!(
@@ -100,6 +111,16 @@ pub async fn open_with(url: &str, options: OpenOptions) -> Result<Handle> {
         }
     };
     Ok(Handle::new(store))
+}
+
+/// `store` behind the group-commit layer, when `options` asks for it.
+#[allow(dead_code)] // unused when only the memory backend is compiled in
+fn grouped(store: Arc<dyn Store>, options: OpenOptions) -> Arc<dyn Store> {
+    if options.group_commit {
+        GroupCommit::wrap(store)
+    } else {
+        store
+    }
 }
 
 /// Open a store only to look at it, for a health report: nothing is
@@ -122,7 +143,16 @@ pub async fn inspect(url: &str) -> Result<Handle> {
             let config = persistkit_postgres::PgConfig::from_url(url)?.inspect();
             Arc::new(persistkit_postgres::PgStore::connect(config).await?)
         }
-        _ => return open_with(url, OpenOptions { migrate: false }).await,
+        _ => {
+            return open_with(
+                url,
+                OpenOptions {
+                    migrate: false,
+                    ..OpenOptions::default()
+                },
+            )
+            .await
+        }
     };
     Ok(Handle::new(store))
 }

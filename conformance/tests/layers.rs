@@ -1,7 +1,7 @@
 //! The whole suite through the layers: a layer wraps a store and is a
 //! store, so it is held to the contract like a backend.
 
-use persistkit_conformance::harnesses::{Layered, MemoryHarness, SqliteHarness};
+use persistkit_conformance::harnesses::{Layered, MemoryHarness, PostgresHarness, SqliteHarness};
 use persistkit_core::{Observed, ObserverConfig, Recorded, RecorderConfig};
 
 fn observed(
@@ -29,4 +29,22 @@ persistkit_conformance::suite!(
 persistkit_conformance::suite!(
     recorded_sqlite,
     Layered::new(SqliteHarness::new(), "recorded", recorded).one_layer_per_process()
+);
+
+fn grouped(
+    s: std::sync::Arc<dyn persistkit_core::Store>,
+) -> std::sync::Arc<dyn persistkit_core::Store> {
+    persistkit_core::GroupCommit::wrap(s)
+}
+
+// Group commit keeps the log gap-free and commit-ordered, and dedupe exact,
+// across handles and processes: each handle (and the second process) has a
+// writer of its own, as separate processes do.
+persistkit_conformance::suite!(
+    group_commit_sqlite,
+    Layered::new(SqliteHarness::new(), "group commit", grouped)
+);
+persistkit_conformance::suite!(
+    group_commit_postgres,
+    Layered::new(PostgresHarness::from_env(), "group commit", grouped)
 );

@@ -15,6 +15,7 @@ pub mod archive;
 mod cursor;
 pub mod error;
 pub mod events;
+pub mod group_commit;
 mod handle;
 pub mod idempotency;
 pub mod layer;
@@ -37,6 +38,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{
     next_position, Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent,
 };
+pub use group_commit::GroupCommit;
 pub use handle::{
     error_chain, AdminHandle, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL,
 };

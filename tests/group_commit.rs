@@ -1,0 +1,163 @@
+//! The group-commit layer: concurrent appends share one call to the store
+//! beneath, and every caller still gets its own answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistkit::memory::MemoryStore;
+use persistkit::*;
+use serde_json::json;
+
+/// Memory, with appends that take a while (so callers pile up), that
+/// count the calls and the events per call, and that fail any batch
+/// holding an event of kind `poison`.
+#[derive(Debug)]
+struct Slow {
+    inner: Arc<dyn Store>,
+    calls: AtomicUsize,
+    largest: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventStore for Slow {
+    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.largest.fetch_max(events.len(), Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if events.iter().any(|e| e.kind == "poison") {
+            return Err(Error::invalid("poisoned batch"));
+        }
+        self.inner.append(ns, events).await
+    }
+    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+        self.inner.list_events(ns, q).await
+    }
+    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.inner.read_log(ns, after, limit).await
+    }
+}
+persistkit::forward_metric_store!(Slow, inner);
+persistkit::forward_idempotency_store!(Slow, inner);
+persistkit::forward_record_store!(Slow, inner);
+persistkit::forward_admin_store!(Slow, inner);
+
+fn setup() -> (Handle, Arc<Slow>) {
+    let slow = Arc::new(Slow {
+        inner: Arc::new(MemoryStore::new()),
+        calls: AtomicUsize::new(0),
+        largest: AtomicUsize::new(0),
+    });
+    (Handle::new(GroupCommit::wrap(slow.clone())), slow)
+}
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_secs(1_700_000_000 + s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_calls_and_keep_their_own_results() {
+    let (h, slow) = setup();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.append(&[
+                    NewEvent::new("paid", at(i), json!({"order": i})),
+                    NewEvent::new("shipped", at(i), json!({"order": i})),
+                ])
+                .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    let calls = slow.calls.load(Ordering::SeqCst);
+    assert!(
+        calls < 16,
+        "16 concurrent appends took {calls} calls: nothing was grouped"
+    );
+    assert!(slow.largest.load(Ordering::SeqCst) > 2);
+    // Each caller got its own two events, and the log holds each once, in
+    // position order, gap-free.
+    let log = h.read_log(0, 100).await.unwrap();
+    assert_eq!(log.len(), 32);
+    assert!(log
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.position == i as u64 + 1));
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|a| !a.duplicate));
+        let mine: Vec<&Event> = log
+            .iter()
+            .filter(|e| e.data == json!({"order": i}))
+            .collect();
+        assert_eq!(
+            r.iter().map(|a| a.id).collect::<Vec<_>>(),
+            mine.iter().map(|e| e.id).collect::<Vec<_>>(),
+            "caller {i} got the ids of its own events"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_fails_alone() {
+    let (h, _slow) = setup();
+    // Keep the writer busy so the next appends queue up together.
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move { h.append(&[NewEvent::new("a", at(0), json!({}))]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let h = h.clone();
+            let kind = if i == 3 { "poison" } else { "ok" };
+            tokio::spawn(async move {
+                h.append(&[NewEvent::new(kind, at(i), json!({"i": i}))])
+                    .await
+            })
+        })
+        .collect();
+    first.await.unwrap().unwrap();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        if i == 3 {
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidInput);
+        } else {
+            assert_eq!(
+                r.unwrap().len(),
+                1,
+                "batch {i} is not hurt by another's failure"
+            );
+        }
+    }
+    let log = h.read_log(0, 100).await.unwrap();
+    assert_eq!(log.len(), 6, "everything but the poisoned batch");
+    assert!(log.iter().all(|e| e.kind != "poison"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_from_two_callers_in_one_group_is_stored_once() {
+    let (h, _slow) = setup();
+    let blocker = {
+        let h = h.clone();
+        tokio::spawn(async move { h.append(&[NewEvent::new("a", at(0), json!({}))]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let same = || NewEvent::new("paid", at(1), json!({"order": 7}));
+    let (one, two) = ([same()], [same()]);
+    let (a, b) = tokio::join!(h.append(&one), h.append(&two));
+    blocker.await.unwrap().unwrap();
+    let (a, b) = (a.unwrap()[0], b.unwrap()[0]);
+    assert_eq!(a.id, b.id);
+    assert_eq!(
+        [a.duplicate, b.duplicate].iter().filter(|d| !**d).count(),
+        1,
+        "exactly one of them stored it"
+    );
+    assert_eq!(h.read_log(0, 100).await.unwrap().len(), 2);
+}
