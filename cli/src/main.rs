@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_reads;
 mod bench_recorder;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
@@ -118,8 +119,9 @@ enum Command {
     /// crate, and sustained recording into SQLite beside direct batches;
     /// `recorder-postgres` the same sustained figure on Postgres.
     Bench {
-        /// What to measure: sqlite (temporary files), postgres, recorder or
-        /// recorder-postgres.
+        /// What to measure: sqlite (temporary files), postgres, reads
+        /// (windowed reads at 10 k, 100 k and 1 M points, on SQLite),
+        /// recorder or recorder-postgres.
         #[arg(default_value = "sqlite")]
         backend: String,
         /// Points for the sustained recorder figure.
@@ -433,6 +435,17 @@ async fn import(file: PathBuf, target: Target) -> CliResult {
     Ok(true)
 }
 
+async fn bench_reads_cmd() -> CliResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = persistkit::sqlite::SqliteStore::connect(persistkit::sqlite::SqliteConfig::new(
+        dir.path().join("reads.db"),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    print_out(&bench_reads::run(store).await?);
+    Ok(true)
+}
+
 async fn bench_recorder_cmd(what: &str, url: Option<String>, points: usize) -> CliResult {
     use persistkit_conformance::harnesses::PostgresHarness;
     if what == "recorder" {
@@ -523,7 +536,7 @@ async fn bench_cmd(backend: &str, url: Option<String>, opts: &bench::BenchOption
         }
         other => {
             return Err(format!(
-                "no benchmark for {other:?}; try sqlite, postgres, recorder or recorder-postgres"
+                "no benchmark for {other:?}; try sqlite, postgres, reads, recorder or recorder-postgres"
             ))
         }
     }
@@ -640,6 +653,7 @@ async fn run(cli: Cli) -> ExitCode {
                 ops: ops.max(1),
             };
             match backend.as_str() {
+                "reads" => bench_reads_cmd().await,
                 "recorder" | "recorder-postgres" => {
                     bench_recorder_cmd(&backend, url, points.max(1)).await
                 }
