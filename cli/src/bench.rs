@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use persistkit::{Handle, MetricPoint, NewEvent, Store, Timestamp};
 use serde_json::json;
 
@@ -22,7 +21,7 @@ const BATCH: usize = 10_000;
 pub enum Baseline {
     /// One transaction, a prepared single-row INSERT per point.
     Sqlite(sqlx::SqlitePool),
-    /// One UNNEST INSERT per batch.
+    /// Binary COPY per batch.
     Postgres(sqlx::PgPool),
 }
 
@@ -34,7 +33,7 @@ impl Baseline {
     fn describe(&self) -> &'static str {
         match self {
             Baseline::Sqlite(_) => "sqlx: one transaction, prepared single-row INSERT",
-            Baseline::Postgres(_) => "sqlx: one UNNEST INSERT per batch",
+            Baseline::Postgres(_) => "sqlx: binary COPY per batch (ingest); one-statement calls",
         }
     }
 
@@ -57,20 +56,33 @@ impl Baseline {
                 tx.commit().await.map_err(err)
             }
             Baseline::Postgres(pool) => {
-                let at: Vec<DateTime<Utc>> = ps.iter().map(|p| p.at.to_datetime()).collect();
-                sqlx::query(
-                    "INSERT INTO persistkit.metrics (ns, at, component, name, kind, value) \
-                     SELECT 'default', * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::float8[])",
-                )
-                .bind(at)
-                .bind(ps.iter().map(|p| p.component.as_str()).collect::<Vec<_>>())
-                .bind(ps.iter().map(|p| p.name.as_str()).collect::<Vec<_>>())
-                .bind(ps.iter().map(|p| p.kind.as_str()).collect::<Vec<_>>())
-                .bind(ps.iter().map(|p| p.value).collect::<Vec<_>>())
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(err)
+                // Binary COPY, written out by hand: per row a field count,
+                // then each field as length + big-endian bytes.
+                let mut buf = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+                let field = |buf: &mut Vec<u8>, bytes: &[u8]| {
+                    buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                    buf.extend_from_slice(bytes);
+                };
+                for p in ps {
+                    buf.extend_from_slice(&6i16.to_be_bytes());
+                    field(&mut buf, b"default");
+                    field(
+                        &mut buf,
+                        &(p.at.as_micros() - 946_684_800_000_000).to_be_bytes(),
+                    );
+                    field(&mut buf, p.component.as_bytes());
+                    field(&mut buf, p.name.as_bytes());
+                    field(&mut buf, p.kind.as_str().as_bytes());
+                    field(&mut buf, &p.value.to_be_bytes());
+                }
+                buf.extend_from_slice(&(-1i16).to_be_bytes());
+                let mut conn = pool.acquire().await.map_err(err)?;
+                let mut copy = conn
+                    .copy_in_raw("COPY persistkit.metrics (ns, at, component, name, kind, value) FROM STDIN (FORMAT binary)")
+                    .await
+                    .map_err(err)?;
+                copy.send(buf).await.map_err(err)?;
+                copy.finish().await.map(|_| ()).map_err(err)
             }
         }
     }

@@ -212,6 +212,73 @@ mod postgres_only {
         fixture.hooks.cleanup().await;
     }
 
+    /// A batch of 1 000 points or more goes in by binary COPY: every point
+    /// comes back exactly, in the order written, at the ends of the time
+    /// range, with awkward names and values; a bad batch writes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_batches_go_in_by_copy_exactly() {
+        use persistkit_core::{MetricFilter, MetricPoint, Timestamp};
+        let Some((fixture, _owner, _config)) = fresh().await else {
+            return;
+        };
+        let h = Handle::new(fixture.store.clone());
+        let times = [
+            Timestamp::MIN,
+            Timestamp::from_micros(-1).unwrap(),
+            Timestamp::from_micros(946_684_800_000_000 - 1).unwrap(),
+            Timestamp::from_micros(946_684_800_000_000).unwrap(),
+            Timestamp::MAX,
+        ];
+        let names = ["a", "ünï ✓", "x y\\z'\"", &"n".repeat(255)];
+        let values = [0.0, -1.5e300, f64::MIN_POSITIVE, 42.0, f64::MAX];
+        let points: Vec<MetricPoint> = (0..1_500)
+            .map(|i| {
+                let p = MetricPoint::gauge(
+                    times[i % times.len()],
+                    names[i % names.len()],
+                    names[(i / 3) % names.len()],
+                    values[i % values.len()],
+                );
+                if i % 2 == 0 {
+                    p
+                } else {
+                    MetricPoint {
+                        kind: persistkit_core::MetricKind::Counter,
+                        ..p
+                    }
+                }
+            })
+            .collect();
+        h.write_metrics(&points).await.unwrap();
+        let mut got = Vec::new();
+        let mut f = MetricFilter {
+            limit: Some(10_000),
+            ..Default::default()
+        };
+        loop {
+            let page = h.read_metrics(&f).await.unwrap();
+            got.extend(page.items);
+            match page.next_cursor {
+                Some(c) => f.cursor = Some(c),
+                None => break,
+            }
+        }
+        got.sort_by_key(|m| m.seq);
+        assert_eq!(got.into_iter().map(|m| m.point).collect::<Vec<_>>(), points);
+        let mut bad = points.clone();
+        bad[1_200].component = "no\u{0}nul".into();
+        assert_eq!(
+            h.write_metrics(&bad).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            h.counts().await.unwrap().metrics,
+            1_500,
+            "the bad batch wrote nothing"
+        );
+        fixture.hooks.cleanup().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_connection_fails_at_once() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

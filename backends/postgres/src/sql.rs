@@ -16,6 +16,11 @@ FROM UNNEST($2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::float8[])
      WITH ORDINALITY AS u(at, component, name, kind, value, n)
 ORDER BY u.n";
 
+/// Large batches: binary COPY straight into the table. One statement, so
+/// all-or-nothing; the identity column numbers the rows in the order sent.
+pub(crate) const COPY_METRICS: &str =
+    "COPY {s}.metrics (ns, at, component, name, kind, value) FROM STDIN (FORMAT binary)";
+
 // Reads are built per filter shape (store.rs): only the predicates a call
 // uses appear, so the planner sees them, for custom and generic plans alike.
 pub(crate) const READ_METRICS_FROM: &str =
@@ -153,6 +158,7 @@ pub(crate) const PING: &str = "SELECT 1";
 /// Every template above, to render once per store.
 const ALL: &[&str] = &[
     INSERT_METRICS,
+    COPY_METRICS,
     READ_METRICS_FROM,
     READ_METRICS_ORDER,
     LIST_COMPONENTS,
