@@ -32,6 +32,31 @@ where
     Ok(t[t.len() / 2].as_secs_f64() * 1e3)
 }
 
+/// Median time of a hand-written query: `sql` with `binds` (text or
+/// integers), on `pool`.
+async fn hand_written(
+    pool: &sqlx::SqlitePool,
+    sql: &str,
+    binds: &[Bind<'_>],
+) -> Result<f64, String> {
+    median_ms(21, || async {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t.to_string()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        Ok(q.fetch_all(pool).await.map_err(err)?.len())
+    })
+    .await
+}
+
+enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
 /// Points one per second, 12 series interleaved: a 1 h window of one
 /// series holds 300 points at every size.
 async fn fill(h: &Handle, n: usize) -> Result<(), String> {
@@ -84,22 +109,19 @@ pub async fn run(store: SqliteStore) -> Result<String, String> {
         })
         .await?;
         let got = h.read_metrics(&filter).await.map_err(err)?.items.len();
-        let base = median_ms(21, || async {
-            let rows = sqlx::query(
-                "SELECT seq, at, component, name, kind, value FROM metrics INDEXED BY metrics_by_series \
-                 WHERE ns = ? AND component = ? AND name = ? AND at >= ? AND at < ? \
-                 ORDER BY at, component, name, seq LIMIT 1001",
-            )
-            .bind(&ns)
-            .bind("api")
-            .bind("latency")
-            .bind(from.as_micros())
-            .bind(to.as_micros())
-            .fetch_all(&pool)
-            .await
-            .map_err(err)?;
-            Ok(rows.len())
-        })
+        let base = hand_written(
+            &pool,
+            "SELECT seq, at, component, name, kind, value FROM metrics INDEXED BY metrics_by_series \
+             WHERE ns = ? AND component = ? AND name = ? AND at >= ? AND at < ? \
+             ORDER BY at, component, name, seq LIMIT 1001",
+            &[
+                Bind::Text(&ns),
+                Bind::Text("api"),
+                Bind::Text("latency"),
+                Bind::Int(from.as_micros()),
+                Bind::Int(to.as_micros()),
+            ],
+        )
         .await?;
         s += &format!(
             "{:<44} {:>10} {:>10} {:>10} {:>8.2}×\n",
@@ -160,18 +182,12 @@ pub async fn run(store: SqliteStore) -> Result<String, String> {
         Ok(h.list_events(&latest).await.map_err(err)?.items.len())
     })
     .await?;
-    let base = median_ms(21, || async {
-        let rows = sqlx::query(
-            "SELECT id, position, kind, occurred_at, data FROM events INDEXED BY events_by_kind \
-             WHERE ns = ? AND kind = ? ORDER BY occurred_at DESC, id DESC LIMIT 101",
-        )
-        .bind("events")
-        .bind("k3")
-        .fetch_all(&pool)
-        .await
-        .map_err(err)?;
-        Ok(rows.len())
-    })
+    let base = hand_written(
+        &pool,
+        "SELECT id, position, kind, occurred_at, data FROM events INDEXED BY events_by_kind \
+         WHERE ns = ? AND kind = ? ORDER BY occurred_at DESC, id DESC LIMIT 101",
+        &[Bind::Text("events"), Bind::Text("k3")],
+    )
     .await?;
     s += &format!(
         "{:<44} {:>10} {:>10} {:>10} {:>8.2}×\n",

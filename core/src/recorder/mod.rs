@@ -254,16 +254,23 @@ impl Shared {
 
     /// The id of a series, registering it (after checking its names) the
     /// first time.
+    #[inline]
     fn series_id(&self, kind: MetricKind, component: &str, name: &str) -> Result<u32> {
+        match self.known(kind, component, name) {
+            Some(id) => Ok(id),
+            None => self.register(kind, component, name),
+        }
+    }
+
+    /// The id of a registered series, without allocating.
+    #[inline]
+    fn known(&self, kind: MetricKind, component: &str, name: &str) -> Option<u32> {
         let probe = SeriesRef {
             kind,
             component,
             name,
         };
-        if let Some(id) = self.lookup.load().get(&probe) {
-            return Ok(*id);
-        }
-        self.register(kind, component, name)
+        self.lookup.load().get(&probe).copied()
     }
 
     #[cold]
@@ -271,13 +278,9 @@ impl Shared {
         validate::name("component", component)?;
         validate::name("metric name", name)?;
         let mut series = self.series.write().unwrap_or_else(|p| p.into_inner());
-        let probe = SeriesRef {
-            kind,
-            component,
-            name,
-        };
-        if let Some(id) = self.lookup.load().get(&probe) {
-            return Ok(*id);
+        // Another thread may have registered it while this one waited.
+        if let Some(id) = self.known(kind, component, name) {
+            return Ok(id);
         }
         let id = u32::try_from(series.len())
             .map_err(|_| Error::invalid("a recorder holds at most 2^32 series"))?;
