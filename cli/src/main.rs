@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod bench;
 mod bench_reads;
 mod bench_recorder;
+mod round_trips;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
 use persistkit_conformance::{report, run_suite, Harness, RunOptions, SuiteReport};
@@ -533,6 +534,11 @@ async fn bench_cmd(backend: &str, url: Option<String>, opts: &bench::BenchOption
             ours.hooks.cleanup().await;
             base.hooks.cleanup().await;
             result?;
+            eprintln!("bench: round trips per call …");
+            let (counted, _, config) = harness.fresh_pg_config().await.map_err(setup)?;
+            let trips = round_trips::measure(&config).await;
+            counted.hooks.cleanup().await;
+            print_out(&trips?);
         }
         other => {
             return Err(format!(
