@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod bench;
 mod bench_reads;
 mod bench_recorder;
+mod bench_sqlite;
 mod round_trips;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
@@ -503,16 +504,7 @@ async fn bench_cmd(backend: &str, url: Option<String>, opts: &bench::BenchOption
     match backend {
         "sqlite" => {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let open = |name: &str| {
-                persistkit::sqlite::SqliteStore::connect(persistkit::sqlite::SqliteConfig::new(
-                    dir.path().join(name),
-                ))
-            };
-            let ours = open("persistkit.db").await.map_err(|e| e.to_string())?;
-            let base = open("baseline.db").await.map_err(|e| e.to_string())?;
-            let pool = base.pool().clone();
-            let title = "sqlite (temporary files, WAL, synchronous=NORMAL)";
-            bench::run(title, Arc::new(ours), bench::Baseline::Sqlite(pool), opts).await?;
+            bench_sqlite::run(dir.path(), opts).await?;
         }
         "postgres" => {
             let harness = match url {

@@ -176,8 +176,8 @@ async fn sqlite_lock_is_unavailable_then_recovers() {
         .unwrap();
 
     // Another connection takes SQLite's write lock and holds it.
-    let other = persistkit_sqlite::SqliteStore::open(&url).await.unwrap();
-    let mut blocker = other.pool().begin_with("BEGIN EXCLUSIVE").await.unwrap();
+    let blocker = persistkit_sqlite::rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let started = Instant::now();
     let e = h
         .put("c", "id", &json!({"v": 2}), Expect::Any)
@@ -185,10 +185,6 @@ async fn sqlite_lock_is_unavailable_then_recovers() {
         .expect_err("the file is locked");
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(started.elapsed() < HANG);
-    sqlx::query("SELECT 1")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    blocker.rollback().await.unwrap();
+    blocker.execute_batch("SELECT 1; ROLLBACK").unwrap();
     recovers(&h).await;
 }

@@ -14,6 +14,7 @@
 
 mod config;
 mod error;
+mod pool;
 mod schema;
 mod sql;
 mod store;
@@ -21,3 +22,6 @@ mod store;
 pub use config::SqliteConfig;
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
+
+/// The SQLite driver, for [`SqliteStore::with_connection`].
+pub use rusqlite;

@@ -1,7 +1,7 @@
 //! Embedded, versioned migrations.
 
 use persistkit_core::{Error, Result, SchemaVersions};
-use sqlx::SqlitePool;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::map;
 
@@ -29,17 +29,16 @@ fn too_new(current: u32) -> Error {
 }
 
 /// The version the database is at (0 when never migrated).
-pub(crate) async fn current(pool: &SqlitePool) -> Result<u32> {
-    let has: i64 = sqlx::query_scalar(HAS_SCHEMA_TABLE)
-        .fetch_one(pool)
-        .await
+pub(crate) fn current(c: &Connection) -> Result<u32> {
+    let has: i64 = c
+        .query_row(HAS_SCHEMA_TABLE, [], |r| r.get(0))
         .map_err(map)?;
     if has == 0 {
         return Ok(0);
     }
-    let v: Option<i64> = sqlx::query_scalar(READ_VERSION)
-        .fetch_optional(pool)
-        .await
+    let v: Option<i64> = c
+        .query_row(READ_VERSION, [], |r| r.get(0))
+        .optional()
         .map_err(map)?;
     Ok(v.unwrap_or(0) as u32)
 }
@@ -49,8 +48,8 @@ pub(crate) async fn current(pool: &SqlitePool) -> Result<u32> {
 ///
 /// # Errors
 /// `Schema` when it is newer, older, or not migrated at all.
-pub(crate) async fn require_current(pool: &SqlitePool) -> Result<SchemaVersions> {
-    let current = current(pool).await?;
+pub(crate) fn require_current(c: &mut Connection) -> Result<SchemaVersions> {
+    let current = current(c)?;
     if current > SCHEMA_VERSION {
         return Err(too_new(current));
     }
@@ -69,23 +68,19 @@ pub(crate) async fn require_current(pool: &SqlitePool) -> Result<SchemaVersions>
 /// Apply pending migrations in one IMMEDIATE transaction, so two processes
 /// migrating at once serialize on SQLite's write lock and the second finds
 /// nothing to do.
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<SchemaVersions> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-    sqlx::query(CREATE_SCHEMA_TABLE)
-        .execute(&mut *tx)
-        .await
+pub(crate) fn migrate(c: &mut Connection) -> Result<SchemaVersions> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map)?;
-    let v: Option<i64> = sqlx::query_scalar(READ_VERSION)
-        .fetch_optional(&mut *tx)
-        .await
+    tx.execute(CREATE_SCHEMA_TABLE, []).map_err(map)?;
+    let v: Option<i64> = tx
+        .query_row(READ_VERSION, [], |r| r.get(0))
+        .optional()
         .map_err(map)?;
     let mut current = match v {
         Some(v) => v as u32,
         None => {
-            sqlx::query(INSERT_VERSION)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+            tx.execute(INSERT_VERSION, []).map_err(map)?;
             0
         }
     };
@@ -94,19 +89,13 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<SchemaVersions> {
     }
     let from = current;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
-        sqlx::raw_sql(*sql)
-            .execute(&mut *tx)
-            .await
+        tx.execute_batch(sql)
             .map_err(|e| Error::schema(format!("migration {version} failed")).with_source(e))?;
-        sqlx::query(WRITE_VERSION)
-            .bind(*version as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
+        tx.execute(WRITE_VERSION, [*version as i64]).map_err(map)?;
         tracing::info!(version, "applied SQLite migration");
         current = *version;
     }
-    tx.commit().await.map_err(map)?;
+    tx.commit().map_err(map)?;
     Ok(SchemaVersions {
         current,
         expected: SCHEMA_VERSION,

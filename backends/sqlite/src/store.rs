@@ -1,19 +1,17 @@
 use std::fmt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, Params, Row, TransactionBehavior};
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
 use crate::config::SqliteConfig;
 use crate::error::map;
+use crate::pool::Pool;
 use crate::schema;
 use crate::sql::*;
 
@@ -26,7 +24,7 @@ const IMPORT_PROGRESS_EVERY: u64 = 1_000;
 /// A persistkit store in one SQLite file (WAL, `synchronous=NORMAL`).
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pool: Arc<Pool>,
     config: SqliteConfig,
 }
 
@@ -66,50 +64,29 @@ impl SqliteStore {
                 })?;
             }
         }
-        let options = SqliteConnectOptions::new()
-            .filename(&config.path)
-            .create_if_missing(config.create)
-            .busy_timeout(config.busy_timeout);
-        let options = if config.inspect {
-            // Looking changes nothing: not even the journal mode.
-            options.read_only(true)
-        } else {
-            options
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-        };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(map)?;
-        Self::from_pool_with(pool, config).await
-    }
-
-    /// Use an existing pool. Migrates it unless `migrate` is false.
-    ///
-    /// # Errors
-    /// `Schema` when the database is newer than this code or migrating fails.
-    pub async fn from_pool(pool: SqlitePool, migrate: bool) -> Result<Self> {
-        let path = pool.connect_options().get_filename().to_path_buf();
-        Self::from_pool_with(pool, SqliteConfig::new(path).migrate(migrate)).await
-    }
-
-    async fn from_pool_with(pool: SqlitePool, config: SqliteConfig) -> Result<Self> {
+        let pool = Arc::new(Pool::open(config.clone())?);
         if config.inspect {
             // Health and similar read-only looks: no migration, no check.
         } else if config.migrate {
-            schema::migrate(&pool).await?;
+            pool.run(schema::migrate).await?;
         } else {
-            schema::require_current(&pool).await?;
+            pool.run(schema::require_current).await?;
         }
         Ok(SqliteStore { pool, config })
     }
 
-    /// The pool, for callers that want to run their own queries.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Run your own statements on one of the store's connections (a
+    /// closure on a blocking `rusqlite` connection; keep it short).
+    ///
+    /// # Errors
+    /// `Closed` once the store is closed, `Unavailable` when no connection
+    /// frees up in time, and what `f` fails with, mapped as the store's own
+    /// errors are.
+    pub async fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send,
+    ) -> Result<T> {
+        self.pool.run(|c| f(c).map_err(map)).await
     }
 
     /// The database file.
@@ -128,19 +105,34 @@ fn json(text: &str) -> Result<Value> {
         .map_err(|e| Error::internal("stored JSON does not parse").with_source(e))
 }
 
+fn bad_column(name: &str, e: impl Into<BoxError>) -> Error {
+    Error::internal(format!("column {name} of a stored row cannot be read")).with_source(e)
+}
+
 /// Column `i` (called `name`) of a row, or `Internal` naming it: a row of
 /// the wrong shape is an error, never a panic.
-fn col<'r, T>(r: &'r SqliteRow, i: usize, name: &str) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    r.try_get(i).map_err(|e| {
-        Error::internal(format!("column {name} of a stored row cannot be read")).with_source(e)
-    })
+fn col<T: rusqlite::types::FromSql>(r: &Row<'_>, i: usize, name: &str) -> Result<T> {
+    r.get(i).map_err(|e| bad_column(name, e))
+}
+
+/// A text column, borrowed from the row.
+fn text<'r>(r: &'r Row<'_>, i: usize, name: &str) -> Result<&'r str> {
+    r.get_ref(i)
+        .map_err(|e| bad_column(name, e))?
+        .as_str()
+        .map_err(|e| bad_column(name, e))
+}
+
+/// A text column that may be NULL.
+fn text_or_null<'r>(r: &'r Row<'_>, i: usize, name: &str) -> Result<Option<&'r str>> {
+    match r.get_ref(i).map_err(|e| bad_column(name, e))? {
+        ValueRef::Null => Ok(None),
+        v => v.as_str().map(Some).map_err(|e| bad_column(name, e)),
+    }
 }
 
 /// A stored id, position, version or sequence, which is never negative.
-fn seq(r: &SqliteRow, i: usize, name: &str) -> Result<u64> {
+fn seq(r: &Row<'_>, i: usize, name: &str) -> Result<u64> {
     let v: i64 = col(r, i, name)?;
     u64::try_from(v).map_err(|_| Error::internal(format!("column {name} holds {v}, below zero")))
 }
@@ -149,135 +141,207 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn metric_row(r: &SqliteRow) -> Result<StoredMetric> {
+fn metric_row(r: &Row<'_>) -> Result<StoredMetric> {
     Ok(StoredMetric {
         seq: seq(r, 0, "metrics.seq")?,
         point: MetricPoint {
             at: ts(col(r, 1, "metrics.at")?)?,
             component: col(r, 2, "metrics.component")?,
             name: col(r, 3, "metrics.name")?,
-            kind: MetricKind::parse(col::<&str>(r, 4, "metrics.kind")?)?,
+            kind: MetricKind::parse(text(r, 4, "metrics.kind")?)?,
             value: col(r, 5, "metrics.value")?,
         },
     })
 }
 
-fn event_row(r: &SqliteRow) -> Result<Event> {
+fn event_row(r: &Row<'_>) -> Result<Event> {
     Ok(Event {
         id: seq(r, 0, "events.id")?,
         position: seq(r, 1, "events.position")?,
         kind: col(r, 2, "events.kind")?,
         occurred_at: ts(col(r, 3, "events.occurred_at")?)?,
-        data: json(col::<&str>(r, 4, "events.data")?)?,
+        data: json(text(r, 4, "events.data")?)?,
     })
 }
 
-fn key_row(r: &SqliteRow) -> Result<IdempotencyEntry> {
+fn key_row(r: &Row<'_>) -> Result<IdempotencyEntry> {
     Ok(IdempotencyEntry {
         scope: col(r, 0, "idempotency_keys.scope")?,
         key: col(r, 1, "idempotency_keys.key")?,
         token: col(r, 2, "idempotency_keys.token")?,
         claimed_at: ts(col(r, 3, "idempotency_keys.claimed_at")?)?,
         expires_at: ts(col(r, 4, "idempotency_keys.expires_at")?)?,
-        response: col::<Option<&str>>(r, 5, "idempotency_keys.response")?
+        response: text_or_null(r, 5, "idempotency_keys.response")?
             .map(json)
             .transpose()?,
     })
 }
 
-fn record_row(r: &SqliteRow) -> Result<Record> {
+fn record_row(r: &Row<'_>) -> Result<Record> {
     Ok(Record {
         collection: col(r, 0, "records.collection")?,
         id: col(r, 1, "records.id")?,
-        data: json(col::<&str>(r, 2, "records.data")?)?,
+        data: json(text(r, 2, "records.data")?)?,
         version: seq(r, 3, "records.version")?,
         created_at: ts(col(r, 4, "records.created_at")?)?,
         updated_at: ts(col(r, 5, "records.updated_at")?)?,
     })
 }
 
+/// Every row of a cached statement, each turned into a `T` by `f`.
+fn all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = c.prepare_cached(sql).map_err(map)?;
+    let mut rows = st.query(params).map_err(map)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(map)? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a cached statement, if any.
+fn first<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut st = c.prepare_cached(sql).map_err(map)?;
+    let mut rows = st.query(params).map_err(map)?;
+    rows.next().map_err(map)?.map(f).transpose()
+}
+
+/// Run a cached statement; the rows it changed.
+fn exec(c: &Connection, sql: &str, params: impl Params) -> Result<usize> {
+    c.prepare_cached(sql)
+        .map_err(map)?
+        .execute(params)
+        .map_err(map)
+}
+
+/// `BEGIN IMMEDIATE`: the write lock first, so writers serialize and
+/// positions follow commit order.
+fn immediate(c: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map)
+}
+
+/// A statement built for one call's shape: the SQL text, and its values in
+/// placeholder order.
+#[derive(Debug, Default)]
+pub(crate) struct Query<'a> {
+    pub(crate) sql: String,
+    params: Vec<ToSqlOutput<'a>>,
+}
+
+impl<'a> Query<'a> {
+    fn new(sql: &str) -> Self {
+        Query {
+            sql: sql.to_string(),
+            params: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    fn bind(&mut self, v: impl Into<ToSqlOutput<'a>>) -> &mut Self {
+        self.sql.push('?');
+        self.params.push(v.into());
+        self
+    }
+
+    /// Push `template`, calling `fill` wherever `hole` appears in it.
+    fn push_filled(&mut self, template: &str, hole: &str, mut fill: impl FnMut(&mut Self)) {
+        let mut parts = template.split(hole);
+        self.push(parts.next().unwrap_or_default());
+        for part in parts {
+            fill(self);
+            self.push(part);
+        }
+    }
+
+    fn rows<T>(&self, c: &Connection, f: impl Fn(&Row<'_>) -> Result<T>) -> Result<Vec<T>> {
+        all(c, &self.sql, rusqlite::params_from_iter(&self.params), f)
+    }
+}
+
 /// A metric read with only the predicates `q` uses.
-fn read_metrics_statement(ns: &str, q: &MetricQuery) -> QueryBuilder<Sqlite> {
-    let mut b = QueryBuilder::<Sqlite>::new(READ_METRICS_FROM);
-    b.push_bind(ns.to_string());
+pub(crate) fn read_metrics_statement<'a>(ns: &'a str, q: &'a MetricQuery) -> Query<'a> {
+    let mut b = Query::new(READ_METRICS_FROM);
+    b.bind(ns);
     metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
     if let Some(k) = &q.after {
         b.push(" AND (at, component, name, seq) > (")
-            .push_bind(k.at.as_micros())
+            .bind(k.at.as_micros())
             .push(", ")
-            .push_bind(k.component.clone())
+            .bind(k.component.as_str())
             .push(", ")
-            .push_bind(k.name.clone())
+            .bind(k.name.as_str())
             .push(", ")
-            .push_bind(k.seq as i64)
+            .bind(k.seq as i64)
             .push(")");
     }
-    b.push(READ_METRICS_ORDER).push_bind(q.limit as i64);
+    b.push(READ_METRICS_ORDER).bind(q.limit as i64);
     b
 }
 
 /// The metric filters a call uses, and only those.
-fn metric_filters(
-    b: &mut QueryBuilder<Sqlite>,
-    component: &Option<String>,
-    name: &Option<String>,
+fn metric_filters<'a>(
+    b: &mut Query<'a>,
+    component: &'a Option<String>,
+    name: &'a Option<String>,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
 ) {
     if let Some(c) = component {
-        b.push(" AND component = ").push_bind(c.as_str());
+        b.push(" AND component = ").bind(c.as_str());
     }
     if let Some(n) = name {
-        b.push(" AND name = ").push_bind(n.as_str());
+        b.push(" AND name = ").bind(n.as_str());
     }
     if let Some(f) = from {
-        b.push(" AND at >= ").push_bind(f.as_micros());
+        b.push(" AND at >= ").bind(f.as_micros());
     }
     if let Some(t) = to {
-        b.push(" AND at < ").push_bind(t.as_micros());
-    }
-}
-
-/// Push `template`, calling `fill` wherever `hole` appears in it.
-fn push_filled(
-    b: &mut QueryBuilder<Sqlite>,
-    template: &str,
-    hole: &str,
-    mut fill: impl FnMut(&mut QueryBuilder<Sqlite>),
-) {
-    let mut parts = template.split(hole);
-    b.push(parts.next().unwrap_or_default());
-    for part in parts {
-        fill(b);
-        b.push(part);
+        b.push(" AND at < ").bind(t.as_micros());
     }
 }
 
 /// The bucket start of `at` for buckets `width` µs wide.
-fn push_bucket(b: &mut QueryBuilder<Sqlite>, width: i64) {
-    push_filled(b, AGGREGATE_BUCKET, "{w}", |b| {
-        b.push_bind(width);
+fn push_bucket(b: &mut Query, width: i64) {
+    b.push_filled(AGGREGATE_BUCKET, "{w}", |b| {
+        b.bind(width);
     });
 }
 
 /// The event listing for `q`'s shape: only the filters given, in the
 /// order asked, so "the latest of one kind" is a range scan on
 /// `events_by_kind`.
-fn list_events_statement(ns: &str, q: &EventQuery) -> QueryBuilder<Sqlite> {
-    let mut b = QueryBuilder::<Sqlite>::new(LIST_EVENTS_FROM);
-    b.push_bind(ns);
+pub(crate) fn list_events_statement<'a>(ns: &'a str, q: &'a EventQuery) -> Query<'a> {
+    let mut b = Query::new(LIST_EVENTS_FROM);
+    b.bind(ns);
     if let Some(f) = q.from {
-        b.push(" AND occurred_at >= ").push_bind(f.as_micros());
+        b.push(" AND occurred_at >= ").bind(f.as_micros());
     }
     if let Some(t) = q.to {
-        b.push(" AND occurred_at < ").push_bind(t.as_micros());
+        b.push(" AND occurred_at < ").bind(t.as_micros());
     }
     if !q.kinds.is_empty() {
         // One placeholder per kind: a statement per number of kinds.
         b.push(" AND kind IN (");
-        let mut list = b.separated(", ");
-        for k in &q.kinds {
-            list.push_bind(k.as_str());
+        for (i, k) in q.kinds.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.bind(k.as_str());
         }
         b.push(")");
     }
@@ -287,9 +351,9 @@ fn list_events_statement(ns: &str, q: &EventQuery) -> QueryBuilder<Sqlite> {
         } else {
             " AND (occurred_at, id) > ("
         })
-        .push_bind(t.as_micros())
+        .bind(t.as_micros())
         .push(", ")
-        .push_bind(id as i64)
+        .bind(id as i64)
         .push(")");
     }
     b.push(if q.newest_first {
@@ -297,25 +361,25 @@ fn list_events_statement(ns: &str, q: &EventQuery) -> QueryBuilder<Sqlite> {
     } else {
         LIST_EVENTS_ORDER
     })
-    .push_bind(q.limit as i64);
+    .bind(q.limit as i64);
     b
 }
 
 /// The aggregation statement for `q`'s shape: quantile columns and ranks
 /// only when asked for, filters only when given.
-fn aggregate_statement(ns: &str, q: &AggregateQuery) -> QueryBuilder<Sqlite> {
+fn aggregate_statement<'a>(ns: &'a str, q: &'a AggregateQuery) -> Query<'a> {
     let width = q.bucket.as_micros();
-    let mut b = QueryBuilder::<Sqlite>::new(AGGREGATE_COLUMNS);
+    let mut b = Query::new(AGGREGATE_COLUMNS);
     for &quantile in &q.quantiles {
-        push_filled(&mut b, AGGREGATE_QUANTILE, "{q}", |b| {
-            b.push_bind(quantile);
+        b.push_filled(AGGREGATE_QUANTILE, "{q}", |b| {
+            b.bind(quantile);
         });
     }
-    push_filled(&mut b, AGGREGATE_FROM, "{b}", |b| push_bucket(b, width));
+    b.push_filled(AGGREGATE_FROM, "{b}", |b| push_bucket(b, width));
     if !q.quantiles.is_empty() {
-        push_filled(&mut b, AGGREGATE_RANKS, "{b}", |b| push_bucket(b, width));
+        b.push_filled(AGGREGATE_RANKS, "{b}", |b| push_bucket(b, width));
     }
-    b.push(AGGREGATE_WHERE).push_bind(ns);
+    b.push(AGGREGATE_WHERE).bind(ns);
     metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
     b.push(AGGREGATE_TAIL);
     b
@@ -332,111 +396,125 @@ fn chunk_insert_sql() -> &'static str {
     })
 }
 
-#[async_trait]
-impl MetricStore for SqliteStore {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-        let mut chunks = points.chunks_exact(METRIC_CHUNK);
+/// Insert `points` into `ns` inside the caller's transaction.
+fn insert_metrics(c: &Connection, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    let mut chunks = points.chunks_exact(METRIC_CHUNK);
+    if chunks.len() > 0 {
+        let mut st = c.prepare_cached(chunk_insert_sql()).map_err(map)?;
         for chunk in &mut chunks {
-            let mut q = sqlx::query(AssertSqlSafe(chunk_insert_sql()));
-            for p in chunk {
-                q = q
-                    .bind(ns)
-                    .bind(p.at.as_micros())
-                    .bind(&p.component)
-                    .bind(&p.name)
-                    .bind(p.kind.as_str())
-                    .bind(p.value);
+            for (i, p) in chunk.iter().enumerate() {
+                let at = i * 6;
+                st.raw_bind_parameter(at + 1, ns).map_err(map)?;
+                st.raw_bind_parameter(at + 2, p.at.as_micros())
+                    .map_err(map)?;
+                st.raw_bind_parameter(at + 3, &p.component).map_err(map)?;
+                st.raw_bind_parameter(at + 4, &p.name).map_err(map)?;
+                st.raw_bind_parameter(at + 5, p.kind.as_str())
+                    .map_err(map)?;
+                st.raw_bind_parameter(at + 6, p.value).map_err(map)?;
             }
-            q.execute(&mut *tx).await.map_err(map)?;
+            st.raw_execute().map_err(map)?;
         }
-        for p in chunks.remainder() {
-            sqlx::query(INSERT_METRIC)
-                .bind(ns)
-                .bind(p.at.as_micros())
-                .bind(&p.component)
-                .bind(&p.name)
-                .bind(p.kind.as_str())
-                .bind(p.value)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut st = c.prepare_cached(INSERT_METRIC).map_err(map)?;
+        for p in rest {
+            st.execute(params![
+                ns,
+                p.at.as_micros(),
+                p.component,
+                p.name,
+                p.kind.as_str(),
+                p.value
+            ])
+            .map_err(map)?;
         }
-        tx.commit().await.map_err(map)
     }
-
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        let mut b = read_metrics_statement(ns, q);
-        let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
-        rows.iter().map(metric_row).collect()
-    }
-
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(LIST_COMPONENTS)
-            .bind(ns)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)
-    }
-
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(LIST_METRIC_NAMES)
-            .bind(ns)
-            .bind(component)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)
-    }
-
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let mut b = aggregate_statement(ns, q);
-        let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
-        rows.iter()
-            .map(|r| {
-                let count = seq(r, 3, "count")?;
-                let sum: f64 = col(r, 4, "sum")?;
-                Ok(AggregateRow {
-                    bucket_start: ts(col::<i64>(r, 0, "bucket")?.max(Timestamp::MIN.as_micros()))?,
-                    component: col(r, 1, "metrics.component")?,
-                    name: col(r, 2, "metrics.name")?,
-                    count,
-                    sum,
-                    min: col(r, 5, "min")?,
-                    max: col(r, 6, "max")?,
-                    avg: sum / count as f64,
-                    last: col(r, 7, "last")?,
-                    quantiles: (0..q.quantiles.len())
-                        .map(|i| col(r, 8 + i, "quantile"))
-                        .collect::<Result<_>>()?,
-                })
-            })
-            .collect()
-    }
+    Ok(())
 }
 
 #[async_trait]
-impl EventStore for SqliteStore {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        // IMMEDIATE takes the write lock first, so appends serialize and
-        // positions follow commit order.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-        let start: i64 = sqlx::query_scalar(LOG_HEAD)
-            .bind(ns)
-            .fetch_optional(&mut *tx)
+impl MetricStore for SqliteStore {
+    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+        self.pool
+            .run(|c| {
+                let tx = immediate(c)?;
+                insert_metrics(&tx, ns, points)?;
+                tx.commit().map_err(map)
+            })
             .await
-            .map_err(map)?
-            .unwrap_or(0);
-        let mut head = u64_of(start);
-        let mut out = Vec::with_capacity(events.len());
+    }
+
+    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let b = read_metrics_statement(ns, q);
+        self.pool.run(|c| b.rows(c, metric_row)).await
+    }
+
+    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+        self.pool
+            .run(|c| all(c, LIST_COMPONENTS, [ns], |r| col(r, 0, "component")))
+            .await
+    }
+
+    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+        self.pool
+            .run(|c| all(c, LIST_METRIC_NAMES, [ns, component], |r| col(r, 0, "name")))
+            .await
+    }
+
+    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let b = aggregate_statement(ns, q);
+        let quantiles = q.quantiles.len();
+        self.pool
+            .run(|c| {
+                b.rows(c, |r| {
+                    let count = seq(r, 3, "count")?;
+                    let sum: f64 = col(r, 4, "sum")?;
+                    Ok(AggregateRow {
+                        bucket_start: ts(
+                            col::<i64>(r, 0, "bucket")?.max(Timestamp::MIN.as_micros())
+                        )?,
+                        component: col(r, 1, "metrics.component")?,
+                        name: col(r, 2, "metrics.name")?,
+                        count,
+                        sum,
+                        min: col(r, 5, "min")?,
+                        max: col(r, 6, "max")?,
+                        avg: sum / count as f64,
+                        last: col(r, 7, "last")?,
+                        quantiles: (0..quantiles)
+                            .map(|i| col(r, 8 + i, "quantile"))
+                            .collect::<Result<_>>()?,
+                    })
+                })
+            })
+            .await
+    }
+}
+
+/// Append `events` to `ns` in one IMMEDIATE transaction: positions follow
+/// commit order, duplicates get the original's id and position, a full
+/// log fails the whole batch.
+fn append_in(c: &mut Connection, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    let tx = immediate(c)?;
+    let start: i64 = first(&tx, LOG_HEAD, [ns], |r| col(r, 0, "last_position"))?.unwrap_or(0);
+    let mut head = u64_of(start);
+    let mut out = Vec::with_capacity(events.len());
+    {
+        let mut find = tx.prepare_cached(FIND_EVENT).map_err(map)?;
+        let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(map)?;
         for e in events {
-            let existing: Option<(i64, i64)> = sqlx::query_as(FIND_EVENT)
-                .bind(ns)
-                .bind(&e.kind)
-                .bind(e.occurred_at.as_micros())
-                .bind(&e.digest)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map)?;
+            let at = e.occurred_at.as_micros();
+            let existing = find
+                .query_row(params![ns, e.kind, at, e.digest], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(map(e)),
+                })?;
             if let Some((id, position)) = existing {
                 out.push(Appended {
                     id: u64_of(id),
@@ -447,16 +525,16 @@ impl EventStore for SqliteStore {
             }
             // A full log fails the whole batch: the transaction rolls back.
             head = next_position(ns, head)?;
-            sqlx::query(INSERT_EVENT)
-                .bind(ns)
-                .bind(head as i64)
-                .bind(head as i64)
-                .bind(&e.kind)
-                .bind(e.occurred_at.as_micros())
-                .bind(&e.digest)
-                .bind(&e.canonical)
-                .execute(&mut *tx)
-                .await
+            insert
+                .execute(params![
+                    ns,
+                    head as i64,
+                    head as i64,
+                    e.kind,
+                    at,
+                    e.digest,
+                    e.canonical
+                ])
                 .map_err(map)?;
             out.push(Appended {
                 id: head,
@@ -464,64 +542,60 @@ impl EventStore for SqliteStore {
                 duplicate: false,
             });
         }
-        if head != u64_of(start) {
-            sqlx::query(SET_LOG_HEAD)
-                .bind(ns)
-                .bind(head as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(out)
+    }
+    if head != u64_of(start) {
+        exec(&tx, SET_LOG_HEAD, params![ns, head as i64])?;
+    }
+    tx.commit().map_err(map)?;
+    Ok(out)
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+        self.pool.run(|c| append_in(c, ns, events)).await
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        let mut b = list_events_statement(ns, q);
-        let rows = b.build().fetch_all(&self.pool).await.map_err(map)?;
-        rows.iter().map(event_row).collect()
+        let b = list_events_statement(ns, q);
+        self.pool.run(|c| b.rows(c, event_row)).await
     }
 
     async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        let rows = sqlx::query(READ_LOG)
-            .bind(ns)
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.pool
+            .run(|c| all(c, READ_LOG, params![ns, after, limit as i64], event_row))
             .await
-            .map_err(map)?;
-        rows.iter().map(event_row).collect()
     }
 }
 
-impl SqliteStore {
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
-        let row = sqlx::query(GET_KEY)
-            .bind(ns)
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        row.as_ref().map(key_row).transpose()
-    }
+fn get_key_in(
+    c: &Connection,
+    ns: &str,
+    scope: &str,
+    key: &str,
+) -> Result<Option<IdempotencyEntry>> {
+    first(c, GET_KEY, [ns, scope, key], key_row)
+}
 
-    async fn explain_key_miss(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        action: &str,
-    ) -> Error {
-        match self.get_key(ns, scope, key).await {
+/// Why a complete or release changed nothing: the claim is missing,
+/// expired, someone else's or already completed; or, if it looks live and
+/// ours, it changed concurrently.
+fn explain_key_miss(
+    c: &Connection,
+    ns: &str,
+    scope: &str,
+    key: &str,
+    token: &str,
+    now: Timestamp,
+    action: &str,
+) -> Error {
+    match get_key_in(c, ns, scope, key) {
+        Err(e) => e,
+        Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
             Err(e) => e,
-            Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
-                Err(e) => e,
-                Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
-            },
-        }
+            Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
+        },
     }
 }
 
@@ -536,43 +610,51 @@ impl IdempotencyStore for SqliteStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Claim> {
-        // The upsert is one statement, so exactly one concurrent claimer's
-        // insert or takeover succeeds. If it reports nothing and the key is
-        // gone by the time we look, a release raced us: try again.
-        for _ in 0..16 {
-            let won: Option<String> = sqlx::query_scalar(CLAIM)
-                .bind(ns)
-                .bind(scope)
-                .bind(key)
-                .bind(token)
-                .bind(now.as_micros())
-                .bind(expires_at.as_micros())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map)?;
-            if won.as_deref() == Some(token) {
-                return Ok(Claim::Acquired {
-                    token: token.into(),
-                    expires_at,
-                });
-            }
-            if let Some(e) = self.get_key(ns, scope, key).await? {
-                if e.expires_at > now {
-                    let state = match e.response {
-                        Some(response) => KeyState::Completed { response },
-                        None => KeyState::InProgress,
-                    };
-                    return Ok(Claim::Exists {
-                        state,
-                        claimed_at: e.claimed_at,
-                        expires_at: e.expires_at,
-                    });
+        self.pool
+            .run(|c| {
+                // The upsert is one statement, so exactly one concurrent
+                // claimer's insert or takeover succeeds. If it reports
+                // nothing and the key is gone by the time we look, a release
+                // raced us: try again.
+                for _ in 0..16 {
+                    let won: Option<String> = first(
+                        c,
+                        CLAIM,
+                        params![
+                            ns,
+                            scope,
+                            key,
+                            token,
+                            now.as_micros(),
+                            expires_at.as_micros()
+                        ],
+                        |r| col(r, 0, "token"),
+                    )?;
+                    if won.as_deref() == Some(token) {
+                        return Ok(Claim::Acquired {
+                            token: token.into(),
+                            expires_at,
+                        });
+                    }
+                    if let Some(e) = get_key_in(c, ns, scope, key)? {
+                        if e.expires_at > now {
+                            let state = match e.response {
+                                Some(response) => KeyState::Completed { response },
+                                None => KeyState::InProgress,
+                            };
+                            return Ok(Claim::Exists {
+                                state,
+                                claimed_at: e.claimed_at,
+                                expires_at: e.expires_at,
+                            });
+                        }
+                    }
                 }
-            }
-        }
-        Err(Error::unavailable(
-            "idempotency claim kept racing with releases; retry",
-        ))
+                Err(Error::unavailable(
+                    "idempotency claim kept racing with releases; retry",
+                ))
+            })
+            .await
     }
 
     async fn complete(
@@ -584,22 +666,28 @@ impl IdempotencyStore for SqliteStore {
         response: &Value,
         now: Timestamp,
     ) -> Result<()> {
-        let done = sqlx::query(COMPLETE_KEY)
-            .bind(ns)
-            .bind(scope)
-            .bind(key)
-            .bind(token)
-            .bind(canonical_json(response))
-            .bind(now.as_micros())
-            .execute(&self.pool)
+        let response = canonical_json(response);
+        self.pool
+            .run(|c| {
+                let done = exec(
+                    c,
+                    COMPLETE_KEY,
+                    params![ns, scope, key, token, response, now.as_micros()],
+                )?;
+                if done == 1 {
+                    return Ok(());
+                }
+                Err(explain_key_miss(
+                    c,
+                    ns,
+                    scope,
+                    key,
+                    token,
+                    now,
+                    "completed again",
+                ))
+            })
             .await
-            .map_err(map)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        Err(self
-            .explain_key_miss(ns, scope, key, token, now, "completed again")
-            .await)
     }
 
     async fn release(
@@ -610,21 +698,19 @@ impl IdempotencyStore for SqliteStore {
         token: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let done = sqlx::query(RELEASE_KEY)
-            .bind(ns)
-            .bind(scope)
-            .bind(key)
-            .bind(token)
-            .bind(now.as_micros())
-            .execute(&self.pool)
+        self.pool
+            .run(|c| {
+                let done = exec(
+                    c,
+                    RELEASE_KEY,
+                    params![ns, scope, key, token, now.as_micros()],
+                )?;
+                if done == 1 {
+                    return Ok(());
+                }
+                Err(explain_key_miss(c, ns, scope, key, token, now, "released"))
+            })
             .await
-            .map_err(map)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        Err(self
-            .explain_key_miss(ns, scope, key, token, now, "released")
-            .await)
     }
 
     async fn scan_keys(
@@ -633,29 +719,24 @@ impl IdempotencyStore for SqliteStore {
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<IdempotencyEntry>> {
-        let rows = sqlx::query(SCAN_KEYS)
-            .bind(ns)
-            .bind(after.map(|a| a.0))
-            .bind(after.map(|a| a.1))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
+        self.pool
+            .run(|c| {
+                all(
+                    c,
+                    SCAN_KEYS,
+                    params![ns, after.map(|a| a.0), after.map(|a| a.1), limit as i64],
+                    key_row,
+                )
+            })
             .await
-            .map_err(map)?;
-        rows.iter().map(key_row).collect()
     }
 }
 
-impl SqliteStore {
-    async fn record_version(&self, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar(RECORD_VERSION)
-            .bind(ns)
-            .bind(collection)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map)?;
-        Ok(v.map(u64_of))
-    }
+fn record_version_in(c: &Connection, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
+    Ok(first(c, RECORD_VERSION, [ns, collection, id], |r| {
+        col::<i64>(r, 0, "records.version")
+    })?
+    .map(u64_of))
 }
 
 #[async_trait]
@@ -670,89 +751,76 @@ impl RecordStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Record> {
         let text = canonical_json(data);
-        let row = match expect {
-            // No row when the record is at its last version.
-            Expect::Any => sqlx::query(UPSERT_RECORD)
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(now.as_micros())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map)?,
-            Expect::Absent => sqlx::query(INSERT_RECORD_IF_ABSENT)
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(now.as_micros())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map)?,
-            Expect::Version(v) => sqlx::query(UPDATE_RECORD_AT_VERSION)
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(now.as_micros())
-                .bind(v as i64)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map)?,
-        };
-        match row {
-            Some(r) => record_row(&r),
-            None => Err(put_refused(
-                collection,
-                id,
-                expect,
-                self.record_version(ns, collection, id).await?,
-            )),
-        }
+        let at = now.as_micros();
+        self.pool
+            .run(|c| {
+                let row = match expect {
+                    // No row when the record is at its last version.
+                    Expect::Any => first(
+                        c,
+                        UPSERT_RECORD,
+                        params![ns, collection, id, text, at],
+                        record_row,
+                    )?,
+                    Expect::Absent => first(
+                        c,
+                        INSERT_RECORD_IF_ABSENT,
+                        params![ns, collection, id, text, at],
+                        record_row,
+                    )?,
+                    Expect::Version(v) => first(
+                        c,
+                        UPDATE_RECORD_AT_VERSION,
+                        params![ns, collection, id, text, at, v as i64],
+                        record_row,
+                    )?,
+                };
+                match row {
+                    Some(r) => Ok(r),
+                    None => Err(put_refused(
+                        collection,
+                        id,
+                        expect,
+                        record_version_in(c, ns, collection, id)?,
+                    )),
+                }
+            })
+            .await
     }
 
     async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
-        let row = sqlx::query(GET_RECORD)
-            .bind(ns)
-            .bind(collection)
-            .bind(id)
-            .fetch_optional(&self.pool)
+        self.pool
+            .run(|c| first(c, GET_RECORD, [ns, collection, id], record_row))
             .await
-            .map_err(map)?;
-        row.as_ref().map(record_row).transpose()
     }
 
     async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
-        let version = match expect {
-            Expect::Absent => {
-                return match self.record_version(ns, collection, id).await? {
-                    Some(c) => Err(expectation_error(expect, Some(c))),
-                    None => Err(Error::not_found(format!(
+        self.pool
+            .run(|c| {
+                let version = match expect {
+                    Expect::Absent => {
+                        return match record_version_in(c, ns, collection, id)? {
+                            Some(v) => Err(expectation_error(expect, Some(v))),
+                            None => Err(Error::not_found(format!(
+                                "record {collection:?}/{id:?} does not exist"
+                            ))),
+                        };
+                    }
+                    Expect::Any => None,
+                    Expect::Version(v) => Some(v as i64),
+                };
+                let done = exec(c, DELETE_RECORD, params![ns, collection, id, version])?;
+                if done == 1 {
+                    return Ok(());
+                }
+                match (expect, record_version_in(c, ns, collection, id)?) {
+                    (Expect::Any, None) => Err(Error::not_found(format!(
                         "record {collection:?}/{id:?} does not exist"
                     ))),
-                };
-            }
-            Expect::Any => None,
-            Expect::Version(v) => Some(v as i64),
-        };
-        let done = sqlx::query(DELETE_RECORD)
-            .bind(ns)
-            .bind(collection)
-            .bind(id)
-            .bind(version)
-            .execute(&self.pool)
+                    (_, current) => Err(expectation_error(expect, current)),
+                }
+            })
             .await
-            .map_err(map)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        match (expect, self.record_version(ns, collection, id).await?) {
-            (Expect::Any, None) => Err(Error::not_found(format!(
-                "record {collection:?}/{id:?} does not exist"
-            ))),
-            (_, current) => Err(expectation_error(expect, current)),
-        }
     }
 
     async fn list_records(
@@ -762,24 +830,138 @@ impl RecordStore for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let rows = sqlx::query(LIST_RECORDS)
-            .bind(ns)
-            .bind(collection)
-            .bind(after)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
+        self.pool
+            .run(|c| {
+                all(
+                    c,
+                    LIST_RECORDS,
+                    params![ns, collection, after, limit as i64],
+                    record_row,
+                )
+            })
             .await
-            .map_err(map)?;
-        rows.iter().map(record_row).collect()
     }
 
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(LIST_COLLECTIONS)
-            .bind(ns)
-            .fetch_all(&self.pool)
+        self.pool
+            .run(|c| all(c, LIST_COLLECTIONS, [ns], |r| col(r, 0, "collection")))
             .await
-            .map_err(map)
     }
+}
+
+fn counts_in(c: &Connection, ns: &str) -> Result<Counts> {
+    let row = first(c, COUNTS, [ns], |r| {
+        Ok(Counts {
+            metrics: u64_of(col(r, 0, "metrics")?),
+            events: u64_of(col(r, 1, "events")?),
+            idempotency_keys: u64_of(col(r, 2, "idempotency_keys")?),
+            records: u64_of(col(r, 3, "records")?),
+        })
+    })?;
+    row.ok_or_else(|| Error::internal("the counts query returned no row"))
+}
+
+fn purge_in(c: &mut Connection, ns: &str, cut: &PurgeCutoffs) -> Result<PurgeReport> {
+    let tx = immediate(c)?;
+    let mut report = PurgeReport::default();
+    let purge = |sql: &str, before: Timestamp| -> Result<u64> {
+        Ok(exec(&tx, sql, params![ns, before.as_micros()])? as u64)
+    };
+    if let Some(before) = cut.metrics_before {
+        report.metrics = purge(PURGE_METRICS, before)?;
+    }
+    if let Some(before) = cut.events_before {
+        report.events = purge(PURGE_EVENTS, before)?;
+    }
+    report.idempotency_keys = purge(PURGE_KEYS, cut.now)?;
+    if let Some(before) = cut.records_before {
+        report.records = purge(PURGE_RECORDS, before)?;
+    }
+    tx.commit().map_err(map)?;
+    Ok(report)
+}
+
+/// Write a whole archive in one IMMEDIATE transaction: all of it or
+/// nothing, into namespaces that must be empty.
+fn import_in(
+    c: &mut Connection,
+    archive: &[ArchiveNamespace],
+    progress: ImportProgress<'_>,
+) -> Result<u64> {
+    let tx = immediate(c)?;
+    for a in archive {
+        let n = counts_in(&tx, &a.name)?;
+        if n.metrics + n.events + n.idempotency_keys + n.records > 0 {
+            return Err(archive::not_empty(&a.name));
+        }
+    }
+    let mut done = 0u64;
+    for a in archive {
+        let ns = a.name.as_str();
+        let mut head = 0i64;
+        for item in &a.items {
+            match item {
+                ArchiveItem::Metric(p) => insert_metrics(&tx, ns, std::slice::from_ref(p))?,
+                ArchiveItem::Event(ev) => {
+                    let checked = validate::json("event data", &ev.data)?;
+                    let position = ev.position as i64;
+                    head = head.max(position);
+                    exec(
+                        &tx,
+                        INSERT_EVENT,
+                        params![
+                            ns,
+                            position,
+                            ev.id as i64,
+                            ev.kind,
+                            ev.occurred_at.as_micros(),
+                            checked.sha256_hex(),
+                            checked.canonical
+                        ],
+                    )?;
+                }
+                ArchiveItem::IdempotencyKey(key) => {
+                    exec(
+                        &tx,
+                        INSERT_KEY_FULL,
+                        params![
+                            ns,
+                            key.scope,
+                            key.key,
+                            key.token,
+                            key.claimed_at.as_micros(),
+                            key.expires_at.as_micros(),
+                            key.response.as_ref().map(canonical_json)
+                        ],
+                    )?;
+                }
+                ArchiveItem::Record(rec) => {
+                    exec(
+                        &tx,
+                        INSERT_RECORD_FULL,
+                        params![
+                            ns,
+                            rec.collection,
+                            rec.id,
+                            canonical_json(&rec.data),
+                            rec.version as i64,
+                            rec.created_at.as_micros(),
+                            rec.updated_at.as_micros()
+                        ],
+                    )?;
+                }
+            }
+            done += 1;
+            if done.is_multiple_of(IMPORT_PROGRESS_EVERY) {
+                progress(done);
+            }
+        }
+        if head > 0 {
+            exec(&tx, SET_LOG_HEAD, params![ns, head])?;
+        }
+    }
+    tx.commit().map_err(map)?;
+    Ok(done)
 }
 
 #[async_trait]
@@ -797,100 +979,46 @@ impl AdminStore for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<SchemaVersions> {
-        schema::migrate(&self.pool).await
+        self.pool.run(schema::migrate).await
     }
 
     async fn schema_versions(&self) -> Result<SchemaVersions> {
         Ok(SchemaVersions {
-            current: schema::current(&self.pool).await?,
+            current: self.pool.run(|c| schema::current(c)).await?,
             expected: schema::SCHEMA_VERSION,
         })
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query(PING)
-            .execute(&self.pool)
+        self.pool
+            .run(|c| first(c, PING, [], |_| Ok(())).map(|_| ()))
             .await
-            .map_err(map)
-            .map(|_| ())
     }
 
     async fn counts(&self, ns: &str) -> Result<Counts> {
-        let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
-            .bind(ns)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map)?;
-        Ok(Counts {
-            metrics: u64_of(m),
-            events: u64_of(e),
-            idempotency_keys: u64_of(k),
-            records: u64_of(r),
-        })
+        self.pool.run(|c| counts_in(c, ns)).await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>> {
-        let b: i64 = sqlx::query_scalar(STORAGE_BYTES)
-            .fetch_one(&self.pool)
+        self.pool
+            .run(|c| first(c, STORAGE_BYTES, [], |r| col::<i64>(r, 0, "bytes")))
             .await
-            .map_err(map)?;
-        Ok(Some(u64_of(b)))
+            .map(|b| b.map(u64_of))
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {
-        Some(PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-        })
+        let (size, idle, max) = self.pool.stats();
+        Some(PoolStats { size, idle, max })
     }
 
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-        let mut report = PurgeReport::default();
-        if let Some(before) = c.metrics_before {
-            report.metrics = sqlx::query(PURGE_METRICS)
-                .bind(ns)
-                .bind(before.as_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
-        if let Some(before) = c.events_before {
-            report.events = sqlx::query(PURGE_EVENTS)
-                .bind(ns)
-                .bind(before.as_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
-        report.idempotency_keys = sqlx::query(PURGE_KEYS)
-            .bind(ns)
-            .bind(c.now.as_micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?
-            .rows_affected();
-        if let Some(before) = c.records_before {
-            report.records = sqlx::query(PURGE_RECORDS)
-                .bind(ns)
-                .bind(before.as_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(report)
+        self.pool.run(|conn| purge_in(conn, ns, c)).await
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar(NAMESPACES)
-            .fetch_all(&self.pool)
+        self.pool
+            .run(|c| all(c, NAMESPACES, [], |r| col(r, 0, "ns")))
             .await
-            .map_err(map)
     }
 
     async fn import(
@@ -898,94 +1026,7 @@ impl AdminStore for SqliteStore {
         archive: &[ArchiveNamespace],
         progress: ImportProgress<'_>,
     ) -> Result<()> {
-        // One IMMEDIATE transaction for the whole archive: all of it or nothing.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
-        for a in archive {
-            let (m, e, k, r): (i64, i64, i64, i64) = sqlx::query_as(COUNTS)
-                .bind(&a.name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map)?;
-            if m + e + k + r > 0 {
-                return Err(archive::not_empty(&a.name));
-            }
-        }
-        let mut done = 0u64;
-        for a in archive {
-            let ns = a.name.as_str();
-            let mut head = 0i64;
-            for item in &a.items {
-                match item {
-                    ArchiveItem::Metric(p) => {
-                        sqlx::query(INSERT_METRIC)
-                            .bind(ns)
-                            .bind(p.at.as_micros())
-                            .bind(&p.component)
-                            .bind(&p.name)
-                            .bind(p.kind.as_str())
-                            .bind(p.value)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    ArchiveItem::Event(ev) => {
-                        let checked = validate::json("event data", &ev.data)?;
-                        let position = ev.position as i64;
-                        head = head.max(position);
-                        sqlx::query(INSERT_EVENT)
-                            .bind(ns)
-                            .bind(position)
-                            .bind(ev.id as i64)
-                            .bind(&ev.kind)
-                            .bind(ev.occurred_at.as_micros())
-                            .bind(checked.sha256_hex())
-                            .bind(&checked.canonical)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    ArchiveItem::IdempotencyKey(key) => {
-                        sqlx::query(INSERT_KEY_FULL)
-                            .bind(ns)
-                            .bind(&key.scope)
-                            .bind(&key.key)
-                            .bind(&key.token)
-                            .bind(key.claimed_at.as_micros())
-                            .bind(key.expires_at.as_micros())
-                            .bind(key.response.as_ref().map(canonical_json))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                    ArchiveItem::Record(rec) => {
-                        sqlx::query(INSERT_RECORD_FULL)
-                            .bind(ns)
-                            .bind(&rec.collection)
-                            .bind(&rec.id)
-                            .bind(canonical_json(&rec.data))
-                            .bind(rec.version as i64)
-                            .bind(rec.created_at.as_micros())
-                            .bind(rec.updated_at.as_micros())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(map)?;
-                    }
-                }
-                done += 1;
-                if done.is_multiple_of(IMPORT_PROGRESS_EVERY) {
-                    progress(done);
-                }
-            }
-            if head > 0 {
-                sqlx::query(SET_LOG_HEAD)
-                    .bind(ns)
-                    .bind(head)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?;
-            }
-        }
-        tx.commit().await.map_err(map)?;
+        let done = self.pool.run(|c| import_in(c, archive, progress)).await?;
         progress(done);
         Ok(())
     }
@@ -994,16 +1035,13 @@ impl AdminStore for SqliteStore {
         let path = dest
             .to_str()
             .ok_or_else(|| Error::invalid("backup path must be UTF-8"))?;
-        sqlx::query(VACUUM_INTO)
-            .bind(path)
-            .execute(&self.pool)
+        self.pool
+            .run(|c| exec(c, VACUUM_INTO, [path]).map(|_| ()))
             .await
-            .map_err(map)?;
-        Ok(())
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.pool.close();
     }
 }
 
@@ -1011,16 +1049,21 @@ impl AdminStore for SqliteStore {
 mod plans {
     use super::*;
 
-    async fn plan(pool: &SqlitePool, sql: &str) -> String {
-        // Unbound parameters are NULL, which is enough to plan with.
-        let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-            .fetch_all(pool)
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        store
+            .with_connection(|c| {
+                // Unbound parameters are NULL, which is enough to plan with.
+                let mut st = c.prepare(&sql)?;
+                let mut rows = st.raw_query();
+                let mut lines = Vec::new();
+                while let Some(r) = rows.next()? {
+                    lines.push(r.get::<_, String>(3)?);
+                }
+                Ok(lines.join("\n"))
+            })
             .await
-            .unwrap();
-        rows.iter()
-            .map(|r| r.get::<String, _>(3))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .unwrap()
     }
 
     fn query(component: bool, name: bool, window: bool) -> MetricQuery {
@@ -1044,10 +1087,8 @@ mod plans {
             .await
             .unwrap();
         let series = plan(
-            store.pool(),
-            read_metrics_statement("ns", &query(true, true, true))
-                .sql()
-                .as_str(),
+            &store,
+            &read_metrics_statement("ns", &query(true, true, true)).sql,
         )
         .await;
         assert!(
@@ -1056,10 +1097,8 @@ mod plans {
             "{series}"
         );
         let window = plan(
-            store.pool(),
-            read_metrics_statement("ns", &query(false, false, true))
-                .sql()
-                .as_str(),
+            &store,
+            &read_metrics_statement("ns", &query(false, false, true)).sql,
         )
         .await;
         assert!(
@@ -1074,8 +1113,7 @@ mod plans {
             after: None,
             newest_first: true,
         };
-        let plan_of = |q: &EventQuery| list_events_statement("ns", q).sql().as_str().to_string();
-        let kind = plan(store.pool(), &plan_of(&latest)).await;
+        let kind = plan(&store, &list_events_statement("ns", &latest).sql).await;
         assert!(
             kind.contains("events_by_kind (ns=? AND kind=?)") && !kind.contains("TEMP B-TREE"),
             "the latest events of a kind come from the index, in its order: {kind}"
@@ -1084,7 +1122,7 @@ mod plans {
             after: Some((Timestamp::from_secs(1_700_000_000).unwrap(), 7)),
             ..latest
         };
-        let kind = plan(store.pool(), &plan_of(&next_page)).await;
+        let kind = plan(&store, &list_events_statement("ns", &next_page).sql).await;
         assert!(
             kind.contains("events_by_kind (ns=? AND kind=?") && !kind.contains("TEMP B-TREE"),
             "{kind}"

@@ -86,8 +86,11 @@ impl FixtureHooks for SqliteHooks {
     }
 
     async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>, Error>> {
-        let bump = sqlx::query("UPDATE persistkit_schema SET version = version + 1")
-            .execute(self.first.pool())
+        let bump = self
+            .first
+            .with_connection(|c| {
+                c.execute("UPDATE persistkit_schema SET version = version + 1", [])
+            })
             .await;
         if let Err(e) = bump {
             return Some(Err(
