@@ -21,6 +21,16 @@ fn err(e: impl std::fmt::Display) -> String {
 
 const NS: &str = "default";
 
+/// A hand-written connection to `path`, set up as the store's are: WAL
+/// (kept in the file), `synchronous=NORMAL`, the same busy timeout.
+fn baseline_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
 /// The hand-written side: one rusqlite connection, statements cached.
 struct Baseline {
     conn: Connection,
@@ -171,8 +181,7 @@ type Request = (
 /// queued (up to 2 000) into one transaction; `tasks` tasks append `each`
 /// single events each. Events per second.
 async fn hand_written_group_commit(path: &Path, tasks: usize, each: usize) -> Result<f64, String> {
-    let conn = Connection::open(path).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    let conn = baseline_connection(path).map_err(err)?;
     let (tx, rx) = mpsc::channel::<Request>();
     let writer = std::thread::spawn(move || {
         while let Ok(first) = rx.recv() {
@@ -247,7 +256,7 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
     let base_store = open("baseline.db").await.map_err(err)?;
     let base_path = base_store.path().to_path_buf();
     let base = Baseline {
-        conn: Connection::open(&base_path).map_err(err)?,
+        conn: baseline_connection(&base_path).map_err(err)?,
     };
     let h = Handle::new(Arc::new(ours)).with_timeout(None);
     let mut figures = Vec::new();
@@ -369,23 +378,40 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
     ));
     figures.push(Figure::latency("record get p50", p50(go), p50(gb)));
 
+    // Three rounds, each side in turn, long enough (6 400 events a side)
+    // that one scheduling hiccup does not decide the figure; the medians.
     let appenders = 16;
-    let each = (opts.ops / appenders).max(10);
-    eprintln!("bench: {appenders} concurrent appenders × {each} events: group commit, none, and hand-written …");
+    let each = (opts.ops / 4).max(10);
     let store = h.store().clone();
-    let plain = concurrent_appends(store.clone(), "concurrent-plain", appenders, each).await?;
-    let grouped = concurrent_appends(
-        persistkit::GroupCommit::wrap(store),
-        "concurrent-grouped",
-        appenders,
-        each,
-    )
-    .await?;
-    base.conn
-        .execute("DELETE FROM events", [])
-        .and_then(|_| base.conn.execute("DELETE FROM event_log_heads", []))
-        .map_err(err)?;
-    let by_hand = hand_written_group_commit(&base_path, appenders, each).await?;
+    let grouped_store = persistkit::GroupCommit::wrap(store.clone());
+    let (mut plain, mut grouped, mut by_hand) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3 {
+        eprintln!(
+            "bench: {appenders} concurrent appenders × {each} events: group commit, none, and hand-written (round {}/3) …",
+            round + 1
+        );
+        plain.push(
+            concurrent_appends(store.clone(), &format!("plain-{round}"), appenders, each).await?,
+        );
+        grouped.push(
+            concurrent_appends(
+                grouped_store.clone(),
+                &format!("grouped-{round}"),
+                appenders,
+                each,
+            )
+            .await?,
+        );
+        base.conn
+            .execute_batch("DELETE FROM events; DELETE FROM event_log_heads")
+            .map_err(err)?;
+        by_hand.push(hand_written_group_commit(&base_path, appenders, each).await?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (plain, grouped, by_hand) = (median(plain), median(grouped), median(by_hand));
     figures.push(Figure::rate(
         "16 appenders: group commit vs hand-written",
         grouped,

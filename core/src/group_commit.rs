@@ -108,6 +108,10 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
         done: false,
     };
     loop {
+        // Let the callers just answered (and any other ready task) queue
+        // their next appends first: a writer that went straight on would
+        // commit groups of one while they wait in the run queue.
+        tokio::task::yield_now().await;
         let group: Vec<Request> = {
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
             if q.pending.is_empty() {
@@ -133,22 +137,30 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
             let _ = one.reply.send(r);
             continue;
         }
-        let all: Vec<PreparedEvent> = group.iter().flat_map(|r| r.events.clone()).collect();
+        // The events move into one batch; each caller's share is a range
+        // of it.
+        let mut all: Vec<PreparedEvent> = Vec::new();
+        let mut replies = Vec::with_capacity(group.len());
+        for r in group {
+            let start = all.len();
+            all.extend(r.events);
+            replies.push((start..all.len(), r.reply));
+        }
         match inner.append(&ns, &all).await {
             Ok(results) if results.len() == all.len() => {
                 let mut results = results.into_iter();
-                for r in group {
-                    let mine: Vec<Appended> = results.by_ref().take(r.events.len()).collect();
-                    let _ = r.reply.send(Ok(mine));
+                for (range, reply) in replies {
+                    let mine: Vec<Appended> = results.by_ref().take(range.len()).collect();
+                    let _ = reply.send(Ok(mine));
                 }
             }
             // The group failed as a whole (one batch's fault, or the
             // database's): each batch on its own, so each caller gets its
             // own answer.
             _ => {
-                for r in group {
-                    let result = inner.append(&ns, &r.events).await;
-                    let _ = r.reply.send(result);
+                for (range, reply) in replies {
+                    let result = inner.append(&ns, &all[range]).await;
+                    let _ = reply.send(result);
                 }
             }
         }

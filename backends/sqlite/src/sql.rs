@@ -41,6 +41,13 @@ ON CONFLICT (ns) DO UPDATE SET last_position = MAX(last_position, excluded.last_
 pub(crate) const INSERT_EVENT: &str = "
 INSERT INTO events (ns, position, id, kind, occurred_at, digest, data)
 VALUES (?, ?, ?, ?, ?, ?, ?)";
+// A new event at the next position, or nothing when an equal one (same
+// kind, time and digest) is already in the log.
+pub(crate) const INSERT_EVENT_UNLESS_DUPLICATE: &str = "
+INSERT INTO events (ns, position, id, kind, occurred_at, digest, data)
+VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (ns, kind, occurred_at, digest) DO NOTHING
+RETURNING position";
 
 pub(crate) const LIST_EVENTS_FROM: &str =
     "SELECT id, position, kind, occurred_at, data FROM events WHERE ns = ";

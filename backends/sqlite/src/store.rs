@@ -502,45 +502,57 @@ fn append_in(c: &mut Connection, ns: &str, events: &[PreparedEvent]) -> Result<V
     let mut head = u64_of(start);
     let mut out = Vec::with_capacity(events.len());
     {
-        let mut find = tx.prepare_cached(FIND_EVENT).map_err(map)?;
-        let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(map)?;
+        let mut insert = tx
+            .prepare_cached(INSERT_EVENT_UNLESS_DUPLICATE)
+            .map_err(map)?;
+        let duplicate_of = |e: &PreparedEvent| {
+            first(
+                &tx,
+                FIND_EVENT,
+                params![ns, e.kind, e.occurred_at.as_micros(), e.digest],
+                |r| {
+                    Ok(Appended {
+                        id: seq(r, 0, "events.id")?,
+                        position: seq(r, 1, "events.position")?,
+                        duplicate: true,
+                    })
+                },
+            )
+        };
         for e in events {
-            let at = e.occurred_at.as_micros();
-            let existing = find
-                .query_row(params![ns, e.kind, at, e.digest], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(map(e)),
-                })?;
-            if let Some((id, position)) = existing {
-                out.push(Appended {
-                    id: u64_of(id),
-                    position: u64_of(position),
-                    duplicate: true,
-                });
-                continue;
-            }
-            // A full log fails the whole batch: the transaction rolls back.
-            head = next_position(ns, head)?;
-            insert
-                .execute(params![
+            let next = match next_position(ns, head) {
+                Ok(next) => next,
+                // A full log still resolves duplicates; anything new fails
+                // the whole batch, and the transaction rolls back.
+                Err(full) => {
+                    out.push(duplicate_of(e)?.ok_or(full)?);
+                    continue;
+                }
+            };
+            let mut rows = insert
+                .query(params![
                     ns,
-                    head as i64,
-                    head as i64,
+                    next as i64,
                     e.kind,
-                    at,
+                    e.occurred_at.as_micros(),
                     e.digest,
                     e.canonical
                 ])
                 .map_err(map)?;
-            out.push(Appended {
-                id: head,
-                position: head,
-                duplicate: false,
-            });
+            if rows.next().map_err(map)?.is_some() {
+                head = next;
+                out.push(Appended {
+                    id: head,
+                    position: head,
+                    duplicate: false,
+                });
+                continue;
+            }
+            drop(rows);
+            out.push(
+                duplicate_of(e)?
+                    .ok_or_else(|| Error::internal("a duplicate event is missing from the log"))?,
+            );
         }
     }
     if head != u64_of(start) {
