@@ -11,13 +11,17 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (
         2,
         include_str!("../migrations/0002_events_by_kind_and_append.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/0003_append_unless_duplicate.sql"),
     ),
 ];
 
