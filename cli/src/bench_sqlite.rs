@@ -13,7 +13,7 @@ use persistkit::sqlite::{SqliteConfig, SqliteStore};
 use persistkit::{Expect, Handle, MetricPoint, NewEvent, Timestamp};
 use serde_json::{json, Value};
 
-use crate::bench::{concurrent_appends, latencies, points, table, BenchOptions, Figure, BATCH};
+use crate::bench::{group_commit_figures, latencies, points, table, BenchOptions, Figure, BATCH};
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -378,52 +378,17 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
     ));
     figures.push(Figure::latency("record get p50", p50(go), p50(gb)));
 
-    // Three rounds, each side in turn, long enough (6 400 events a side)
-    // that one scheduling hiccup does not decide the figure; the medians.
-    let appenders = 16;
-    let each = (opts.ops / 4).max(10);
-    let store = h.store().clone();
-    let grouped_store = persistkit::GroupCommit::wrap(store.clone());
-    let (mut plain, mut grouped, mut by_hand) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..3 {
-        eprintln!(
-            "bench: {appenders} concurrent appenders × {each} events: group commit, none, and hand-written (round {}/3) …",
-            round + 1
-        );
-        plain.push(
-            concurrent_appends(store.clone(), &format!("plain-{round}"), appenders, each).await?,
-        );
-        grouped.push(
-            concurrent_appends(
-                grouped_store.clone(),
-                &format!("grouped-{round}"),
-                appenders,
-                each,
-            )
-            .await?,
-        );
-        base.conn
-            .execute_batch("DELETE FROM events; DELETE FROM event_log_heads")
-            .map_err(err)?;
-        by_hand.push(hand_written_group_commit(&base_path, appenders, each).await?);
-    }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (plain, grouped, by_hand) = (median(plain), median(grouped), median(by_hand));
-    figures.push(Figure::rate(
-        "16 appenders: group commit vs hand-written",
-        grouped,
-        by_hand,
-        "events/s",
-    ));
-    figures.push(Figure::rate(
-        "16 appenders: group commit vs none",
-        grouped,
-        plain,
-        "events/s",
-    ));
+    let base = &base;
+    let base_path = &base_path;
+    figures.extend(
+        group_commit_figures(h.store().clone(), opts.ops, |_, tasks, each| async move {
+            base.conn
+                .execute_batch("DELETE FROM events; DELETE FROM event_log_heads")
+                .map_err(err)?;
+            hand_written_group_commit(base_path, tasks, each).await
+        })
+        .await?,
+    );
 
     let mut s = table(
         "sqlite (temporary files, WAL, synchronous=NORMAL)",

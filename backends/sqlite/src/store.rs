@@ -15,9 +15,9 @@ use crate::pool::Pool;
 use crate::schema;
 use crate::sql::*;
 
-/// Rows per multi-row metrics INSERT (6 parameters each, well under
-/// SQLite's 32 766-parameter limit).
-const METRIC_CHUNK: usize = 500;
+/// Rows per multi-row metrics INSERT, largest first (6 parameters a row,
+/// well under SQLite's 32 766-parameter limit).
+const METRIC_CHUNKS: &[usize] = &[500];
 /// Items an import writes between progress reports.
 const IMPORT_PROGRESS_EVERY: u64 = 1_000;
 
@@ -385,41 +385,52 @@ fn aggregate_statement<'a>(ns: &'a str, q: &'a AggregateQuery) -> Query<'a> {
     b
 }
 
-fn chunk_insert_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let row = "(?, ?, ?, ?, ?, ?)";
-        format!(
-            "{INSERT_METRICS_PREFIX}VALUES {}",
-            vec![row; METRIC_CHUNK].join(", ")
-        )
-    })
+/// The multi-row INSERT of `rows` points (one of [`METRIC_CHUNKS`]).
+fn chunk_insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        METRIC_CHUNKS
+            .iter()
+            .map(|&n| {
+                format!(
+                    "{INSERT_METRICS_PREFIX}VALUES {}",
+                    vec!["(?, ?, ?, ?, ?, ?)"; n].join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = METRIC_CHUNKS.iter().position(|&n| n == rows).unwrap_or(0);
+    &all[i]
 }
 
-/// Insert `points` into `ns` inside the caller's transaction.
-fn insert_metrics(c: &Connection, ns: &str, points: &[MetricPoint]) -> Result<()> {
-    let mut chunks = points.chunks_exact(METRIC_CHUNK);
-    if chunks.len() > 0 {
-        let mut st = c.prepare_cached(chunk_insert_sql()).map_err(map)?;
-        for chunk in &mut chunks {
-            for (i, p) in chunk.iter().enumerate() {
-                let at = i * 6;
-                st.raw_bind_parameter(at + 1, ns).map_err(map)?;
-                st.raw_bind_parameter(at + 2, p.at.as_micros())
-                    .map_err(map)?;
-                st.raw_bind_parameter(at + 3, &p.component).map_err(map)?;
-                st.raw_bind_parameter(at + 4, &p.name).map_err(map)?;
-                st.raw_bind_parameter(at + 5, p.kind.as_str())
-                    .map_err(map)?;
-                st.raw_bind_parameter(at + 6, p.value).map_err(map)?;
+/// Insert `points` into `ns` inside the caller's transaction: in
+/// multi-row statements of the sizes in [`METRIC_CHUNKS`], largest first,
+/// and the rest one row at a time.
+fn insert_metrics(c: &Connection, ns: &str, mut points: &[MetricPoint]) -> Result<()> {
+    for &size in METRIC_CHUNKS {
+        let mut chunks = points.chunks_exact(size);
+        if chunks.len() > 0 {
+            let mut st = c.prepare_cached(chunk_insert_sql(size)).map_err(map)?;
+            for chunk in &mut chunks {
+                for (i, p) in chunk.iter().enumerate() {
+                    let at = i * 6;
+                    st.raw_bind_parameter(at + 1, ns).map_err(map)?;
+                    st.raw_bind_parameter(at + 2, p.at.as_micros())
+                        .map_err(map)?;
+                    st.raw_bind_parameter(at + 3, &p.component).map_err(map)?;
+                    st.raw_bind_parameter(at + 4, &p.name).map_err(map)?;
+                    st.raw_bind_parameter(at + 5, p.kind.as_str())
+                        .map_err(map)?;
+                    st.raw_bind_parameter(at + 6, p.value).map_err(map)?;
+                }
+                st.raw_execute().map_err(map)?;
             }
-            st.raw_execute().map_err(map)?;
         }
+        points = chunks.remainder();
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
+    if !points.is_empty() {
         let mut st = c.prepare_cached(INSERT_METRIC).map_err(map)?;
-        for p in rest {
+        for p in points {
             st.execute(params![
                 ns,
                 p.at.as_micros(),
