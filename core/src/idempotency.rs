@@ -75,6 +75,28 @@ pub struct IdempotencyEntry {
     pub response: Option<Value>,
 }
 
+impl IdempotencyEntry {
+    /// What a claimer that lost to this entry is told at `now`: the live
+    /// claim and its state, or `None` when the entry has expired (and may
+    /// be taken over).
+    pub fn live_claim(&self, now: Timestamp) -> Option<Claim> {
+        if self.expires_at <= now {
+            return None;
+        }
+        let state = match &self.response {
+            Some(response) => KeyState::Completed {
+                response: response.clone(),
+            },
+            None => KeyState::InProgress,
+        };
+        Some(Claim::Exists {
+            state,
+            claimed_at: self.claimed_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
 /// Idempotency primitives a backend implements. Inputs arrive validated and
 /// `now` comes from the handle's clock.
 ///

@@ -14,9 +14,9 @@ use persistkit_core::{
 use persistkit_core::{
     AdminStore, AggregateQuery, AggregateRow, Appended, ArchiveItem, ArchiveNamespace,
     Capabilities, Claim, Counts, Error, Event, EventQuery, EventStore, Expect, IdempotencyEntry,
-    IdempotencyStore, ImportProgress, KeyState, MetricPoint, MetricQuery, MetricStore,
-    PreparedEvent, PurgeCutoffs, PurgeReport, Record, RecordStore, Result, SchemaVersions,
-    StoredMetric, Timestamp,
+    IdempotencyStore, ImportProgress, MetricPoint, MetricQuery, MetricStore, PreparedEvent,
+    PurgeCutoffs, PurgeReport, Record, RecordStore, Result, SchemaVersions, StoredMetric,
+    Timestamp,
 };
 
 const SCHEMA_VERSION: u32 = 1;
@@ -276,20 +276,8 @@ impl IdempotencyStore for MemoryStore {
         let mut s = self.lock()?;
         let keys = s.keys.entry(ns.to_string()).or_default();
         let k = (scope.to_string(), key.to_string());
-        if let Some(e) = keys.get(&k) {
-            if e.expires_at > now {
-                let state = match &e.response {
-                    Some(r) => KeyState::Completed {
-                        response: r.clone(),
-                    },
-                    None => KeyState::InProgress,
-                };
-                return Ok(Claim::Exists {
-                    state,
-                    claimed_at: e.claimed_at,
-                    expires_at: e.expires_at,
-                });
-            }
+        if let Some(live) = keys.get(&k).and_then(|e| e.live_claim(now)) {
+            return Ok(live);
         }
         keys.insert(
             k,

@@ -751,18 +751,12 @@ impl IdempotencyStore for PgStore {
                     expires_at,
                 });
             }
-            if let Some(e) = self.get_key(ns, scope, key).await? {
-                if e.expires_at > now {
-                    let state = match e.response {
-                        Some(response) => KeyState::Completed { response },
-                        None => KeyState::InProgress,
-                    };
-                    return Ok(Claim::Exists {
-                        state,
-                        claimed_at: e.claimed_at,
-                        expires_at: e.expires_at,
-                    });
-                }
+            if let Some(live) = self
+                .get_key(ns, scope, key)
+                .await?
+                .and_then(|e| e.live_claim(now))
+            {
+                return Ok(live);
             }
         }
         Err(Error::unavailable(

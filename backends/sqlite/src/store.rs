@@ -659,18 +659,10 @@ impl IdempotencyStore for SqliteStore {
                             expires_at,
                         });
                     }
-                    if let Some(e) = get_key_in(c, ns, scope, key)? {
-                        if e.expires_at > now {
-                            let state = match e.response {
-                                Some(response) => KeyState::Completed { response },
-                                None => KeyState::InProgress,
-                            };
-                            return Ok(Claim::Exists {
-                                state,
-                                claimed_at: e.claimed_at,
-                                expires_at: e.expires_at,
-                            });
-                        }
+                    if let Some(live) =
+                        get_key_in(c, ns, scope, key)?.and_then(|e| e.live_claim(now))
+                    {
+                        return Ok(live);
                     }
                 }
                 Err(Error::unavailable(
