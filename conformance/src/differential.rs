@@ -95,6 +95,7 @@ pub enum Op {
         own_token: bool,
         response: Value,
     },
+    KeyState(String),
     Release {
         key: String,
         own_token: bool,
@@ -142,6 +143,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (name(), 0u64..30).prop_map(|(key, ttl)| Op::Claim { key, ttl }),
         2 => (name(), any::<bool>(), payload()).prop_map(|(key, own_token, response)| Op::Complete { key, own_token, response }),
         1 => (name(), any::<bool>()).prop_map(|(key, own_token)| Op::Release { key, own_token }),
+        1 => name().prop_map(Op::KeyState),
         3 => (name(), bad_or(name()), payload(), expect()).prop_map(|(collection, id, data, expect)| Op::Put { collection, id, data, expect }),
         1 => (name(), name()).prop_map(|(collection, id)| Op::Get { collection, id }),
         1 => (name(), name(), expect()).prop_map(|(collection, id, expect)| Op::Delete { collection, id, expect }),
@@ -329,6 +331,7 @@ impl Side {
                 let token = self.token(key, *own_token);
                 out(h.complete("scope", key, &token, response).await)
             }
+            Op::KeyState(key) => out(h.key_state("scope", key).await),
             Op::Release { key, own_token } => {
                 let token = self.token(key, *own_token);
                 out(h.release("scope", key, &token).await)

@@ -142,6 +142,7 @@ macro_rules! __with_cases {
                 exactly_one_acquires_across_handles,
                 expired_key_can_be_acquired_again,
                 completed_key_expires,
+                key_state_is_read_only,
                 purge_removes_only_expired_keys,
                 ttl_must_be_positive_and_bounded,
                 key_names_follow_the_rules,

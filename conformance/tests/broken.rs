@@ -15,6 +15,9 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Bug {
+    /// `get_key` claims the key before reading it: the read-only state
+    /// lookup creates keys.
+    LookupClaims,
     /// `list_events` returns ties in reverse id order.
     TieOrder,
     /// `append` never reports duplicates and stores them again.
@@ -396,6 +399,16 @@ impl IdempotencyStore for Buggy {
     async fn release(&self, ns: &str, s: &str, k: &str, tok: &str, now: Timestamp) -> Result<()> {
         self.inner.release(ns, s, k, tok, now).await
     }
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        if self.bug == Bug::LookupClaims {
+            // A lookup written as "claim, then read": it creates the key.
+            self.inner
+                .claim(ns, scope, key, "observer", Timestamp::MIN, Timestamp::MAX)
+                .await?;
+        }
+        self.inner.get_key(ns, scope, key).await
+    }
+
     async fn scan_keys(
         &self,
         ns: &str,
@@ -931,6 +944,7 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "aggregate_quantiles_by_nearest_rank",
     "MET-6"
 )]
+#[case(Bug::LookupClaims, "idempotency", "key_state_is_read_only", "IDM-6")]
 #[case(
     Bug::DedupeSurvivesPurge,
     "events",
@@ -983,6 +997,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("common", "every_listing_sorts_bytewise")]
 #[case("metrics", "aggregate_quantiles_by_nearest_rank")]
 #[case("events", "newest_first_reverses_the_listing")]
+#[case("idempotency", "key_state_is_read_only")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

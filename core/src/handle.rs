@@ -17,7 +17,7 @@ use crate::archive::{self, ExportScope, ExportSummary, ImportSummary};
 use crate::cursor::{self, Page};
 use crate::error::{Error, Result};
 use crate::events::{Appended, Event, EventFilter, EventQuery, NewEvent, PreparedEvent};
-use crate::idempotency::Claim;
+use crate::idempotency::{Claim, KeyStatus};
 use crate::metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricPoint,
     MetricQuery, StoredMetric,
@@ -402,6 +402,22 @@ impl Handle {
                 .claim(&self.ns, scope, key, &token, now, expires_at),
         )
         .await
+    }
+
+    /// The state of `(scope, key)` now, read-only: `None` when the key is
+    /// absent or expired, else whether it is in progress or completed (with
+    /// its response) and its times. It never claims, takes over or extends
+    /// a key, and shows no token.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad scope or key.
+    pub async fn key_state(&self, scope: &str, key: &str) -> Result<Option<KeyStatus>> {
+        check_key(scope, key)?;
+        let now = self.checked_now()?;
+        let entry = self
+            .timed("key_state", self.store.get_key(&self.ns, scope, key))
+            .await?;
+        Ok(entry.and_then(|e| e.status(now)))
     }
 
     /// Store the outcome of a claimed key, for replay.

@@ -75,11 +75,22 @@ pub struct IdempotencyEntry {
     pub response: Option<Value>,
 }
 
+/// A live key as an observer sees it ([`Handle::key_state`](crate::Handle::key_state)):
+/// its state and times, never its owner's token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyStatus {
+    /// In progress, or completed with its response.
+    pub state: KeyState,
+    /// When it was claimed.
+    pub claimed_at: Timestamp,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+}
+
 impl IdempotencyEntry {
-    /// What a claimer that lost to this entry is told at `now`: the live
-    /// claim and its state, or `None` when the entry has expired (and may
-    /// be taken over).
-    pub fn live_claim(&self, now: Timestamp) -> Option<Claim> {
+    /// The entry as it stands at `now`: `None` once it has expired (a
+    /// claim would take it over).
+    pub fn status(&self, now: Timestamp) -> Option<KeyStatus> {
         if self.expires_at <= now {
             return None;
         }
@@ -89,10 +100,21 @@ impl IdempotencyEntry {
             },
             None => KeyState::InProgress,
         };
-        Some(Claim::Exists {
+        Some(KeyStatus {
             state,
             claimed_at: self.claimed_at,
             expires_at: self.expires_at,
+        })
+    }
+
+    /// What a claimer that lost to this entry is told at `now`: the live
+    /// claim and its state, or `None` when the entry has expired (and may
+    /// be taken over).
+    pub fn live_claim(&self, now: Timestamp) -> Option<Claim> {
+        self.status(now).map(|s| Claim::Exists {
+            state: s.state,
+            claimed_at: s.claimed_at,
+            expires_at: s.expires_at,
         })
     }
 }
@@ -140,6 +162,9 @@ pub trait IdempotencyStore: Send + Sync {
         token: &str,
         now: Timestamp,
     ) -> Result<()>;
+    /// The entry of `(scope, key)`, expired or not, or `None`. Reads only:
+    /// it never claims, takes over or changes anything.
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>>;
     /// Keys after `(scope, key)`, ordered by `(scope, key)` byte-wise, expired
     /// ones included.
     async fn scan_keys(

@@ -145,6 +145,14 @@ macro_rules! forward_idempotency_store {
             ) -> $crate::Result<()> {
                 $crate::__forward_call!(self, [$($around)?], "release", self.$inner.release(ns, scope, key, token, now))
             }
+            async fn get_key(
+                &self,
+                ns: &str,
+                scope: &str,
+                key: &str,
+            ) -> $crate::Result<Option<$crate::IdempotencyEntry>> {
+                $crate::__forward_call!(self, [$($around)?], "get_key", self.$inner.get_key(ns, scope, key))
+            }
             async fn scan_keys(
                 &self,
                 ns: &str,

@@ -42,7 +42,9 @@ pub use group_commit::GroupCommit;
 pub use handle::{
     error_chain, AdminHandle, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL,
 };
-pub use idempotency::{check_live_claim, Claim, IdempotencyEntry, IdempotencyStore, KeyState};
+pub use idempotency::{
+    check_live_claim, Claim, IdempotencyEntry, IdempotencyStore, KeyState, KeyStatus,
+};
 pub use layer::Layer;
 pub use metrics::{
     quantile_rank, quantiles_of, AggregateFilter, AggregateQuery, AggregateRow, Bucket,

@@ -328,6 +328,14 @@ impl IdempotencyStore for MemoryStore {
         Ok(())
     }
 
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        let s = self.lock()?;
+        Ok(s.keys
+            .get(ns)
+            .and_then(|keys| keys.get(&(scope.to_string(), key.to_string())))
+            .cloned())
+    }
+
     async fn scan_keys(
         &self,
         ns: &str,

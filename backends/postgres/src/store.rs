@@ -677,7 +677,7 @@ impl EventStore for PgStore {
 }
 
 impl PgStore {
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+    async fn read_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
         let row = one!(read self, |c| self
             .q(GET_KEY)
             .bind(ns)
@@ -698,7 +698,7 @@ impl PgStore {
         now: Timestamp,
         action: &str,
     ) -> Error {
-        match self.get_key(ns, scope, key).await {
+        match self.read_key(ns, scope, key).await {
             Err(e) => e,
             Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
                 Err(e) => e,
@@ -752,7 +752,7 @@ impl IdempotencyStore for PgStore {
                 });
             }
             if let Some(live) = self
-                .get_key(ns, scope, key)
+                .read_key(ns, scope, key)
                 .await?
                 .and_then(|e| e.live_claim(now))
             {
@@ -816,6 +816,10 @@ impl IdempotencyStore for PgStore {
         Err(self
             .explain_key_miss(ns, scope, key, token, now, "released")
             .await)
+    }
+
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        self.read_key(ns, scope, key).await
     }
 
     async fn scan_keys(

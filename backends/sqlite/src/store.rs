@@ -728,6 +728,10 @@ impl IdempotencyStore for SqliteStore {
             .await
     }
 
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        self.pool.run(|c| get_key_in(c, ns, scope, key)).await
+    }
+
     async fn scan_keys(
         &self,
         ns: &str,

@@ -1,6 +1,6 @@
 //! Idempotency keys: one winner, replay, release, expiry by the injected clock.
 
-use persistkit_core::{Claim, ErrorKind, KeyState, RetentionPolicy};
+use persistkit_core::{Claim, ErrorKind, KeyState, KeyStatus, RetentionPolicy};
 
 use super::*;
 use crate::outcome::{expect_err, CaseResult};
@@ -262,6 +262,69 @@ pub async fn completed_key_expires(ctx: &Ctx) -> CaseResult {
         h.claim("s", "k", secs(10)).await?.is_acquired(),
         "idempotency: a completed key whose TTL passed can be acquired again"
     );
+    Ok(())
+}
+
+/// `key_state` tells absent, in progress, completed and expired apart by
+/// the clock, shows no token, and changes nothing: a key it looked at is
+/// still claimable, and one it did not find is not created.
+pub async fn key_state_is_read_only(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let rule = "idempotency: key_state reads the key's state without claiming or changing it";
+    ensure_eq!(h.key_state("s", "k").await?, None, "{rule} (absent key)");
+    ensure_eq!(
+        h.counts().await?.idempotency_keys,
+        0,
+        "{rule}: looking at an absent key creates nothing"
+    );
+    let tok = token(&h.claim("s", "k", secs(60)).await?)?;
+    ensure_eq!(
+        h.key_state("s", "k").await?,
+        Some(KeyStatus {
+            state: KeyState::InProgress,
+            claimed_at: t(0),
+            expires_at: t(60)
+        }),
+        "{rule} (in progress)"
+    );
+    let response = json!({"status": 201});
+    h.complete("s", "k", &tok, &response).await?;
+    ctx.advance(secs(59));
+    ensure_eq!(
+        h.key_state("s", "k").await?,
+        Some(KeyStatus {
+            state: KeyState::Completed {
+                response: response.clone()
+            },
+            claimed_at: t(0),
+            expires_at: t(60)
+        }),
+        "{rule} (completed, with its response)"
+    );
+    ctx.advance(secs(1));
+    ensure_eq!(
+        h.key_state("s", "k").await?,
+        None,
+        "{rule} (expired by the clock at claimed_at + ttl)"
+    );
+    ensure!(
+        h.claim("s", "k", secs(60)).await?.is_acquired(),
+        "{rule}: an expired key it looked at can be acquired again"
+    );
+    ensure_eq!(
+        h.key_state("s", "other").await?,
+        None,
+        "{rule} (another key of the scope)"
+    );
+    ensure!(
+        h.claim("s", "other", secs(60)).await?.is_acquired(),
+        "{rule}: a key it looked at first is still free to acquire"
+    );
+    expect_err(
+        h.key_state("s", "").await,
+        ErrorKind::InvalidInput,
+        "idempotency: key_state checks the key name",
+    )?;
     Ok(())
 }
 

@@ -110,6 +110,11 @@ impl IdempotencyStore for CountingStore {
         self.count();
         self.inner.release(ns, scope, key, token, now).await
     }
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        self.count();
+        self.inner.get_key(ns, scope, key).await
+    }
+
     async fn scan_keys(
         &self,
         ns: &str,
