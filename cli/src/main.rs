@@ -115,6 +115,16 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         records_not_updated_for: Option<Duration>,
     },
+    /// Delete everything in one namespace (metrics, events, idempotency keys,
+    /// records) in one transaction, and print how many of each went. The
+    /// namespace's event log starts again at 1. Asks for --yes.
+    Clear {
+        #[command(flatten)]
+        target: Target,
+        /// Really delete: without it nothing is touched.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Measure ingest, append and claim beside a hand-written sqlx baseline on
     /// an equivalent table, in the same run, and print the ratios.
     /// `recorder` measures the recorder's hot path beside the `metrics`
@@ -637,6 +647,20 @@ async fn run(cli: Cli) -> ExitCode {
                     .map(|_| true)
                     .map_err(|e| persistkit::error_chain(&e))
             }
+            Err(e) => Err(e),
+        },
+        Command::Clear { target, yes } if !yes => Err(format!(
+            "clear deletes everything in namespace {:?}; nothing was deleted. \
+             Run it again with --yes to do it",
+            target.namespace
+        )),
+        Command::Clear { target, .. } => match open(&target, true).await {
+            Ok(h) => h
+                .clear()
+                .await
+                .map(|n| json_out(&n))
+                .map(|_| true)
+                .map_err(|e| persistkit::error_chain(&e)),
             Err(e) => Err(e),
         },
         Command::Bench {

@@ -40,6 +40,47 @@ async fn populate(url: &str) {
 }
 
 #[tokio::test]
+async fn clear_asks_for_yes_then_empties_one_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    populate(&url).await;
+    let refused = persistkit(dir.path())
+        .args(["clear", "--url", &url])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(
+        err.contains("--yes") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    let h = persistkit::open(&url).await.unwrap();
+    assert_eq!(
+        h.counts().await.unwrap().records,
+        1,
+        "untouched without --yes"
+    );
+    h.store().close().await;
+    let done = persistkit(dir.path())
+        .args(["clear", "--yes", "--url", &url])
+        .assert()
+        .success();
+    let n: Value = serde_json::from_slice(&done.get_output().stdout).unwrap();
+    assert_eq!(
+        n,
+        json!({"metrics": 2, "events": 2, "idempotency_keys": 0, "records": 1})
+    );
+    let h = persistkit::open(&url).await.unwrap();
+    let c = h.counts().await.unwrap();
+    assert_eq!((c.metrics, c.events, c.records), (0, 0, 0));
+    let other = h.namespace("other").unwrap();
+    assert_eq!(
+        other.counts().await.unwrap().records,
+        1,
+        "other namespaces stay"
+    );
+}
+
+#[tokio::test]
 async fn export_import_export_round_trips_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let a = format!("sqlite://{}", dir.path().join("a.db").display());

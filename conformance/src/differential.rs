@@ -96,6 +96,7 @@ pub enum Op {
         response: Value,
     },
     KeyState(String),
+    Clear,
     Release {
         key: String,
         own_token: bool,
@@ -144,6 +145,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (name(), any::<bool>(), payload()).prop_map(|(key, own_token, response)| Op::Complete { key, own_token, response }),
         1 => (name(), any::<bool>()).prop_map(|(key, own_token)| Op::Release { key, own_token }),
         1 => name().prop_map(Op::KeyState),
+        1 => Just(Op::Clear),
         3 => (name(), bad_or(name()), payload(), expect()).prop_map(|(collection, id, data, expect)| Op::Put { collection, id, data, expect }),
         1 => (name(), name()).prop_map(|(collection, id)| Op::Get { collection, id }),
         1 => (name(), name(), expect()).prop_map(|(collection, id, expect)| Op::Delete { collection, id, expect }),
@@ -332,6 +334,10 @@ impl Side {
                 out(h.complete("scope", key, &token, response).await)
             }
             Op::KeyState(key) => out(h.key_state("scope", key).await),
+            Op::Clear => {
+                self.tokens.clear();
+                out(h.clear().await)
+            }
             Op::Release { key, own_token } => {
                 let token = self.token(key, *own_token);
                 out(h.release("scope", key, &token).await)

@@ -174,6 +174,7 @@ macro_rules! __with_cases {
                 health_counts_only_its_namespace,
                 purge_deletes_before_cutoffs,
                 purge_records_when_asked,
+                clear_empties_one_namespace,
                 export_import_export_is_identical,
                 export_is_deterministic,
                 export_of_one_namespace,

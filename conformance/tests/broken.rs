@@ -15,6 +15,8 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Bug {
+    /// `clear` empties every namespace, not just its own.
+    ClearAllNamespaces,
     /// `get_key` claims the key before reading it: the read-only state
     /// lookup creates keys.
     LookupClaims,
@@ -511,6 +513,21 @@ impl AdminStore for Buggy {
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
         self.inner.purge(ns, c).await
     }
+    async fn clear(&self, ns: &str) -> Result<Counts> {
+        if self.bug == Bug::ClearAllNamespaces {
+            // A DELETE that forgot its `WHERE ns = …`.
+            let mut n = self.inner.clear(ns).await?;
+            for other in self.inner.namespaces().await? {
+                let more = self.inner.clear(&other).await?;
+                n.metrics += more.metrics;
+                n.events += more.events;
+                n.idempotency_keys += more.idempotency_keys;
+                n.records += more.records;
+            }
+            return Ok(n);
+        }
+        self.inner.clear(ns).await
+    }
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner.namespaces().await
     }
@@ -946,6 +963,12 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
 )]
 #[case(Bug::LookupClaims, "idempotency", "key_state_is_read_only", "IDM-6")]
 #[case(
+    Bug::ClearAllNamespaces,
+    "admin",
+    "clear_empties_one_namespace",
+    "ADM-8"
+)]
+#[case(
     Bug::DedupeSurvivesPurge,
     "events",
     "purged_event_can_be_appended_again",
@@ -998,6 +1021,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("metrics", "aggregate_quantiles_by_nearest_rank")]
 #[case("events", "newest_first_reverses_the_listing")]
 #[case("idempotency", "key_state_is_read_only")]
+#[case("admin", "clear_empties_one_namespace")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

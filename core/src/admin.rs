@@ -268,6 +268,10 @@ pub trait AdminStore: Send + Sync {
     }
     /// Delete what the cut-offs name, in `ns` only.
     async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport>;
+    /// Delete everything in `ns` (metrics, events and the log's head,
+    /// idempotency keys, records) in one transaction; other namespaces are
+    /// untouched. Returns how many of each were deleted.
+    async fn clear(&self, ns: &str) -> Result<Counts>;
     /// Namespaces holding any data, sorted byte-wise.
     async fn namespaces(&self) -> Result<Vec<String>>;
     /// Load a checked archive into empty namespaces, all of it or nothing.

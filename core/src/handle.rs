@@ -593,6 +593,20 @@ impl Handle {
             .await
     }
 
+    /// Empty this handle's namespace: every metric point, event, idempotency
+    /// key and record in it, at once (one transaction). Other namespaces are
+    /// untouched. The event log starts again at position 1 and dedupe
+    /// forgets the deleted events, so pollers of this namespace must start
+    /// over. For test resets, and before importing an archive over a
+    /// namespace. Returns how many of each were deleted.
+    ///
+    /// # Errors
+    /// As any write: `Unavailable` when the store cannot be reached (then
+    /// nothing was deleted).
+    pub async fn clear(&self) -> Result<Counts> {
+        self.timed("clear", self.store.clear(&self.ns)).await
+    }
+
     /// Write the portable archive of this namespace to `out`. `progress` is
     /// called with the running item count.
     ///

@@ -247,6 +247,9 @@ macro_rules! forward_admin_store {
             async fn purge(&self, ns: &str, cutoffs: &$crate::PurgeCutoffs) -> $crate::Result<$crate::PurgeReport> {
                 $crate::__forward_call!(self, [$($around)?], "purge", self.$inner.purge(ns, cutoffs))
             }
+            async fn clear(&self, ns: &str) -> $crate::Result<$crate::Counts> {
+                $crate::__forward_call!(self, [$($around)?], "clear", self.$inner.clear(ns))
+            }
             async fn namespaces(&self) -> $crate::Result<Vec<String>> {
                 $crate::__forward_call!(self, [$($around)?], "namespaces", self.$inner.namespaces())
             }

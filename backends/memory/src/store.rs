@@ -542,6 +542,19 @@ impl AdminStore for MemoryStore {
         Ok(report)
     }
 
+    async fn clear(&self, ns: &str) -> Result<Counts> {
+        let mut s = self.lock()?;
+        Ok(Counts {
+            metrics: s.metrics.remove(ns).map_or(0, |m| m.len() as u64),
+            events: s
+                .events
+                .remove(ns)
+                .map_or(0, |l| l.by_position.len() as u64),
+            idempotency_keys: s.keys.remove(ns).map_or(0, |k| k.len() as u64),
+            records: s.records.remove(ns).map_or(0, |r| r.len() as u64),
+        })
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>> {
         let s = self.lock()?;
         let mut v: Vec<String> = s

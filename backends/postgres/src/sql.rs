@@ -147,6 +147,16 @@ pub(crate) const NAMESPACES: &str = "
 SELECT ns FROM {s}.metrics UNION SELECT ns FROM {s}.events
 UNION SELECT ns FROM {s}.idempotency_keys UNION SELECT ns FROM {s}.records
 ORDER BY 1";
+// One statement, so one transaction: everything of the namespace, the
+// log's head included (the log starts again at position 1).
+pub(crate) const CLEAR: &str = "
+WITH m AS (DELETE FROM {s}.metrics WHERE ns = $1 RETURNING 1),
+     e AS (DELETE FROM {s}.events WHERE ns = $1 RETURNING 1),
+     h AS (DELETE FROM {s}.event_log_heads WHERE ns = $1 RETURNING 1),
+     k AS (DELETE FROM {s}.idempotency_keys WHERE ns = $1 RETURNING 1),
+     r AS (DELETE FROM {s}.records WHERE ns = $1 RETURNING 1)
+SELECT (SELECT COUNT(*) FROM m), (SELECT COUNT(*) FROM e),
+       (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM r), (SELECT COUNT(*) FROM h)";
 pub(crate) const PURGE_METRICS: &str = "DELETE FROM {s}.metrics WHERE ns = $1 AND at < $2";
 pub(crate) const PURGE_EVENTS: &str = "DELETE FROM {s}.events WHERE ns = $1 AND occurred_at < $2";
 pub(crate) const PURGE_KEYS: &str =
@@ -192,6 +202,7 @@ const ALL: &[&str] = &[
     INSERT_KEYS,
     COUNTS,
     NAMESPACES,
+    CLEAR,
     PURGE_METRICS,
     PURGE_EVENTS,
     PURGE_KEYS,

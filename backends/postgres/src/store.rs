@@ -1078,6 +1078,21 @@ impl AdminStore for PgStore {
         Ok(report)
     }
 
+    async fn clear(&self, ns: &str) -> Result<Counts> {
+        let (m, e, k, r, _heads): (i64, i64, i64, i64, i64) = one!(self, |c| self
+            .qa(CLEAR)
+            .bind(ns)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(map))?;
+        Ok(Counts {
+            metrics: u64_of(m),
+            events: u64_of(e),
+            idempotency_keys: u64_of(k),
+            records: u64_of(r),
+        })
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>> {
         one!(read self, |c| self
             .qs(NAMESPACES)

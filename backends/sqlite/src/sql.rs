@@ -125,6 +125,11 @@ pub(crate) const NAMESPACES: &str = "
 SELECT ns FROM metrics UNION SELECT ns FROM events
 UNION SELECT ns FROM idempotency_keys UNION SELECT ns FROM records
 ORDER BY 1";
+pub(crate) const CLEAR_METRICS: &str = "DELETE FROM metrics WHERE ns = ?";
+pub(crate) const CLEAR_EVENTS: &str = "DELETE FROM events WHERE ns = ?";
+pub(crate) const CLEAR_LOG_HEAD: &str = "DELETE FROM event_log_heads WHERE ns = ?";
+pub(crate) const CLEAR_KEYS: &str = "DELETE FROM idempotency_keys WHERE ns = ?";
+pub(crate) const CLEAR_RECORDS: &str = "DELETE FROM records WHERE ns = ?";
 pub(crate) const PURGE_METRICS: &str = "DELETE FROM metrics WHERE ns = ? AND at < ?";
 pub(crate) const PURGE_EVENTS: &str = "DELETE FROM events WHERE ns = ? AND occurred_at < ?";
 pub(crate) const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE ns = ? AND expires_at <= ?";

@@ -900,6 +900,21 @@ fn purge_in(c: &mut Connection, ns: &str, cut: &PurgeCutoffs) -> Result<PurgeRep
     Ok(report)
 }
 
+/// Delete everything of `ns`, the log's head included, in one IMMEDIATE
+/// transaction.
+fn clear_in(c: &mut Connection, ns: &str) -> Result<Counts> {
+    let tx = immediate(c)?;
+    let n = Counts {
+        metrics: exec(&tx, CLEAR_METRICS, [ns])? as u64,
+        events: exec(&tx, CLEAR_EVENTS, [ns])? as u64,
+        idempotency_keys: exec(&tx, CLEAR_KEYS, [ns])? as u64,
+        records: exec(&tx, CLEAR_RECORDS, [ns])? as u64,
+    };
+    exec(&tx, CLEAR_LOG_HEAD, [ns])?;
+    tx.commit().map_err(map)?;
+    Ok(n)
+}
+
 /// Write a whole archive in one IMMEDIATE transaction: all of it or
 /// nothing, into namespaces that must be empty.
 fn import_in(
@@ -1032,6 +1047,10 @@ impl AdminStore for SqliteStore {
 
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
         self.pool.run(|conn| purge_in(conn, ns, c)).await
+    }
+
+    async fn clear(&self, ns: &str) -> Result<Counts> {
+        self.pool.run(|c| clear_in(c, ns)).await
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {

@@ -260,6 +260,89 @@ pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// `clear` empties its namespace at once (metrics, events, keys, records,
+/// and the log starts again at 1), says how much it deleted, and leaves
+/// every other namespace as it was.
+pub async fn clear_empties_one_namespace(ctx: &Ctx) -> CaseResult {
+    let rule = "clear: empties exactly its own namespace";
+    let (a, b) = (ctx.ns("tenant-a"), ctx.ns("tenant-b"));
+    for h in [&a, &b] {
+        h.write_metrics(&[
+            gauge(t(0), "api", "rps", 1.0),
+            gauge(t(1), "api", "rps", 2.0),
+        ])
+        .await?;
+        h.append(&[
+            NewEvent::new("paid", t(0), json!({"n": 1})),
+            NewEvent::new("paid", t(1), json!({"n": 2})),
+        ])
+        .await?;
+        h.claim("s", "k", secs(60)).await?;
+        h.put("jobs", "1", &json!({"v": 1}), Expect::Absent).await?;
+    }
+    let before_b = b.counts().await?;
+    let cleared = a.clear().await?;
+    ensure_eq!(
+        (
+            cleared.metrics,
+            cleared.events,
+            cleared.idempotency_keys,
+            cleared.records
+        ),
+        (2, 2, 1, 1),
+        "{rule}: it reports how many of each it deleted"
+    );
+    let after = a.counts().await?;
+    ensure_eq!(
+        (
+            after.metrics,
+            after.events,
+            after.idempotency_keys,
+            after.records
+        ),
+        (0, 0, 0, 0),
+        "{rule}: nothing is left in it"
+    );
+    ensure_eq!(a.get("jobs", "1").await?, None, "{rule}: records are gone");
+    ensure!(
+        a.claim("s", "k", secs(60)).await?.is_acquired(),
+        "{rule}: its idempotency keys are gone (the key can be claimed again)"
+    );
+    let again = a
+        .append(&[NewEvent::new("paid", t(0), json!({"n": 1}))])
+        .await?;
+    ensure_eq!(
+        (again[0].position, again[0].duplicate),
+        (1, false),
+        "{rule}: the log starts again at position 1 and dedupe forgot the deleted events"
+    );
+    let after_b = b.counts().await?;
+    ensure_eq!(
+        (
+            after_b.metrics,
+            after_b.events,
+            after_b.idempotency_keys,
+            after_b.records
+        ),
+        (
+            before_b.metrics,
+            before_b.events,
+            before_b.idempotency_keys,
+            before_b.records
+        ),
+        "{rule}: other namespaces are untouched"
+    );
+    let next_b = b
+        .append(&[NewEvent::new("paid", t(2), json!({"n": 3}))])
+        .await?;
+    ensure_eq!(
+        next_b[0].position,
+        3,
+        "{rule}: another namespace's log goes on where it was"
+    );
+    Ok(())
+}
+
 /// Records not updated since the cut-off go when asked.
 pub async fn purge_records_when_asked(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();

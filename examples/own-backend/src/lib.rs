@@ -184,6 +184,10 @@ impl AdminStore for CountingStore {
         self.count();
         self.inner.purge(ns, cutoffs).await
     }
+    async fn clear(&self, ns: &str) -> Result<Counts> {
+        self.count();
+        self.inner.clear(ns).await
+    }
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner.namespaces().await
     }
