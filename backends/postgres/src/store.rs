@@ -972,6 +972,16 @@ impl RecordStore for PgStore {
     }
 }
 
+/// Counts from the four numbers a counting statement returns.
+fn counts_of(metrics: i64, events: i64, keys: i64, records: i64) -> Counts {
+    Counts {
+        metrics: u64_of(metrics),
+        events: u64_of(events),
+        idempotency_keys: u64_of(keys),
+        records: u64_of(records),
+    }
+}
+
 #[async_trait]
 impl AdminStore for PgStore {
     fn backend_name(&self) -> &'static str {
@@ -1008,12 +1018,7 @@ impl AdminStore for PgStore {
             .fetch_one(&mut *c)
             .await
             .map_err(map))?;
-        Ok(Counts {
-            metrics: u64_of(m),
-            events: u64_of(e),
-            idempotency_keys: u64_of(k),
-            records: u64_of(r),
-        })
+        Ok(counts_of(m, e, k, r))
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>> {
@@ -1085,12 +1090,7 @@ impl AdminStore for PgStore {
             .fetch_one(&mut *c)
             .await
             .map_err(map))?;
-        Ok(Counts {
-            metrics: u64_of(m),
-            events: u64_of(e),
-            idempotency_keys: u64_of(k),
-            records: u64_of(r),
-        })
+        Ok(counts_of(m, e, k, r))
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {
