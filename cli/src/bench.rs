@@ -473,12 +473,46 @@ where
     ])
 }
 
-type PgRequest = (
-    Timestamp,
-    String,
-    String,
-    tokio::sync::oneshot::Sender<Result<(), String>>,
-);
+/// How a hand-written group commit answers one append.
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// One single-event append of the concurrent benches: task `t`'s `i`-th
+/// event, as (time, digest, canonical JSON).
+pub(crate) fn appender_event(t: usize, i: usize) -> (Timestamp, String, String) {
+    let at = Timestamp::from_micros(1_700_000_000_000_000 + i as i64).expect("a time in range");
+    let data = persistkit::validate::canonical_json(&json!({"task": t, "i": i}));
+    (at, format!("{t:032x}{i:032x}"), data)
+}
+
+/// `tasks` tasks each hand `each` single-event appends to a hand-written
+/// writer through `send(task, i, reply)` and wait for each answer. Events
+/// per second.
+pub(crate) async fn drive_appenders<F>(tasks: usize, each: usize, send: F) -> Result<f64, String>
+where
+    F: Fn(usize, usize, Reply) -> Result<(), String> + Send + Sync + 'static,
+{
+    let send = Arc::new(send);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..tasks)
+        .map(|t| {
+            let send = send.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    send(t, i, reply)?;
+                    answer.await.map_err(err)??;
+                }
+                Ok::<_, String>(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.map_err(err)??;
+    }
+    Ok((tasks * each) as f64 / started.elapsed().as_secs_f64())
+}
+
+type PgRequest = ((Timestamp, String, String), Reply);
 
 /// The hand-written group commit on Postgres: one writer task on one
 /// connection drains what is queued (up to 2 000) into one statement that
@@ -502,9 +536,9 @@ async fn pg_group_commit(
                     Err(_) => break,
                 }
             }
-            let times: Vec<_> = batch.iter().map(|r| r.0.to_datetime()).collect();
-            let digests: Vec<&str> = batch.iter().map(|r| r.1.as_str()).collect();
-            let datas: Vec<&str> = batch.iter().map(|r| r.2.as_str()).collect();
+            let times: Vec<_> = batch.iter().map(|r| r.0 .0.to_datetime()).collect();
+            let digests: Vec<&str> = batch.iter().map(|r| r.0 .1.as_str()).collect();
+            let datas: Vec<&str> = batch.iter().map(|r| r.0 .2.as_str()).collect();
             let done = sqlx::query(
                 "WITH head AS (INSERT INTO persistkit.event_log_heads AS h (ns, last_position) \
                  VALUES ($1, cardinality($3::text[])) ON CONFLICT (ns) DO UPDATE \
@@ -527,28 +561,10 @@ async fn pg_group_commit(
             }
         }
     });
-    let started = Instant::now();
-    let workers: Vec<_> = (0..tasks)
-        .map(|t| {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                for i in 0..each {
-                    let data = persistkit::validate::canonical_json(&json!({"task": t, "i": i}));
-                    let at = Timestamp::from_secs(1_700_000_000 + i as i64).map_err(err)?;
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    tx.send((at, format!("{t:032x}{i:032x}"), data, reply))
-                        .map_err(err)?;
-                    answer.await.map_err(err)??;
-                }
-                Ok::<_, String>(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.map_err(err)??;
-    }
-    let rate = (tasks * each) as f64 / started.elapsed().as_secs_f64();
-    drop(tx);
+    let rate = drive_appenders(tasks, each, move |t, i, reply| {
+        tx.send((appender_event(t, i), reply)).map_err(err)
+    })
+    .await?;
     writer.await.map_err(err)?;
     Ok(rate)
 }

@@ -13,7 +13,10 @@ use persistkit::sqlite::{SqliteConfig, SqliteStore};
 use persistkit::{Expect, Handle, MetricPoint, NewEvent, Timestamp};
 use serde_json::{json, Value};
 
-use crate::bench::{group_commit_figures, latencies, points, table, BenchOptions, Figure, BATCH};
+use crate::bench::{
+    appender_event, drive_appenders, group_commit_figures, latencies, points, table, BenchOptions,
+    Figure, Reply, BATCH,
+};
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -169,13 +172,7 @@ fn append_gap_free(
     }
 }
 
-type Request = (
-    String,
-    i64,
-    String,
-    String,
-    tokio::sync::oneshot::Sender<rusqlite::Result<u64>>,
-);
+type Request = ((Timestamp, String, String), Reply);
 
 /// The hand-written group commit: one writer thread drains whatever is
 /// queued (up to 2 000) into one transaction; `tasks` tasks append `each`
@@ -194,51 +191,26 @@ async fn hand_written_group_commit(path: &Path, tasks: usize, each: usize) -> Re
             }
             let events: Vec<_> = batch
                 .iter()
-                .map(|(k, at, d, data, _)| (k.as_str(), *at, d.as_str(), data.as_str()))
+                .map(|((at, d, data), _)| ("paid", at.as_micros(), d.as_str(), data.as_str()))
                 .collect();
             match append_gap_free(&conn, &events) {
-                Ok(positions) => {
-                    for ((.., reply), p) in batch.into_iter().zip(positions) {
-                        let _ = reply.send(Ok(p));
+                Ok(_) => {
+                    for (_, reply) in batch {
+                        let _ = reply.send(Ok(()));
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
-                    for (.., reply) in batch {
-                        let _ = reply.send(Err(rusqlite::Error::InvalidParameterName(msg.clone())));
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(e.to_string()));
                     }
                 }
             }
         }
     });
-    let started = Instant::now();
-    let workers: Vec<_> = (0..tasks)
-        .map(|t| {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                for i in 0..each {
-                    let data = persistkit::validate::canonical_json(&json!({"task": t, "i": i}));
-                    let digest = format!("{t:032x}{i:032x}");
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    tx.send((
-                        "paid".into(),
-                        1_700_000_000_000_000 + i as i64,
-                        digest,
-                        data,
-                        reply,
-                    ))
-                    .map_err(err)?;
-                    answer.await.map_err(err)?.map_err(err)?;
-                }
-                Ok::<_, String>(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await.map_err(err)??;
-    }
-    let rate = (tasks * each) as f64 / started.elapsed().as_secs_f64();
-    drop(tx);
+    let rate = drive_appenders(tasks, each, move |t, i, reply| {
+        tx.send((appender_event(t, i), reply)).map_err(err)
+    })
+    .await?;
     writer
         .join()
         .map_err(|_| "the baseline writer panicked".to_string())?;
