@@ -125,8 +125,10 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Measure ingest, append and claim beside a hand-written sqlx baseline on
-    /// an equivalent table, in the same run, and print the ratios.
+    /// Measure every hot path (ingest, append, claim, put, get, 16 concurrent
+    /// appenders) beside the best hand-written equivalent for the database
+    /// (rusqlite for SQLite; binary COPY and one-statement sqlx calls for
+    /// Postgres), in the same run, and print the ratios.
     /// `recorder` measures the recorder's hot path beside the `metrics`
     /// crate, and sustained recording into SQLite beside direct batches;
     /// `recorder-postgres` the same sustained figure on Postgres.
