@@ -211,6 +211,8 @@ pub enum ArchiveItem {
     IdempotencyKey(IdempotencyEntry),
     /// A record, with its version and times.
     Record(Record),
+    /// An index declaration; import creates it before loading records.
+    Index(crate::index::Index),
 }
 
 /// One namespace of an archive, with its items in archive order, as

@@ -1,19 +1,24 @@
 //! The portable archive: versioned, line-delimited JSON, deterministic order.
 //!
 //! ```text
-//! {"format":"persistkit-archive","type":"archive","version":1}
+//! {"format":"persistkit-archive","type":"archive","version":2}
 //! {"name":"default","type":"namespace"}
 //! {"at":"…","component":"api","kind":"gauge","name":"rps","type":"metric","value":1.5}
 //! {"data":{…},"id":1,"kind":"signup","occurred_at":"…","position":1,"type":"event"}
 //! {"claimed_at":"…","expires_at":"…","key":"k","response":null,"scope":"s","token":"…","type":"idempotency_key"}
+//! {"collection":"jobs","fields":["/status"],"name":"by_status","type":"index","unique":false}
 //! {"collection":"jobs","created_at":"…","data":{…},"id":"42","type":"record","updated_at":"…","version":3}
 //! {"items":5,"namespaces":1,"type":"end"}
 //! ```
 //!
 //! Every line is canonical JSON (keys sorted). Namespaces come in byte-wise
 //! order; within one: metrics in read order, events by position, keys by
-//! `(scope, key)`, records by `(collection, id)`. The `end` line lets import
-//! tell a whole archive from a truncated one.
+//! `(scope, key)`, indexes by `(collection, name)`, records by
+//! `(collection, id)` (with `expires_at` when they expire). The `end` line
+//! lets import tell a whole archive from a truncated one.
+//!
+//! Version 2 added index lines and record expiry; version 1 archives (no
+//! indexes, no expiry) are still read.
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +31,13 @@ use crate::error::{Error, Result};
 use crate::handle::within;
 use crate::metrics::{MetricKey, MetricQuery};
 use crate::store::Store;
+use crate::time::Timestamp;
 use crate::validate;
 
 /// The archive format version this code writes and reads.
-pub const ARCHIVE_VERSION: u32 = 1;
+pub const ARCHIVE_VERSION: u32 = 2;
+/// The oldest archive version this code still reads.
+pub const OLDEST_ARCHIVE_VERSION: u32 = 1;
 const FORMAT: &str = "persistkit-archive";
 const PAGE: usize = 5_000;
 
@@ -182,7 +190,19 @@ pub(crate) async fn export(
                 break;
             }
         }
-        // Records, by (collection, id).
+        // Indexes, by (collection, name), before the records they index.
+        for ix in within(
+            limit,
+            store.backend_name(),
+            "export indexes",
+            store.list_indexes(ns, None),
+        )
+        .await?
+        {
+            emit(out, ArchiveItem::Index(ix))?;
+        }
+        // Records, by (collection, id), expired ones too (an archive is a
+        // faithful copy; purge removes them after import).
         for coll in within(
             limit,
             store.backend_name(),
@@ -197,7 +217,7 @@ pub(crate) async fn export(
                     limit,
                     store.backend_name(),
                     "export records",
-                    store.list_records(ns, &coll, after.as_deref(), PAGE),
+                    store.list_records(ns, &coll, after.as_deref(), PAGE, Timestamp::MIN),
                 )
                 .await?;
                 let done = page.len() < PAGE;
@@ -236,6 +256,7 @@ pub(crate) async fn export(
 pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<ArchiveNamespace>> {
     let mut out: Vec<ArchiveNamespace> = Vec::new();
     let mut seen_header = false;
+    let mut archive_version = ARCHIVE_VERSION;
     let mut ended = None;
     let mut items = 0u64;
     for (i, line) in input.lines().enumerate() {
@@ -270,11 +291,15 @@ pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<ArchiveNamespace>> 
                                 "archive line {n}: header must be the first line"
                             )));
                         }
-                        if format != FORMAT || version != ARCHIVE_VERSION {
+                        if format != FORMAT
+                            || !(OLDEST_ARCHIVE_VERSION..=ARCHIVE_VERSION).contains(&version)
+                        {
                             return Err(Error::invalid(format!(
-                                "archive line {n}: format {format:?} version {version} is not {FORMAT:?} version {ARCHIVE_VERSION}"
+                                "archive line {n}: format {format:?} version {version} is not {FORMAT:?} \
+                                 version {OLDEST_ARCHIVE_VERSION} to {ARCHIVE_VERSION}"
                             )));
                         }
+                        archive_version = version;
                         seen_header = true;
                     }
                     Control::Namespace { name } => {
@@ -305,6 +330,16 @@ pub fn parse(input: &mut (dyn BufRead + Send)) -> Result<Vec<ArchiveNamespace>> 
                     Error::invalid(format!("archive line {n}: bad item")).with_source(e)
                 })?;
                 check_item(&item).map_err(at)?;
+                let newer = match &item {
+                    ArchiveItem::Index(_) => Some("index lines"),
+                    ArchiveItem::Record(r) if r.expires_at.is_some() => Some("record expiry"),
+                    _ => None,
+                };
+                if let Some(what) = newer.filter(|_| archive_version < 2) {
+                    return Err(Error::invalid(format!(
+                        "archive line {n}: {what} need archive version 2; the header says 1"
+                    )));
+                }
                 let Some(ArchiveNamespace { items: bucket, .. }) = out.last_mut() else {
                     return Err(Error::invalid(format!(
                         "archive line {n}: item before any namespace line"
@@ -360,6 +395,7 @@ fn check_item(item: &ArchiveItem) -> Result<()> {
             validate::json("record data", &r.data)?;
             validate::sequence("record version", r.version)
         }
+        ArchiveItem::Index(ix) => validate::index(ix),
     }
 }
 
@@ -369,6 +405,7 @@ fn check_namespace_items(ns: &str, items: &[ArchiveItem]) -> Result<()> {
     let mut dedupe = std::collections::HashSet::new();
     let mut keys = std::collections::HashSet::new();
     let mut records = std::collections::HashSet::new();
+    let mut indexes = std::collections::HashSet::new();
     for item in items {
         match item {
             ArchiveItem::Event(e) => {
@@ -409,7 +446,43 @@ fn check_namespace_items(ns: &str, items: &[ArchiveItem]) -> Result<()> {
                     )));
                 }
             }
+            ArchiveItem::Index(ix) => {
+                if !indexes.insert((ix.collection.clone(), ix.name.clone())) {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: index {:?}/{:?} twice",
+                        ix.collection, ix.name
+                    )));
+                }
+            }
             ArchiveItem::Metric(_) => {}
+        }
+    }
+    // A unique index that the archive's own records break would fail the
+    // import in the backend; say which index and records here instead.
+    for item in items {
+        let ArchiveItem::Index(ix) = item else {
+            continue;
+        };
+        if !ix.unique {
+            continue;
+        }
+        let mut seen = std::collections::HashMap::new();
+        for item in items {
+            let ArchiveItem::Record(r) = item else {
+                continue;
+            };
+            if r.collection != ix.collection {
+                continue;
+            }
+            if let Some(key) = ix.key_of(&r.data) {
+                if let Some(first) = seen.insert(key, r.id.clone()) {
+                    return Err(Error::invalid(format!(
+                        "namespace {ns:?}: records {first:?} and {:?} of collection {:?} \
+                         have one key in the unique index {:?}",
+                        r.id, ix.collection, ix.name
+                    )));
+                }
+            }
         }
     }
     Ok(())

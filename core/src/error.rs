@@ -67,6 +67,7 @@ pub struct Error {
     message: String,
     index: Option<usize>,
     current_version: Option<u64>,
+    unique: Option<Box<(String, String)>>,
     #[source]
     source: Option<BoxError>,
 }
@@ -79,6 +80,7 @@ impl Error {
             message: message.into(),
             index: None,
             current_version: None,
+            unique: None,
             source: None,
         }
     }
@@ -150,6 +152,21 @@ impl Error {
         self.index = Some(index);
         self.message = format!("item {index}: {}", self.message);
         self
+    }
+
+    /// Mark a `Conflict` as a unique index refusing a second record with
+    /// the same key: the index and the record that has it.
+    pub fn with_unique(mut self, index: &str, existing_id: &str) -> Self {
+        self.unique = Some(Box::new((index.to_owned(), existing_id.to_owned())));
+        self
+    }
+
+    /// For a unique index conflict: the index and the id of the record that
+    /// already has the key.
+    pub fn unique_conflict(&self) -> Option<(&str, &str)> {
+        self.unique
+            .as_deref()
+            .map(|(i, id)| (i.as_str(), id.as_str()))
     }
 
     /// The kind to match on.

@@ -15,14 +15,16 @@ use crate::admin::{
 };
 use crate::archive::{self, ExportScope, ExportSummary, ImportSummary};
 use crate::cursor::{self, Page};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Appended, Event, EventFilter, EventQuery, NewEvent, PreparedEvent};
 use crate::idempotency::{Claim, KeyStatus};
+use crate::index::{Find, FindQuery, Index, MAX_INDEXES_PER_COLLECTION};
 use crate::metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricPoint,
     MetricQuery, StoredMetric,
 };
-use crate::records::{Expect, Record};
+use crate::records::{Expect, PutRecord, Record};
+use crate::retry::RetryPolicy;
 use crate::store::Store;
 use crate::time::{Clock, SystemClock, Timestamp};
 use crate::validate;
@@ -35,6 +37,8 @@ pub const DEFAULT_LIMIT: usize = 1_000;
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 366 * 86_400);
 /// How long a call may wait for the backend before it is `Unavailable`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts [`Handle::update`] makes before giving up with `Conflict`.
+pub const UPDATE_ATTEMPTS: u32 = 64;
 
 /// A store seen through one namespace. Cheap to clone.
 ///
@@ -47,6 +51,7 @@ pub struct Handle {
     ns: Arc<str>,
     clock: Arc<dyn Clock>,
     timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
 }
 
 impl fmt::Debug for Handle {
@@ -66,7 +71,27 @@ impl Handle {
             ns: Arc::from(DEFAULT_NAMESPACE),
             clock: Arc::new(SystemClock),
             timeout: Some(DEFAULT_TIMEOUT),
+            retry: None,
         }
+    }
+
+    /// Retry reads that fail with `Unavailable` (the store restarting, a
+    /// failover, a pool briefly exhausted) under `policy`: exponential
+    /// backoff with jitter, bounded in attempts. Off by default. Writes are
+    /// not retried, because a write that timed out may have been committed;
+    /// wrap one you know is safe to repeat in [`retrying`](Self::retrying).
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// A read: [`timed`](Self::timed), again under the retry policy.
+    async fn read<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        crate::retry::run(self.retry, || self.timed(what, call())).await
     }
 
     /// Fail any call that gets no answer within `timeout` with `Unavailable`
@@ -384,17 +409,8 @@ impl Handle {
     /// `InvalidInput` for bad names or a TTL of zero or over 100 years.
     pub async fn claim(&self, scope: &str, key: &str, ttl: Duration) -> Result<Claim> {
         check_key(scope, key)?;
-        if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(Error::invalid(format!(
-                "ttl must be more than zero and at most 100 years, got {ttl:?}"
-            )));
-        }
         let now = self.checked_now()?;
-        let expires_at = now.checked_add(ttl).map_err(|_| {
-            Error::invalid(format!(
-                "ttl {ttl:?} from {now} ends after year 9999; nothing was written"
-            ))
-        })?;
+        let expires_at = expiry(now, ttl)?;
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.timed(
             "claim",
@@ -460,11 +476,14 @@ impl Handle {
 
     // ---- records -------------------------------------------------------
 
-    /// Create or replace a record if `expect` holds.
+    /// Create or replace a record if `expect` holds. The record does not
+    /// expire (a put removes any earlier expiry).
     ///
     /// # Errors
-    /// `Conflict` carrying the current version when `expect` fails;
-    /// `InvalidInput` for bad names, data, or `Expect::Version(0)`.
+    /// `Conflict` carrying the current version when `expect` fails, or
+    /// naming the index and the record holding the key when a unique index
+    /// refuses it ([`Error::unique_conflict`]); `InvalidInput` for bad
+    /// names, data, or `Expect::Version(0)`.
     pub async fn put(
         &self,
         collection: &str,
@@ -472,23 +491,58 @@ impl Handle {
         data: &Value,
         expect: Expect,
     ) -> Result<Record> {
+        self.put_record(collection, id, data, expect, None).await
+    }
+
+    /// [`put`](Self::put) a record that expires `ttl` from now by the
+    /// handle's clock. From then on every call treats it as absent, and
+    /// purge removes it.
+    ///
+    /// # Errors
+    /// As `put`; `InvalidInput` for a TTL of zero, over 100 years, or
+    /// ending after year 9999.
+    pub async fn put_with_ttl(
+        &self,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        expect: Expect,
+        ttl: Duration,
+    ) -> Result<Record> {
+        self.put_record(collection, id, data, expect, Some(ttl))
+            .await
+    }
+
+    async fn put_record(
+        &self,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        expect: Expect,
+        ttl: Option<Duration>,
+    ) -> Result<Record> {
         check_record(collection, id, expect)?;
         validate::json("record data", data)?;
         let now = self.checked_now()?;
-        self.timed(
-            "put",
-            self.store.put(&self.ns, collection, id, data, expect, now),
-        )
-        .await
+        let expires_at = ttl.map(|t| expiry(now, t)).transpose()?;
+        let put = PutRecord {
+            collection,
+            id,
+            data,
+            expect,
+            expires_at,
+        };
+        self.timed("put", self.store.put(&self.ns, &put, now)).await
     }
 
-    /// Fetch a record.
+    /// Fetch a record (`None` when absent or expired).
     ///
     /// # Errors
     /// `InvalidInput` for bad names.
     pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
         check_record(collection, id, Expect::Any)?;
-        self.timed("get", self.store.get(&self.ns, collection, id))
+        let now = self.checked_now()?;
+        self.read("get", || self.store.get(&self.ns, collection, id, now))
             .await
     }
 
@@ -499,9 +553,10 @@ impl Handle {
     /// `NotFound` when there is no record to delete.
     pub async fn delete(&self, collection: &str, id: &str, expect: Expect) -> Result<()> {
         check_record(collection, id, expect)?;
+        let now = self.checked_now()?;
         self.timed(
             "delete",
-            self.store.delete(&self.ns, collection, id, expect),
+            self.store.delete(&self.ns, collection, id, expect, now),
         )
         .await
     }
@@ -522,14 +577,202 @@ impl Handle {
             Some(c) => Some(cursor::decode::<String>("records", c)?),
             None => None,
         };
+        let now = self.checked_now()?;
         let items = self
-            .timed(
-                "list_records",
+            .read("list_records", || {
                 self.store
-                    .list_records(&self.ns, collection, after.as_deref(), limit + 1),
-            )
+                    .list_records(&self.ns, collection, after.as_deref(), limit + 1, now)
+            })
             .await?;
         Ok(paginate(items, limit, |r| cursor::encode("records", &r.id)))
+    }
+
+    /// Declare an index on fields of a collection's records and index the
+    /// records already there. Idempotent: `Ok(false)` when the same index
+    /// exists.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad declaration or a 17th index on one
+    /// collection; `Conflict` when an index of that name differs, or when a
+    /// unique index would hold two records with one key (then nothing is
+    /// created).
+    pub async fn create_index(&self, index: &Index) -> Result<bool> {
+        validate::index(index)?;
+        let existing = self
+            .timed(
+                "list_indexes",
+                self.store.list_indexes(&self.ns, Some(&index.collection)),
+            )
+            .await?;
+        if existing.len() >= MAX_INDEXES_PER_COLLECTION
+            && !existing.iter().any(|i| i.name == index.name)
+        {
+            return Err(Error::invalid(format!(
+                "collection {:?} has {MAX_INDEXES_PER_COLLECTION} indexes, the most allowed",
+                index.collection
+            )));
+        }
+        let now = self.checked_now()?;
+        self.timed(
+            "create_index",
+            self.store.create_index(&self.ns, index, now),
+        )
+        .await
+    }
+
+    /// The indexes of `collection`, or of every collection, ordered by
+    /// collection then name.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad collection name.
+    pub async fn indexes(&self, collection: Option<&str>) -> Result<Vec<Index>> {
+        check_opt_name("collection", collection)?;
+        self.read("list_indexes", || {
+            self.store.list_indexes(&self.ns, collection)
+        })
+        .await
+    }
+
+    /// Records of `collection` matching `query`, through an index: ordered
+    /// by the index's remaining fields, then id, and paged like every
+    /// listing. See [`crate::index`] for how values compare.
+    ///
+    /// # Errors
+    /// `InvalidInput` when no index serves the query (naming the field), for
+    /// an array or object value, a bad limit, or a cursor of another query.
+    pub async fn find(&self, collection: &str, query: &Find) -> Result<Page<Record>> {
+        validate::name("collection", collection)?;
+        let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+        validate::limit(limit)?;
+        if query.eq.is_empty() && query.range.is_none() {
+            return Err(Error::invalid(
+                "find needs at least one field (eq or range); list_records reads a whole collection",
+            ));
+        }
+        let fields = query.eq.iter().map(|(f, _)| f);
+        for f in fields.chain(query.range.iter().map(|(f, ..)| f)) {
+            validate::field("find field", f)?;
+        }
+        let indexes = self.indexes(Some(collection)).await?;
+        let (index, from, to) = crate::index::plan(collection, &indexes, query)?;
+        let after = match &query.cursor {
+            Some(c) => {
+                let (name, key, id): (String, String, String) = cursor::decode("find", c)?;
+                let key = hex::decode(&key)
+                    .ok()
+                    .filter(|_| name == index.name)
+                    .ok_or_else(|| {
+                        Error::invalid(format!("cursor {c:?} is not a cursor of this query"))
+                    })?;
+                Some((key, id))
+            }
+            None => None,
+        };
+        let q = FindQuery {
+            index: index.name.clone(),
+            from,
+            to,
+            after,
+        };
+        let now = self.checked_now()?;
+        let found = self
+            .read("find", || {
+                self.store.find(&self.ns, collection, &q, limit + 1, now)
+            })
+            .await?;
+        let page = paginate(found, limit, |f| {
+            cursor::encode("find", &(&index.name, hex::encode(&f.key), &f.record.id))
+        });
+        Ok(Page {
+            items: page.items.into_iter().map(|f| f.record).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Read a record, change it with `change`, and write it back at the
+    /// version read, again from the read when another writer got there
+    /// first: the compare-and-set loop, with up to 64 attempts and a short
+    /// jittered pause between them. `change` sees `None` for an absent
+    /// record (the write then creates it) and may run more than once. The
+    /// record keeps its expiry.
+    ///
+    /// # Errors
+    /// What `change` returns (nothing is written then); `Conflict` after 64
+    /// lost races or from a unique index; as `put` otherwise.
+    pub async fn update<F>(&self, collection: &str, id: &str, mut change: F) -> Result<Record>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value> + Send,
+    {
+        check_record(collection, id, Expect::Any)?;
+        let mut pauses = crate::retry::backoff(
+            Duration::from_micros(200),
+            Duration::from_millis(20),
+            UPDATE_ATTEMPTS - 1,
+        );
+        loop {
+            let current = self.get(collection, id).await?;
+            let data = change(current.as_ref().map(|r| &r.data))?;
+            let (expect, expires_at) = match &current {
+                Some(r) => (Expect::Version(r.version), r.expires_at),
+                None => (Expect::Absent, None),
+            };
+            validate::json("record data", &data)?;
+            let now = self.checked_now()?;
+            let put = PutRecord {
+                collection,
+                id,
+                data: &data,
+                expect,
+                expires_at: expires_at.filter(|e| *e > now),
+            };
+            match self.timed("put", self.store.put(&self.ns, &put, now)).await {
+                Err(e) if e.kind() == ErrorKind::Conflict && e.unique_conflict().is_none() => {
+                    let Some(pause) = pauses.next() else {
+                        return Err(Error::conflict(
+                            e.current_version(),
+                            format!(
+                                "update of {collection:?}/{id:?} lost the race {UPDATE_ATTEMPTS} times; \
+                                 nothing was written"
+                            ),
+                        ));
+                    };
+                    tokio::time::sleep(pause).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Add `by` to the integer at `field` (a JSON pointer) of a record, with
+    /// no lost increments among concurrent callers ([`update`](Self::update)
+    /// underneath). A missing record or field starts at 0; missing parent
+    /// objects are created.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the field holds something other than an integer,
+    /// a parent is not an object, or the sum leaves the 64-bit range;
+    /// otherwise as `update`.
+    pub async fn incr(&self, collection: &str, id: &str, field: &str, by: i64) -> Result<Record> {
+        validate::field("incr field", field)?;
+        self.update(collection, id, |current| {
+            crate::records::add_to_field(current, field, by)
+        })
+        .await
+    }
+
+    /// Run `call` again while it fails with `Unavailable`, under this
+    /// handle's retry policy ([`with_retry`](Self::with_retry); without one,
+    /// once). For writes you know are safe to repeat: a write that timed out
+    /// may have been committed.
+    ///
+    /// # Errors
+    /// The last error.
+    pub async fn retrying<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        crate::retry::run(self.retry, call).await
     }
 
     // ---- administration ------------------------------------------------
@@ -819,6 +1062,21 @@ fn prepare_event(e: &NewEvent) -> Result<PreparedEvent> {
         data: checked.value,
         canonical: checked.canonical,
         digest,
+    })
+}
+
+/// `now + ttl`, for a TTL of more than zero and at most [`MAX_TTL`] that
+/// ends by year 9999.
+fn expiry(now: Timestamp, ttl: Duration) -> Result<Timestamp> {
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(Error::invalid(format!(
+            "ttl must be more than zero and at most 100 years, got {ttl:?}"
+        )));
+    }
+    now.checked_add(ttl).map_err(|_| {
+        Error::invalid(format!(
+            "ttl {ttl:?} from {now} ends after year 9999; nothing was written"
+        ))
     })
 }
 

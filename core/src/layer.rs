@@ -174,19 +174,16 @@ macro_rules! forward_record_store {
             async fn put(
                 &self,
                 ns: &str,
-                collection: &str,
-                id: &str,
-                data: &$crate::__Value,
-                expect: $crate::Expect,
+                put: &$crate::PutRecord<'_>,
                 now: $crate::Timestamp,
             ) -> $crate::Result<$crate::Record> {
-                $crate::__forward_call!(self, [$($around)?], "put", self.$inner.put(ns, collection, id, data, expect, now))
+                $crate::__forward_call!(self, [$($around)?], "put", self.$inner.put(ns, put, now))
             }
-            async fn get(&self, ns: &str, collection: &str, id: &str) -> $crate::Result<Option<$crate::Record>> {
-                $crate::__forward_call!(self, [$($around)?], "get", self.$inner.get(ns, collection, id))
+            async fn get(&self, ns: &str, collection: &str, id: &str, now: $crate::Timestamp) -> $crate::Result<Option<$crate::Record>> {
+                $crate::__forward_call!(self, [$($around)?], "get", self.$inner.get(ns, collection, id, now))
             }
-            async fn delete(&self, ns: &str, collection: &str, id: &str, expect: $crate::Expect) -> $crate::Result<()> {
-                $crate::__forward_call!(self, [$($around)?], "delete", self.$inner.delete(ns, collection, id, expect))
+            async fn delete(&self, ns: &str, collection: &str, id: &str, expect: $crate::Expect, now: $crate::Timestamp) -> $crate::Result<()> {
+                $crate::__forward_call!(self, [$($around)?], "delete", self.$inner.delete(ns, collection, id, expect, now))
             }
             async fn list_records(
                 &self,
@@ -194,8 +191,25 @@ macro_rules! forward_record_store {
                 collection: &str,
                 after: Option<&str>,
                 limit: usize,
+                now: $crate::Timestamp,
             ) -> $crate::Result<Vec<$crate::Record>> {
-                $crate::__forward_call!(self, [$($around)?], "list_records", self.$inner.list_records(ns, collection, after, limit))
+                $crate::__forward_call!(self, [$($around)?], "list_records", self.$inner.list_records(ns, collection, after, limit, now))
+            }
+            async fn create_index(&self, ns: &str, index: &$crate::Index, now: $crate::Timestamp) -> $crate::Result<bool> {
+                $crate::__forward_call!(self, [$($around)?], "create_index", self.$inner.create_index(ns, index, now))
+            }
+            async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> $crate::Result<Vec<$crate::Index>> {
+                $crate::__forward_call!(self, [$($around)?], "list_indexes", self.$inner.list_indexes(ns, collection))
+            }
+            async fn find(
+                &self,
+                ns: &str,
+                collection: &str,
+                query: &$crate::FindQuery,
+                limit: usize,
+                now: $crate::Timestamp,
+            ) -> $crate::Result<Vec<$crate::Found>> {
+                $crate::__forward_call!(self, [$($around)?], "find", self.$inner.find(ns, collection, query, limit, now))
             }
             async fn list_collections(&self, ns: &str) -> $crate::Result<Vec<String>> {
                 $crate::__forward_call!(self, [$($around)?], "list_collections", self.$inner.list_collections(ns))

@@ -18,11 +18,13 @@ pub mod events;
 pub mod group_commit;
 mod handle;
 pub mod idempotency;
+pub mod index;
 pub mod layer;
 pub mod metrics;
 pub mod observe;
 pub mod recorder;
 pub mod records;
+pub mod retry;
 mod store;
 pub mod time;
 pub mod validate;
@@ -32,7 +34,9 @@ pub use admin::{
     ImportProgress, LatencySummary, PoolStats, PurgeCutoffs, PurgeReport, RecorderStats,
     RetentionPolicy, SchemaVersions, Telemetry,
 };
-pub use archive::{ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION};
+pub use archive::{
+    ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION, OLDEST_ARCHIVE_VERSION,
+};
 pub use cursor::Page;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{
@@ -41,10 +45,12 @@ pub use events::{
 pub use group_commit::GroupCommit;
 pub use handle::{
     error_chain, AdminHandle, Handle, DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_TTL,
+    UPDATE_ATTEMPTS,
 };
 pub use idempotency::{
     check_live_claim, Claim, IdempotencyEntry, IdempotencyStore, KeyState, KeyStatus,
 };
+pub use index::{index_differs, no_such_index, unique_conflict, Find, FindQuery, Found, Index};
 pub use layer::Layer;
 pub use metrics::{
     quantile_rank, quantiles_of, AggregateFilter, AggregateQuery, AggregateRow, Bucket,
@@ -53,9 +59,10 @@ pub use metrics::{
 pub use observe::{Observed, ObserverConfig};
 pub use recorder::{Counter, Gauge, MetricsFacade, Overflow, Recorded, Recorder, RecorderConfig};
 pub use records::{
-    check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect, Record,
-    RecordStore,
+    check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect,
+    PutRecord, Record, RecordStore,
 };
+pub use retry::RetryPolicy;
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 

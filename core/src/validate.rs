@@ -124,6 +124,68 @@ pub fn limit(limit: usize) -> Result<()> {
     }
 }
 
+/// Check a JSON pointer naming a field of a record: starts with `/`, at
+/// most 255 bytes, no empty token, `~` only as `~0` or `~1`, and no array
+/// position with a leading zero (`/a/01`), which JSON pointer forbids.
+///
+/// # Errors
+/// `InvalidInput` naming the field and the rule broken.
+pub fn field(what: &str, pointer: &str) -> Result<()> {
+    name(what, pointer)?;
+    let bad = |rule: &str| {
+        Err(Error::invalid(format!(
+            "{what} {pointer:?} is not a JSON pointer to a field: {rule}"
+        )))
+    };
+    if !pointer.starts_with('/') {
+        return bad("it must start with \"/\"");
+    }
+    for token in pointer.split('/').skip(1) {
+        if token.is_empty() {
+            return bad("a token is empty");
+        }
+        let mut rest = token;
+        while let Some(i) = rest.find('~') {
+            if !matches!(rest.as_bytes().get(i + 1), Some(b'0' | b'1')) {
+                return bad("\"~\" must be followed by 0 or 1");
+            }
+            rest = &rest[i + 2..];
+        }
+        if token.len() > 1 && token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("an array position has a leading zero");
+        }
+    }
+    Ok(())
+}
+
+/// Check an index declaration: names, 1..=8 distinct fields, each a JSON
+/// pointer ([`field`]).
+///
+/// # Errors
+/// `InvalidInput` naming the rule broken.
+pub fn index(ix: &crate::index::Index) -> Result<()> {
+    use crate::index::MAX_INDEX_FIELDS;
+    name("collection", &ix.collection)?;
+    name("index name", &ix.name)?;
+    if ix.fields.is_empty() || ix.fields.len() > MAX_INDEX_FIELDS {
+        return Err(Error::invalid(format!(
+            "index {:?} must name 1..={MAX_INDEX_FIELDS} fields, got {}",
+            ix.name,
+            ix.fields.len()
+        )));
+    }
+    for (i, f) in ix.fields.iter().enumerate() {
+        field("index field", f)?;
+        if ix.fields[..i].contains(f) {
+            return Err(Error::invalid(format!(
+                "index {:?} names the field {f:?} twice",
+                ix.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A JSON payload that passed validation, with its canonical form and digest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedJson {
@@ -247,6 +309,19 @@ mod tests {
     fn canonical_form_sorts_keys_and_drops_whitespace() {
         let a = json!({"b": [1, {"z": 1, "a": 2}], "a": "x"});
         assert_eq!(canonical_json(&a), r#"{"a":"x","b":[1,{"a":2,"z":1}]}"#);
+    }
+
+    #[test]
+    fn field_pointers() {
+        for ok in ["/a", "/a/b", "/a~1b", "/0", "/10", "/é"] {
+            assert!(field("f", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "/", "/a//b", "/a~", "/a~2", "/01"] {
+            assert!(field("f", bad).is_err(), "{bad}");
+        }
+        let ix = crate::index::Index::new("c", "i", ["/a", "/a"]);
+        assert!(index(&ix).is_err());
+        assert!(index(&crate::index::Index::new("c", "i", Vec::<String>::new())).is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -7,16 +7,17 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use persistkit_core::archive::not_empty;
+use persistkit_core::index::{index_differs, no_such_index};
 use persistkit_core::metrics::aggregate_sorted;
 use persistkit_core::{
-    check_expect, check_live_claim, expectation_error, next_position, next_version,
+    check_expect, check_live_claim, expectation_error, next_position, next_version, unique_conflict,
 };
 use persistkit_core::{
     AdminStore, AggregateQuery, AggregateRow, Appended, ArchiveItem, ArchiveNamespace,
-    Capabilities, Claim, Counts, Error, Event, EventQuery, EventStore, Expect, IdempotencyEntry,
-    IdempotencyStore, ImportProgress, MetricPoint, MetricQuery, MetricStore, PreparedEvent,
-    PurgeCutoffs, PurgeReport, Record, RecordStore, Result, SchemaVersions, StoredMetric,
-    Timestamp,
+    Capabilities, Claim, Counts, Error, Event, EventQuery, EventStore, Expect, FindQuery, Found,
+    IdempotencyEntry, IdempotencyStore, ImportProgress, Index, MetricPoint, MetricQuery,
+    MetricStore, PreparedEvent, PurgeCutoffs, PurgeReport, PutRecord, Record, RecordStore, Result,
+    SchemaVersions, StoredMetric, Timestamp,
 };
 
 const SCHEMA_VERSION: u32 = 1;
@@ -37,7 +38,7 @@ struct State {
     metrics: HashMap<String, BTreeMap<MetricOrder, StoredMetric>>,
     events: HashMap<String, Log>,
     keys: HashMap<String, BTreeMap<(String, String), IdempotencyEntry>>,
-    records: HashMap<String, BTreeMap<(String, String), Record>>,
+    records: HashMap<String, Records>,
 }
 
 #[derive(Debug, Default)]
@@ -376,54 +377,237 @@ fn claimed<'a>(
     Ok(entry.expect("checked above"))
 }
 
-#[async_trait]
-impl RecordStore for MemoryStore {
-    async fn put(
+/// One namespace's records and the indexes over them.
+#[derive(Debug, Default, Clone)]
+struct Records {
+    by_id: BTreeMap<(String, String), Record>,
+    /// (collection, index name) → the index.
+    indexes: BTreeMap<(String, String), MemIndex>,
+}
+
+#[derive(Debug, Clone)]
+struct MemIndex {
+    def: Index,
+    /// (key, id) of every record of the collection that has a key.
+    entries: BTreeSet<(Vec<u8>, String)>,
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn live(&self, collection: &str, id: &str, now: Timestamp) -> Option<&Record> {
+        self.by_id
+            .get(&(collection.to_string(), id.to_string()))
+            .filter(|r| r.is_live(now))
+    }
+
+    fn indexes_of<'a>(&'a self, collection: &'a str) -> impl Iterator<Item = &'a MemIndex> {
+        self.indexes
+            .range((collection.to_string(), String::new())..)
+            .take_while(move |((c, _), _)| c == collection)
+            .map(|(_, ix)| ix)
+    }
+
+    /// The first unique index of `collection` where a live record other
+    /// than `id` has `data`'s key: (index name, that record's id).
+    fn unique_holder(
         &self,
-        ns: &str,
         collection: &str,
         id: &str,
         data: &Value,
-        expect: Expect,
         now: Timestamp,
-    ) -> Result<Record> {
-        let mut s = self.lock()?;
-        let recs = s.records.entry(ns.to_string()).or_default();
-        let k = (collection.to_string(), id.to_string());
-        let current = recs.get(&k);
-        check_expect(current.map(|r| r.version), expect)?;
+    ) -> Option<(String, String)> {
+        self.indexes_of(collection)
+            .filter(|ix| ix.def.unique)
+            .find_map(|ix| {
+                let key = ix.def.key_of(data)?;
+                ix.entries
+                    .range((key.clone(), String::new())..)
+                    .take_while(|(k, _)| *k == key)
+                    .find(|(_, other)| other != id && self.live(collection, other, now).is_some())
+                    .map(|(_, other)| (ix.def.name.clone(), other.clone()))
+            })
+    }
+
+    /// Records other than `id`, expired at `now`, that hold one of the
+    /// unique keys `data` would take.
+    fn expired_holders(
+        &self,
+        collection: &str,
+        id: &str,
+        data: &Value,
+        now: Timestamp,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for ix in self.indexes_of(collection).filter(|ix| ix.def.unique) {
+            let Some(key) = ix.def.key_of(data) else {
+                continue;
+            };
+            out.extend(
+                ix.entries
+                    .range((key.clone(), String::new())..)
+                    .take_while(|(k, _)| *k == key)
+                    .filter(|(_, other)| other != id && self.live(collection, other, now).is_none())
+                    .map(|(_, other)| other.clone()),
+            );
+        }
+        out
+    }
+
+    fn remove(&mut self, collection: &str, id: &str) -> Option<Record> {
+        let old = self
+            .by_id
+            .remove(&(collection.to_string(), id.to_string()))?;
+        for ix in self
+            .indexes
+            .values_mut()
+            .filter(|ix| ix.def.collection == collection)
+        {
+            if let Some(key) = ix.def.key_of(&old.data) {
+                ix.entries.remove(&(key, id.to_string()));
+            }
+        }
+        Some(old)
+    }
+
+    fn insert(&mut self, rec: Record) {
+        self.remove(&rec.collection, &rec.id);
+        for ix in self
+            .indexes
+            .values_mut()
+            .filter(|ix| ix.def.collection == rec.collection)
+        {
+            if let Some(key) = ix.def.key_of(&rec.data) {
+                ix.entries.insert((key, rec.id.clone()));
+            }
+        }
+        self.by_id
+            .insert((rec.collection.clone(), rec.id.clone()), rec);
+    }
+
+    /// Remove the records that `keep` rejects, keeping indexes in step;
+    /// how many went.
+    fn retain(&mut self, keep: impl Fn(&Record) -> bool) -> u64 {
+        let gone: Vec<(String, String)> = self
+            .by_id
+            .iter()
+            .filter(|(_, r)| !keep(r))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (c, id) in &gone {
+            self.remove(c, id);
+        }
+        gone.len() as u64
+    }
+
+    fn put(&mut self, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        let (collection, id) = (put.collection, put.id);
+        let current = self.live(collection, id, now);
+        check_expect(current.map(|r| r.version), put.expect)?;
+        if let Some((index, holder)) = self.unique_holder(collection, id, put.data, now) {
+            return Err(unique_conflict(collection, &index, &holder));
+        }
+        // Expired records holding one of the keys go, as they do in the
+        // SQL backends, whose unique indexes would refuse the write.
+        for other in self.expired_holders(collection, id, put.data, now) {
+            self.remove(collection, &other);
+        }
+        let current = self.live(collection, id, now);
         let rec = match current {
             Some(r) => Record {
-                data: data.clone(),
+                data: put.data.clone(),
                 version: next_version(collection, id, r.version)?,
                 updated_at: now,
+                expires_at: put.expires_at,
                 ..r.clone()
             },
             None => Record {
                 collection: collection.into(),
                 id: id.into(),
-                data: data.clone(),
+                data: put.data.clone(),
                 version: 1,
                 created_at: now,
                 updated_at: now,
+                expires_at: put.expires_at,
             },
         };
-        recs.insert(k, rec.clone());
+        self.insert(rec.clone());
         Ok(rec)
     }
 
-    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
+    fn create_index(&mut self, index: &Index, now: Timestamp) -> Result<bool> {
+        let name = (index.collection.clone(), index.name.clone());
+        if let Some(existing) = self.indexes.get(&name) {
+            return if existing.def == *index {
+                Ok(false)
+            } else {
+                Err(index_differs(&existing.def, index))
+            };
+        }
+        let coll = index.collection.as_str();
+        self.retain(|r| r.collection != coll || r.is_live(now));
+        let mut entries = BTreeSet::new();
+        for r in self.by_id.values().filter(|r| r.collection == coll) {
+            if let Some(key) = index.key_of(&r.data) {
+                if index.unique {
+                    if let Some((_, other)) = entries
+                        .range((key.clone(), String::new())..)
+                        .find(|(k, _)| *k == key)
+                    {
+                        return Err(unique_conflict(coll, &index.name, other));
+                    }
+                }
+                entries.insert((key, r.id.clone()));
+            }
+        }
+        self.indexes.insert(
+            name,
+            MemIndex {
+                def: index.clone(),
+                entries,
+            },
+        );
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl RecordStore for MemoryStore {
+    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        let mut s = self.lock()?;
+        s.records.entry(ns.to_string()).or_default().put(put, now)
+    }
+
+    async fn get(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Record>> {
         let s = self.lock()?;
         Ok(s.records
             .get(ns)
-            .and_then(|m| m.get(&(collection.to_string(), id.to_string())))
+            .and_then(|m| m.live(collection, id, now))
             .cloned())
     }
 
-    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
+    async fn delete(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        expect: Expect,
+        now: Timestamp,
+    ) -> Result<()> {
         let mut s = self.lock()?;
-        let k = (collection.to_string(), id.to_string());
-        let current = s.records.get(ns).and_then(|m| m.get(&k)).map(|r| r.version);
+        let current = s
+            .records
+            .get(ns)
+            .and_then(|m| m.live(collection, id, now))
+            .map(|r| r.version);
         match (current, expect) {
             (None, Expect::Version(_)) => Err(expectation_error(expect, None)),
             (None, _) => Err(Error::not_found(format!(
@@ -431,7 +615,10 @@ impl RecordStore for MemoryStore {
             ))),
             (Some(_), _) => {
                 check_expect(current, expect)?;
-                s.records.get_mut(ns).expect("found above").remove(&k);
+                s.records
+                    .get_mut(ns)
+                    .expect("found above")
+                    .remove(collection, id);
                 Ok(())
             }
         }
@@ -443,6 +630,7 @@ impl RecordStore for MemoryStore {
         collection: &str,
         after: Option<&str>,
         limit: usize,
+        now: Timestamp,
     ) -> Result<Vec<Record>> {
         let s = self.lock()?;
         let Some(recs) = s.records.get(ns) else {
@@ -453,8 +641,10 @@ impl RecordStore for MemoryStore {
             None => Bound::Included((collection.to_string(), String::new())),
         };
         Ok(recs
+            .by_id
             .range((lower, Bound::Unbounded))
             .take_while(|((c, _), _)| c == collection)
+            .filter(|(_, r)| r.is_live(now))
             .take(limit)
             .map(|(_, r)| r.clone())
             .collect())
@@ -465,10 +655,71 @@ impl RecordStore for MemoryStore {
         let mut v: Vec<String> = s
             .records
             .get(ns)
-            .map(|m| m.keys().map(|(c, _)| c.clone()).collect())
+            .map(|m| m.by_id.keys().map(|(c, _)| c.clone()).collect())
             .unwrap_or_default();
         v.dedup();
         Ok(v)
+    }
+
+    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        let mut s = self.lock()?;
+        s.records
+            .entry(ns.to_string())
+            .or_default()
+            .create_index(index, now)
+    }
+
+    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+        let s = self.lock()?;
+        Ok(s.records
+            .get(ns)
+            .map(|m| {
+                m.indexes
+                    .values()
+                    .filter(|ix| collection.is_none_or(|c| ix.def.collection == c))
+                    .map(|ix| ix.def.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Found>> {
+        let s = self.lock()?;
+        let Some(recs) = s.records.get(ns) else {
+            return Ok(Vec::new());
+        };
+        let Some(ix) = recs
+            .indexes
+            .get(&(collection.to_string(), query.index.clone()))
+        else {
+            return Err(no_such_index(collection, &query.index));
+        };
+        let lower = match &query.after {
+            Some((k, id)) if (k, id) >= (&query.from, &String::new()) => {
+                Bound::Excluded((k.clone(), id.clone()))
+            }
+            _ => Bound::Included((query.from.clone(), String::new())),
+        };
+        Ok(ix
+            .entries
+            .range((lower, Bound::Unbounded))
+            .take_while(|(k, _)| *k < query.to)
+            .filter_map(|(k, id)| {
+                let record = recs.live(collection, id, now)?.clone();
+                Some(Found {
+                    key: k.clone(),
+                    record,
+                })
+            })
+            .take(limit)
+            .collect())
     }
 }
 
@@ -534,10 +785,10 @@ impl AdminStore for MemoryStore {
             keys.retain(|_, e| e.expires_at > c.now);
             report.idempotency_keys = (n - keys.len()) as u64;
         }
-        if let (Some(before), Some(recs)) = (c.records_before, s.records.get_mut(ns)) {
-            let n = recs.len();
-            recs.retain(|_, r| r.updated_at >= before);
-            report.records = (n - recs.len()) as u64;
+        if let Some(recs) = s.records.get_mut(ns) {
+            report.records = recs.retain(|r| {
+                r.is_live(c.now) && c.records_before.is_none_or(|before| r.updated_at >= before)
+            });
         }
         Ok(report)
     }
@@ -551,7 +802,9 @@ impl AdminStore for MemoryStore {
                 .remove(ns)
                 .map_or(0, |l| l.by_position.len() as u64),
             idempotency_keys: s.keys.remove(ns).map_or(0, |k| k.len() as u64),
-            records: s.records.remove(ns).map_or(0, |r| r.len() as u64),
+            // Index declarations stay, like a table's indexes through
+            // TRUNCATE; their entries go with the records.
+            records: s.records.get_mut(ns).map_or(0, |r| r.retain(|_| false)),
         })
     }
 
@@ -572,7 +825,7 @@ impl AdminStore for MemoryStore {
             .chain(
                 s.records
                     .iter()
-                    .filter(|(_, m)| !m.is_empty())
+                    .filter(|(_, m)| m.len() > 0)
                     .map(|(k, _)| k),
             )
             .cloned()
@@ -600,6 +853,17 @@ impl AdminStore for MemoryStore {
                         .push(persistkit_core::validate::json("event data", &e.data)?.sha256_hex());
                 }
             }
+        }
+        // Records and indexes are built aside first: a unique index that the
+        // archive's records break fails the import before anything changes.
+        let mut loaded: Vec<(String, Records)> = Vec::new();
+        for a in archive {
+            let mut recs = s.records.get(&a.name).cloned().unwrap_or_default();
+            load_records(&mut recs, &a.items)?;
+            loaded.push((a.name.clone(), recs));
+        }
+        for (ns, recs) in loaded {
+            s.records.insert(ns, recs);
         }
         let mut digests = digests.into_iter();
         let mut seq = s.next_seq;
@@ -634,12 +898,7 @@ impl AdminStore for MemoryStore {
                             .or_default()
                             .insert((k.scope.clone(), k.key.clone()), k.clone());
                     }
-                    ArchiveItem::Record(r) => {
-                        s.records
-                            .entry(ns.to_string())
-                            .or_default()
-                            .insert((r.collection.clone(), r.id.clone()), r.clone());
-                    }
+                    ArchiveItem::Record(_) | ArchiveItem::Index(_) => {}
                 }
             }
             done += a.items.len() as u64;
@@ -652,6 +911,27 @@ impl AdminStore for MemoryStore {
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
+}
+
+/// Load an archive namespace's indexes, then its records, into `recs`
+/// (which holds no records).
+fn load_records(recs: &mut Records, items: &[ArchiveItem]) -> Result<()> {
+    for item in items {
+        if let ArchiveItem::Index(ix) = item {
+            recs.create_index(ix, Timestamp::MIN)?;
+        }
+    }
+    for item in items {
+        if let ArchiveItem::Record(r) = item {
+            if let Some((index, holder)) =
+                recs.unique_holder(&r.collection, &r.id, &r.data, Timestamp::MIN)
+            {
+                return Err(unique_conflict(&r.collection, &index, &holder));
+            }
+            recs.insert(r.clone());
+        }
+    }
+    Ok(())
 }
 
 fn counts(s: &State, ns: &str) -> Counts {

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
@@ -22,6 +22,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         3,
         include_str!("../migrations/0003_append_unless_duplicate.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/0004_record_indexes_and_expiry.sql"),
     ),
 ];
 

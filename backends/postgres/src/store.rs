@@ -462,15 +462,35 @@ fn key_row(r: &PgRow) -> Result<IdempotencyEntry> {
 }
 
 fn record_row(r: &PgRow) -> Result<Record> {
+    record_row_from(r, 0)
+}
+
+/// A record from the seven columns starting at `at`.
+fn record_row_from(r: &PgRow, at: usize) -> Result<Record> {
     Ok(Record {
-        collection: col(r, 0, "records.collection")?,
-        id: col(r, 1, "records.id")?,
-        data: json(col::<&str>(r, 2, "records.data")?)?,
-        version: seq(r, 3, "records.version")?,
-        created_at: ts(col(r, 4, "records.created_at")?)?,
-        updated_at: ts(col(r, 5, "records.updated_at")?)?,
+        collection: col(r, at, "records.collection")?,
+        id: col(r, at + 1, "records.id")?,
+        data: json(col::<&str>(r, at + 2, "records.data")?)?,
+        version: seq(r, at + 3, "records.version")?,
+        created_at: ts(col(r, at + 4, "records.created_at")?)?,
+        updated_at: ts(col(r, at + 5, "records.updated_at")?)?,
+        expires_at: col::<Option<DateTime<Utc>>>(r, at + 6, "records.expires_at")?
+            .map(ts)
+            .transpose()?,
     })
 }
+
+fn index_row(r: &PgRow) -> Result<Index> {
+    Ok(Index {
+        collection: col(r, 0, "record_indexes.collection")?,
+        name: col(r, 1, "record_indexes.name")?,
+        fields: col(r, 2, "record_indexes.fields")?,
+        unique: col(r, 3, "record_indexes.is_unique")?,
+    })
+}
+
+/// Attempts a put makes when unique keys keep moving under it.
+const PUT_ATTEMPTS: usize = 8;
 
 #[async_trait]
 impl MetricStore for PgStore {
@@ -707,16 +727,46 @@ impl PgStore {
         }
     }
 
-    async fn record_version(&self, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
+    async fn record_version(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<u64>> {
         let v: Option<i64> = one!(read self, |c| self
             .qs(RECORD_VERSION)
             .bind(ns)
             .bind(collection)
             .bind(id)
+            .bind(dt(now))
             .fetch_optional(&mut *c)
             .await
             .map_err(map))?;
         Ok(v.map(u64_of))
+    }
+
+    /// After a unique index refused `text` as the data of record `id`:
+    /// the index and the record holding the key, and whether that record
+    /// has expired at `now`.
+    async fn unique_holder(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Option<(String, String, bool)>> {
+        one!(read self, |c| self
+            .qa(UNIQUE_HOLDER)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(text)
+            .bind(dt(now))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(map))
     }
 }
 
@@ -843,77 +893,124 @@ impl IdempotencyStore for PgStore {
 
 #[async_trait]
 impl RecordStore for PgStore {
-    async fn put(
+    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        let PutRecord {
+            collection,
+            id,
+            data,
+            expect,
+            expires_at,
+        } = *put;
+        let text = canonical_json(data);
+        let exp = expires_at.map(dt);
+        for _ in 0..PUT_ATTEMPTS {
+            let row = match expect {
+                // No row when the record is at its last version.
+                Expect::Any => one!(self, |c| self
+                    .q(UPSERT_RECORD)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .bind(exp)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)),
+                Expect::Absent => one!(self, |c| self
+                    .q(INSERT_RECORD_IF_ABSENT)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .bind(exp)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)),
+                Expect::Version(v) => one!(self, |c| self
+                    .q(UPDATE_RECORD_AT_VERSION)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .bind(v as i64)
+                    .bind(exp)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)),
+            };
+            match row {
+                Ok(Some(r)) => return record_row(&r),
+                Ok(None) => {
+                    return Err(put_refused(
+                        collection,
+                        id,
+                        expect,
+                        self.record_version(ns, collection, id, now).await?,
+                    ))
+                }
+                // The records' own key is handled by each statement, so
+                // this is a unique index refusing the key.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    match self.unique_holder(ns, collection, id, &text, now).await? {
+                        Some((_, other, true)) => {
+                            one!(self, |c| self
+                                .q(DELETE_EXPIRED_RECORD)
+                                .bind(ns)
+                                .bind(collection)
+                                .bind(&other)
+                                .bind(dt(now))
+                                .execute(&mut *c)
+                                .await
+                                .map_err(map))?;
+                        }
+                        Some((index, other, false)) => {
+                            return Err(unique_conflict(collection, &index, &other))
+                        }
+                        None => {} // it moved on: try again
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(
+            None,
+            "a unique key of this record kept changing concurrently; retry",
+        ))
+    }
+
+    async fn get(
         &self,
         ns: &str,
         collection: &str,
         id: &str,
-        data: &Value,
-        expect: Expect,
         now: Timestamp,
-    ) -> Result<Record> {
-        let text = canonical_json(data);
-        let row = match expect {
-            // No row when the record is at its last version.
-            Expect::Any => one!(self, |c| self
-                .q(UPSERT_RECORD)
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(dt(now))
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(map))?,
-            Expect::Absent => one!(self, |c| self
-                .q(INSERT_RECORD_IF_ABSENT)
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(dt(now))
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(map))?,
-            Expect::Version(v) => one!(self, |c| self
-                .q(UPDATE_RECORD_AT_VERSION)
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(dt(now))
-                .bind(v as i64)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(map))?,
-        };
-        match row {
-            Some(r) => record_row(&r),
-            None => Err(put_refused(
-                collection,
-                id,
-                expect,
-                self.record_version(ns, collection, id).await?,
-            )),
-        }
-    }
-
-    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
+    ) -> Result<Option<Record>> {
         let row = one!(read self, |c| self
             .q(GET_RECORD)
             .bind(ns)
             .bind(collection)
             .bind(id)
+            .bind(dt(now))
             .fetch_optional(&mut *c)
             .await
             .map_err(map))?;
         row.as_ref().map(record_row).transpose()
     }
 
-    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
+    async fn delete(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        expect: Expect,
+        now: Timestamp,
+    ) -> Result<()> {
         let version = match expect {
             Expect::Absent => {
-                return match self.record_version(ns, collection, id).await? {
+                return match self.record_version(ns, collection, id, now).await? {
                     Some(c) => Err(expectation_error(expect, Some(c))),
                     None => Err(Error::not_found(format!(
                         "record {collection:?}/{id:?} does not exist"
@@ -929,13 +1026,14 @@ impl RecordStore for PgStore {
             .bind(collection)
             .bind(id)
             .bind(version)
+            .bind(dt(now))
             .execute(&mut *c)
             .await
             .map_err(map))?;
         if done.rows_affected() == 1 {
             return Ok(());
         }
-        match (expect, self.record_version(ns, collection, id).await?) {
+        match (expect, self.record_version(ns, collection, id, now).await?) {
             (Expect::Any, None) => Err(Error::not_found(format!(
                 "record {collection:?}/{id:?} does not exist"
             ))),
@@ -949,6 +1047,7 @@ impl RecordStore for PgStore {
         collection: &str,
         after: Option<&str>,
         limit: usize,
+        now: Timestamp,
     ) -> Result<Vec<Record>> {
         let rows = one!(read self, |c| self
             .q(LIST_RECORDS)
@@ -956,6 +1055,7 @@ impl RecordStore for PgStore {
             .bind(collection)
             .bind(after)
             .bind(limit as i64)
+            .bind(dt(now))
             .fetch_all(&mut *c)
             .await
             .map_err(map))?;
@@ -969,6 +1069,151 @@ impl RecordStore for PgStore {
             .fetch_all(&mut *c)
             .await
             .map_err(map))
+    }
+
+    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let created = self.create_index_in(&mut tx, ns, index, now).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(created)
+    }
+
+    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+        let rows = one!(read self, |c| self
+            .q(LIST_INDEXES)
+            .bind(ns)
+            .bind(collection)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(map))?;
+        rows.iter().map(index_row).collect()
+    }
+
+    async fn find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Found>> {
+        let rows = one!(read self, |c| {
+            let q = match &query.after {
+                None => self.q(FIND_FIRST),
+                Some(_) => self.q(FIND_AFTER),
+            };
+            let q = q
+                .bind(ns)
+                .bind(collection)
+                .bind(&query.index)
+                .bind(&query.from)
+                .bind(&query.to)
+                .bind(dt(now))
+                .bind(limit as i64);
+            let q = match &query.after {
+                None => q,
+                Some((key, id)) => q.bind(key).bind(id),
+            };
+            q.fetch_all(&mut *c).await.map_err(map)
+        })?;
+        if rows.is_empty() {
+            let exists = one!(read self, |c| self
+                .q(INDEX_DEFINITION)
+                .bind(ns)
+                .bind(collection)
+                .bind(&query.index)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map))?;
+            if exists.is_none() {
+                return Err(no_such_index(collection, &query.index));
+            }
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(Found {
+                    key: col(r, 0, "record_index_entries.key")?,
+                    record: record_row_from(r, 1)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl PgStore {
+    /// Declare an index inside `tx`, under the (namespace, collection)
+    /// lock every record write takes shared.
+    async fn create_index_in(
+        &self,
+        tx: &mut PgConnection,
+        ns: &str,
+        ix: &Index,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let coll = ix.collection.as_str();
+        self.q(LOCK_INDEXES)
+            .bind(ns)
+            .bind(coll)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let existing = self
+            .q(INDEX_DEFINITION)
+            .bind(ns)
+            .bind(coll)
+            .bind(&ix.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+        if let Some(row) = existing {
+            let existing = index_row(&row)?;
+            return if existing == *ix {
+                Ok(false)
+            } else {
+                Err(index_differs(&existing, ix))
+            };
+        }
+        self.q(DELETE_EXPIRED_IN_COLLECTION)
+            .bind(ns)
+            .bind(coll)
+            .bind(dt(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let paths = serde_json::to_string(&ix.field_tokens()).expect("strings serialize");
+        if ix.unique {
+            let twin: Option<String> = self
+                .qs(DUPLICATE_KEY)
+                .bind(ns)
+                .bind(coll)
+                .bind(&paths)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+            if let Some(id) = twin {
+                return Err(unique_conflict(coll, &ix.name, &id));
+            }
+        }
+        self.q(INSERT_INDEX)
+            .bind(ns)
+            .bind(coll)
+            .bind(&ix.name)
+            .bind(&ix.fields)
+            .bind(&paths)
+            .bind(ix.unique)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        self.q(BACKFILL_INDEX)
+            .bind(ns)
+            .bind(coll)
+            .bind(&ix.name)
+            .bind(ix.unique)
+            .bind(&paths)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        Ok(true)
     }
 }
 
@@ -1079,6 +1324,14 @@ impl AdminStore for PgStore {
                 .map_err(map)?
                 .rows_affected();
         }
+        report.records += self
+            .q(PURGE_EXPIRED_RECORDS)
+            .bind(ns)
+            .bind(dt(c.now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
         tx.commit().await.map_err(map)?;
         Ok(report)
     }
@@ -1151,6 +1404,10 @@ impl AdminStore for PgStore {
                     }
                     ArchiveItem::IdempotencyKey(key) => keys.push(key),
                     ArchiveItem::Record(rec) => records.push(rec),
+                    ArchiveItem::Index(ix) => {
+                        self.create_index_in(&mut tx, ns, ix, Timestamp::MIN)
+                            .await?;
+                    }
                 }
             }
             for chunk in metrics.chunks(IMPORT_CHUNK) {
@@ -1232,9 +1489,25 @@ impl AdminStore for PgStore {
                     .bind(chunk.iter().map(|r| r.version as i64).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|r| dt(r.created_at)).collect::<Vec<_>>())
                     .bind(chunk.iter().map(|r| dt(r.updated_at)).collect::<Vec<_>>())
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|r| r.expires_at.map(dt))
+                            .collect::<Vec<_>>(),
+                    )
                     .execute(&mut *tx)
                     .await
-                    .map_err(map)?;
+                    .map_err(|e| match map(e) {
+                        e if e.kind() == ErrorKind::Conflict => Error::conflict(
+                            None,
+                            format!(
+                                "two records of namespace {ns:?} have one key in a unique index \
+                                 declared there before the import; nothing was imported"
+                            ),
+                        )
+                        .with_source(e),
+                        e => e,
+                    })?;
                 step(chunk.len());
             }
         }

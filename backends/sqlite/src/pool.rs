@@ -137,6 +137,43 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// `persistkit_index_key(data, fields)`: the index key of a record's JSON
+/// text for a JSON array of field pointers (NULL when the record is not in
+/// the index), computed by the same code the other backends use.
+fn register_index_key(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "persistkit_index_key",
+        2,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| {
+            let bad = |e: serde_json::Error| rusqlite::Error::UserFunctionError(Box::new(e));
+            let data: serde_json::Value = serde_json::from_str(
+                ctx.get_raw(0)
+                    .as_str()
+                    .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?,
+            )
+            .map_err(bad)?;
+            let fields: Vec<String> = serde_json::from_str(
+                ctx.get_raw(1)
+                    .as_str()
+                    .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?,
+            )
+            .map_err(bad)?;
+            let index = persistkit_core::Index {
+                collection: String::new(),
+                name: String::new(),
+                fields,
+                unique: false,
+            };
+            Ok(index.key_of(&data))
+        },
+    )
+    .map_err(map)
+}
+
 /// One connection, set up as every connection of the store is: WAL,
 /// `synchronous=NORMAL`, byte-wise text, a statement cache; read-only and
 /// changing nothing when only inspecting.
@@ -153,6 +190,7 @@ fn connect(config: &SqliteConfig) -> Result<Connection> {
     let conn =
         Connection::open_with_flags(&config.path, flags).map_err(|e| map_open(e, &config.path))?;
     conn.busy_timeout(config.busy_timeout).map_err(map)?;
+    register_index_key(&conn)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if !config.inspect {
         // Looking changes nothing: not even the journal mode.

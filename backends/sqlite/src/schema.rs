@@ -6,11 +6,15 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_events_by_kind.sql")),
+    (
+        3,
+        include_str!("../migrations/0003_record_indexes_and_expiry.sql"),
+    ),
 ];
 
 const HAS_SCHEMA_TABLE: &str =

@@ -79,39 +79,95 @@ SELECT scope, key, token, claimed_at, expires_at, response FROM idempotency_keys
 WHERE ns = ?1 AND (?2 IS NULL OR (scope, key) > (?2, ?3))
 ORDER BY scope, key LIMIT ?4";
 
+// Records. A record whose expires_at is at or before now (?5 in writes) is
+// absent: reads skip it, a put over it starts again at version 1, a delete
+// does not see it.
 pub(crate) const INSERT_RECORD_IF_ABSENT: &str = "
-INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
-ON CONFLICT (ns, collection, id) DO NOTHING
-RETURNING collection, id, data, version, created_at, updated_at";
-pub(crate) const UPSERT_RECORD: &str = "
-INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
+INSERT INTO records (ns, collection, id, data, version, created_at, updated_at, expires_at)
+VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6)
 ON CONFLICT (ns, collection, id) DO UPDATE
-  SET data = excluded.data, version = records.version + 1, updated_at = excluded.updated_at
-  WHERE records.version < 9223372036854775807 -- the last version is never written again
-RETURNING collection, id, data, version, created_at, updated_at";
+  SET data = excluded.data, version = 1, created_at = excluded.created_at,
+      updated_at = excluded.updated_at, expires_at = excluded.expires_at
+  WHERE records.expires_at <= ?5
+RETURNING collection, id, data, version, created_at, updated_at, expires_at";
+pub(crate) const UPSERT_RECORD: &str = "
+INSERT INTO records (ns, collection, id, data, version, created_at, updated_at, expires_at)
+VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6)
+ON CONFLICT (ns, collection, id) DO UPDATE
+  SET data = excluded.data,
+      version = CASE WHEN records.expires_at <= ?5 THEN 1 ELSE records.version + 1 END,
+      created_at = CASE WHEN records.expires_at <= ?5 THEN excluded.created_at ELSE records.created_at END,
+      updated_at = excluded.updated_at, expires_at = excluded.expires_at
+  -- the last version is never written again
+  WHERE records.version < 9223372036854775807 OR records.expires_at <= ?5
+RETURNING collection, id, data, version, created_at, updated_at, expires_at";
 pub(crate) const UPDATE_RECORD_AT_VERSION: &str = "
-UPDATE records SET data = ?4, version = version + 1, updated_at = ?5
+UPDATE records SET data = ?4, version = version + 1, updated_at = ?5, expires_at = ?7
 WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND version = ?6
-  AND version < 9223372036854775807
-RETURNING collection, id, data, version, created_at, updated_at";
+  AND version < 9223372036854775807 AND (expires_at IS NULL OR expires_at > ?5)
+RETURNING collection, id, data, version, created_at, updated_at, expires_at";
 pub(crate) const GET_RECORD: &str = "
-SELECT collection, id, data, version, created_at, updated_at FROM records
-WHERE ns = ? AND collection = ? AND id = ?";
-pub(crate) const RECORD_VERSION: &str =
-    "SELECT version FROM records WHERE ns = ? AND collection = ? AND id = ?";
-pub(crate) const DELETE_RECORD: &str =
-    "DELETE FROM records WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND (?4 IS NULL OR version = ?4)";
+SELECT collection, id, data, version, created_at, updated_at, expires_at FROM records
+WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND (expires_at IS NULL OR expires_at > ?4)";
+pub(crate) const RECORD_VERSION: &str = "
+SELECT version FROM records
+WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND (expires_at IS NULL OR expires_at > ?4)";
+pub(crate) const DELETE_RECORD: &str = "
+DELETE FROM records WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND (?4 IS NULL OR version = ?4)
+  AND (expires_at IS NULL OR expires_at > ?5)";
+pub(crate) const DELETE_EXPIRED_RECORD: &str = "
+DELETE FROM records WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND expires_at <= ?4";
 pub(crate) const LIST_RECORDS: &str = "
-SELECT collection, id, data, version, created_at, updated_at FROM records
+SELECT collection, id, data, version, created_at, updated_at, expires_at FROM records
 WHERE ns = ?1 AND collection = ?2 AND (?3 IS NULL OR id > ?3)
+  AND (expires_at IS NULL OR expires_at > ?5)
 ORDER BY id LIMIT ?4";
 pub(crate) const LIST_COLLECTIONS: &str =
     "SELECT DISTINCT collection FROM records WHERE ns = ? ORDER BY collection";
 pub(crate) const INSERT_RECORD_FULL: &str = "
-INSERT INTO records (ns, collection, id, data, version, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)";
+INSERT INTO records (ns, collection, id, data, version, created_at, updated_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+// Indexes.
+pub(crate) const INDEX_DEFINITION: &str = "
+SELECT collection, name, fields, is_unique FROM record_indexes
+WHERE ns = ?1 AND collection = ?2 AND name = ?3";
+pub(crate) const LIST_INDEXES: &str = "
+SELECT collection, name, fields, is_unique FROM record_indexes
+WHERE ns = ?1 AND (?2 IS NULL OR collection = ?2) ORDER BY collection, name";
+pub(crate) const INSERT_INDEX: &str = "
+INSERT INTO record_indexes (ns, collection, name, fields, is_unique) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(crate) const DELETE_EXPIRED_IN_COLLECTION: &str =
+    "DELETE FROM records WHERE ns = ?1 AND collection = ?2 AND expires_at <= ?3";
+/// Two records with one key, for a unique index being declared.
+pub(crate) const DUPLICATE_KEY: &str = "
+SELECT MIN(id) FROM records WHERE ns = ?1 AND collection = ?2
+  AND persistkit_index_key(data, ?3) IS NOT NULL
+GROUP BY persistkit_index_key(data, ?3) HAVING COUNT(*) > 1 LIMIT 1";
+pub(crate) const BACKFILL_INDEX: &str = "
+INSERT INTO record_index_entries (ns, collection, name, key, id, is_unique)
+SELECT ns, collection, ?3, k, id, ?4
+FROM (SELECT ns, collection, id, persistkit_index_key(data, ?5) AS k
+      FROM records WHERE ns = ?1 AND collection = ?2)
+WHERE k IS NOT NULL";
+/// The unique index and record holding the key `?4` (a record's data)
+/// would take, other than record `?3`, with that record's expiry.
+pub(crate) const UNIQUE_HOLDER: &str = "
+SELECT i.name, e.id, r.expires_at FROM record_indexes i
+JOIN record_index_entries e
+  ON e.ns = i.ns AND e.collection = i.collection AND e.name = i.name
+ AND e.key = persistkit_index_key(?4, i.fields)
+JOIN records r ON r.ns = e.ns AND r.collection = e.collection AND r.id = e.id
+WHERE i.ns = ?1 AND i.collection = ?2 AND i.is_unique AND e.id <> ?3
+ORDER BY i.name LIMIT 1";
+pub(crate) const FIND: &str = "
+SELECT e.key, r.collection, r.id, r.data, r.version, r.created_at, r.updated_at, r.expires_at
+FROM record_index_entries e
+JOIN records r ON r.ns = e.ns AND r.collection = e.collection AND r.id = e.id
+WHERE e.ns = ?1 AND e.collection = ?2 AND e.name = ?3 AND e.key >= ?4 AND e.key < ?5
+  AND (?6 IS NULL OR (e.key, e.id) > (?6, ?7))
+  AND (r.expires_at IS NULL OR r.expires_at > ?8)
+ORDER BY e.key, e.id LIMIT ?9";
 pub(crate) const INSERT_KEY_FULL: &str = "
 INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
 VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -129,11 +185,14 @@ pub(crate) const CLEAR_METRICS: &str = "DELETE FROM metrics WHERE ns = ?";
 pub(crate) const CLEAR_EVENTS: &str = "DELETE FROM events WHERE ns = ?";
 pub(crate) const CLEAR_LOG_HEAD: &str = "DELETE FROM event_log_heads WHERE ns = ?";
 pub(crate) const CLEAR_KEYS: &str = "DELETE FROM idempotency_keys WHERE ns = ?";
+pub(crate) const CLEAR_INDEX_ENTRIES: &str = "DELETE FROM record_index_entries WHERE ns = ?";
 pub(crate) const CLEAR_RECORDS: &str = "DELETE FROM records WHERE ns = ?";
 pub(crate) const PURGE_METRICS: &str = "DELETE FROM metrics WHERE ns = ? AND at < ?";
 pub(crate) const PURGE_EVENTS: &str = "DELETE FROM events WHERE ns = ? AND occurred_at < ?";
 pub(crate) const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE ns = ? AND expires_at <= ?";
 pub(crate) const PURGE_RECORDS: &str = "DELETE FROM records WHERE ns = ? AND updated_at < ?";
+pub(crate) const PURGE_EXPIRED_RECORDS: &str =
+    "DELETE FROM records WHERE ns = ? AND expires_at <= ?";
 pub(crate) const STORAGE_BYTES: &str =
     "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
 pub(crate) const PING: &str = "SELECT 1";

@@ -178,13 +178,33 @@ fn key_row(r: &Row<'_>) -> Result<IdempotencyEntry> {
 }
 
 fn record_row(r: &Row<'_>) -> Result<Record> {
+    record_row_from(r, 0)
+}
+
+/// A record from the seven columns starting at `at`.
+fn record_row_from(r: &Row<'_>, at: usize) -> Result<Record> {
     Ok(Record {
-        collection: col(r, 0, "records.collection")?,
-        id: col(r, 1, "records.id")?,
-        data: json(text(r, 2, "records.data")?)?,
-        version: seq(r, 3, "records.version")?,
-        created_at: ts(col(r, 4, "records.created_at")?)?,
-        updated_at: ts(col(r, 5, "records.updated_at")?)?,
+        collection: col(r, at, "records.collection")?,
+        id: col(r, at + 1, "records.id")?,
+        data: json(text(r, at + 2, "records.data")?)?,
+        version: seq(r, at + 3, "records.version")?,
+        created_at: ts(col(r, at + 4, "records.created_at")?)?,
+        updated_at: ts(col(r, at + 5, "records.updated_at")?)?,
+        expires_at: col::<Option<i64>>(r, at + 6, "records.expires_at")?
+            .map(ts)
+            .transpose()?,
+    })
+}
+
+fn index_row(r: &Row<'_>) -> Result<Index> {
+    let fields: String = col(r, 2, "record_indexes.fields")?;
+    Ok(Index {
+        collection: col(r, 0, "record_indexes.collection")?,
+        name: col(r, 1, "record_indexes.name")?,
+        fields: serde_json::from_str(&fields).map_err(|e| {
+            Error::internal("record_indexes.fields is not a JSON array of strings").with_source(e)
+        })?,
+        unique: col::<i64>(r, 3, "record_indexes.is_unique")? != 0,
     })
 }
 
@@ -751,94 +771,171 @@ impl IdempotencyStore for SqliteStore {
     }
 }
 
-fn record_version_in(c: &Connection, ns: &str, collection: &str, id: &str) -> Result<Option<u64>> {
-    Ok(first(c, RECORD_VERSION, [ns, collection, id], |r| {
-        col::<i64>(r, 0, "records.version")
-    })?
+fn record_version_in(
+    c: &Connection,
+    ns: &str,
+    collection: &str,
+    id: &str,
+    now: Timestamp,
+) -> Result<Option<u64>> {
+    Ok(first(
+        c,
+        RECORD_VERSION,
+        params![ns, collection, id, now.as_micros()],
+        |r| col::<i64>(r, 0, "records.version"),
+    )?
     .map(u64_of))
+}
+
+/// Attempts a put makes when unique keys keep moving under it.
+const PUT_ATTEMPTS: usize = 8;
+
+/// One record write on `c` (which may be inside a transaction): the
+/// statement for `expect`, then, when a unique index refuses the key, the
+/// holder is named, or removed and the write tried again if it expired.
+fn put_in(c: &Connection, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+    let PutRecord {
+        collection,
+        id,
+        data,
+        expect,
+        expires_at,
+    } = *put;
+    let text = canonical_json(data);
+    let at = now.as_micros();
+    let exp = expires_at.map(|t| t.as_micros());
+    for _ in 0..PUT_ATTEMPTS {
+        let row = match expect {
+            // No row when the record is at its last version.
+            Expect::Any => first(
+                c,
+                UPSERT_RECORD,
+                params![ns, collection, id, text, at, exp],
+                record_row,
+            ),
+            Expect::Absent => first(
+                c,
+                INSERT_RECORD_IF_ABSENT,
+                params![ns, collection, id, text, at, exp],
+                record_row,
+            ),
+            Expect::Version(v) => first(
+                c,
+                UPDATE_RECORD_AT_VERSION,
+                params![ns, collection, id, text, at, v as i64, exp],
+                record_row,
+            ),
+        };
+        match row {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) => {
+                return Err(put_refused(
+                    collection,
+                    id,
+                    expect,
+                    record_version_in(c, ns, collection, id, now)?,
+                ))
+            }
+            // The records' own key is handled by each statement, so this
+            // is a unique index refusing the key.
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                let holder = first(c, UNIQUE_HOLDER, params![ns, collection, id, text], |r| {
+                    Ok((
+                        col::<String>(r, 0, "record_indexes.name")?,
+                        col::<String>(r, 1, "record_index_entries.id")?,
+                        col::<Option<i64>>(r, 2, "records.expires_at")?,
+                    ))
+                })?;
+                match holder {
+                    Some((_, other, Some(until))) if until <= at => {
+                        exec(c, DELETE_EXPIRED_RECORD, params![ns, collection, other, at])?;
+                    }
+                    Some((index, other, _)) => {
+                        return Err(unique_conflict(collection, &index, &other))
+                    }
+                    None => {} // it moved on: try again
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::conflict(
+        None,
+        "a unique key of this record kept changing concurrently; retry",
+    ))
+}
+
+/// Declare an index on `c`, inside the caller's IMMEDIATE transaction.
+fn create_index_in(c: &Connection, ns: &str, ix: &Index, now: Timestamp) -> Result<bool> {
+    let coll = ix.collection.as_str();
+    if let Some(existing) = first(c, INDEX_DEFINITION, params![ns, coll, ix.name], index_row)? {
+        return if existing == *ix {
+            Ok(false)
+        } else {
+            Err(index_differs(&existing, ix))
+        };
+    }
+    exec(
+        c,
+        DELETE_EXPIRED_IN_COLLECTION,
+        params![ns, coll, now.as_micros()],
+    )?;
+    let fields = serde_json::to_string(&ix.fields).expect("strings serialize");
+    if ix.unique {
+        if let Some(id) = first(c, DUPLICATE_KEY, params![ns, coll, fields], |r| {
+            col::<String>(r, 0, "records.id")
+        })? {
+            return Err(unique_conflict(coll, &ix.name, &id));
+        }
+    }
+    exec(
+        c,
+        INSERT_INDEX,
+        params![ns, coll, ix.name, fields, ix.unique],
+    )?;
+    exec(
+        c,
+        BACKFILL_INDEX,
+        params![ns, coll, ix.name, ix.unique, fields],
+    )?;
+    Ok(true)
 }
 
 #[async_trait]
 impl RecordStore for SqliteStore {
-    async fn put(
+    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        self.pool.run(|c| put_in(c, ns, put, now)).await
+    }
+
+    async fn get(
         &self,
         ns: &str,
         collection: &str,
         id: &str,
-        data: &Value,
+        now: Timestamp,
+    ) -> Result<Option<Record>> {
+        self.pool
+            .run(|c| {
+                first(
+                    c,
+                    GET_RECORD,
+                    params![ns, collection, id, now.as_micros()],
+                    record_row,
+                )
+            })
+            .await
+    }
+
+    async fn delete(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
         expect: Expect,
         now: Timestamp,
-    ) -> Result<Record> {
-        let text = canonical_json(data);
-        let at = now.as_micros();
+    ) -> Result<()> {
         self.pool
-            .run(|c| {
-                let row = match expect {
-                    // No row when the record is at its last version.
-                    Expect::Any => first(
-                        c,
-                        UPSERT_RECORD,
-                        params![ns, collection, id, text, at],
-                        record_row,
-                    )?,
-                    Expect::Absent => first(
-                        c,
-                        INSERT_RECORD_IF_ABSENT,
-                        params![ns, collection, id, text, at],
-                        record_row,
-                    )?,
-                    Expect::Version(v) => first(
-                        c,
-                        UPDATE_RECORD_AT_VERSION,
-                        params![ns, collection, id, text, at, v as i64],
-                        record_row,
-                    )?,
-                };
-                match row {
-                    Some(r) => Ok(r),
-                    None => Err(put_refused(
-                        collection,
-                        id,
-                        expect,
-                        record_version_in(c, ns, collection, id)?,
-                    )),
-                }
-            })
-            .await
-    }
-
-    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
-        self.pool
-            .run(|c| first(c, GET_RECORD, [ns, collection, id], record_row))
-            .await
-    }
-
-    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
-        self.pool
-            .run(|c| {
-                let version = match expect {
-                    Expect::Absent => {
-                        return match record_version_in(c, ns, collection, id)? {
-                            Some(v) => Err(expectation_error(expect, Some(v))),
-                            None => Err(Error::not_found(format!(
-                                "record {collection:?}/{id:?} does not exist"
-                            ))),
-                        };
-                    }
-                    Expect::Any => None,
-                    Expect::Version(v) => Some(v as i64),
-                };
-                let done = exec(c, DELETE_RECORD, params![ns, collection, id, version])?;
-                if done == 1 {
-                    return Ok(());
-                }
-                match (expect, record_version_in(c, ns, collection, id)?) {
-                    (Expect::Any, None) => Err(Error::not_found(format!(
-                        "record {collection:?}/{id:?} does not exist"
-                    ))),
-                    (_, current) => Err(expectation_error(expect, current)),
-                }
-            })
+            .run(|c| delete_in(c, ns, collection, id, expect, now))
             .await
     }
 
@@ -848,13 +945,14 @@ impl RecordStore for SqliteStore {
         collection: &str,
         after: Option<&str>,
         limit: usize,
+        now: Timestamp,
     ) -> Result<Vec<Record>> {
         self.pool
             .run(|c| {
                 all(
                     c,
                     LIST_RECORDS,
-                    params![ns, collection, after, limit as i64],
+                    params![ns, collection, after, limit as i64, now.as_micros()],
                     record_row,
                 )
             })
@@ -865,6 +963,110 @@ impl RecordStore for SqliteStore {
         self.pool
             .run(|c| all(c, LIST_COLLECTIONS, [ns], |r| col(r, 0, "collection")))
             .await
+    }
+
+    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        self.pool
+            .run(|c| {
+                let tx = immediate(c)?;
+                let created = create_index_in(&tx, ns, index, now)?;
+                tx.commit().map_err(map)?;
+                Ok(created)
+            })
+            .await
+    }
+
+    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+        self.pool
+            .run(|c| all(c, LIST_INDEXES, params![ns, collection], index_row))
+            .await
+    }
+
+    async fn find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Found>> {
+        let (after_key, after_id) = match &query.after {
+            Some((k, id)) => (Some(k.as_slice()), Some(id.as_str())),
+            None => (None, None),
+        };
+        self.pool
+            .run(|c| {
+                let found = all(
+                    c,
+                    FIND,
+                    params![
+                        ns,
+                        collection,
+                        query.index,
+                        query.from,
+                        query.to,
+                        after_key,
+                        after_id,
+                        now.as_micros(),
+                        limit as i64
+                    ],
+                    |r| {
+                        Ok(Found {
+                            key: col(r, 0, "record_index_entries.key")?,
+                            record: record_row_from(r, 1)?,
+                        })
+                    },
+                )?;
+                if found.is_empty()
+                    && first(
+                        c,
+                        INDEX_DEFINITION,
+                        params![ns, collection, query.index],
+                        index_row,
+                    )?
+                    .is_none()
+                {
+                    return Err(no_such_index(collection, &query.index));
+                }
+                Ok(found)
+            })
+            .await
+    }
+}
+
+fn delete_in(
+    c: &Connection,
+    ns: &str,
+    collection: &str,
+    id: &str,
+    expect: Expect,
+    now: Timestamp,
+) -> Result<()> {
+    let version = match expect {
+        Expect::Absent => {
+            return match record_version_in(c, ns, collection, id, now)? {
+                Some(v) => Err(expectation_error(expect, Some(v))),
+                None => Err(Error::not_found(format!(
+                    "record {collection:?}/{id:?} does not exist"
+                ))),
+            };
+        }
+        Expect::Any => None,
+        Expect::Version(v) => Some(v as i64),
+    };
+    let done = exec(
+        c,
+        DELETE_RECORD,
+        params![ns, collection, id, version, now.as_micros()],
+    )?;
+    if done == 1 {
+        return Ok(());
+    }
+    match (expect, record_version_in(c, ns, collection, id, now)?) {
+        (Expect::Any, None) => Err(Error::not_found(format!(
+            "record {collection:?}/{id:?} does not exist"
+        ))),
+        (_, current) => Err(expectation_error(expect, current)),
     }
 }
 
@@ -896,6 +1098,7 @@ fn purge_in(c: &mut Connection, ns: &str, cut: &PurgeCutoffs) -> Result<PurgeRep
     if let Some(before) = cut.records_before {
         report.records = purge(PURGE_RECORDS, before)?;
     }
+    report.records += purge(PURGE_EXPIRED_RECORDS, cut.now)?;
     tx.commit().map_err(map)?;
     Ok(report)
 }
@@ -908,7 +1111,12 @@ fn clear_in(c: &mut Connection, ns: &str) -> Result<Counts> {
         metrics: exec(&tx, CLEAR_METRICS, [ns])? as u64,
         events: exec(&tx, CLEAR_EVENTS, [ns])? as u64,
         idempotency_keys: exec(&tx, CLEAR_KEYS, [ns])? as u64,
-        records: exec(&tx, CLEAR_RECORDS, [ns])? as u64,
+        // Index declarations stay, like a table's indexes through
+        // TRUNCATE; their entries go first, so the triggers find none.
+        records: {
+            exec(&tx, CLEAR_INDEX_ENTRIES, [ns])?;
+            exec(&tx, CLEAR_RECORDS, [ns])? as u64
+        },
     };
     exec(&tx, CLEAR_LOG_HEAD, [ns])?;
     tx.commit().map_err(map)?;
@@ -917,6 +1125,29 @@ fn clear_in(c: &mut Connection, ns: &str) -> Result<Counts> {
 
 /// Write a whole archive in one IMMEDIATE transaction: all of it or
 /// nothing, into namespaces that must be empty.
+/// The error for an archive record that a unique index refused: named by
+/// the index and the record that has the key, when that is what happened.
+fn import_refused(c: &Connection, ns: &str, rec: &Record, text: &str, e: Error) -> Result<Error> {
+    if e.kind() != ErrorKind::Conflict {
+        return Ok(e);
+    }
+    let holder = first(
+        c,
+        UNIQUE_HOLDER,
+        params![ns, rec.collection, rec.id, text],
+        |r| {
+            Ok((
+                col::<String>(r, 0, "record_indexes.name")?,
+                col::<String>(r, 1, "record_index_entries.id")?,
+            ))
+        },
+    )?;
+    Ok(match holder {
+        Some((index, other)) => unique_conflict(&rec.collection, &index, &other),
+        None => e,
+    })
+}
+
 fn import_in(
     c: &mut Connection,
     archive: &[ArchiveNamespace],
@@ -932,9 +1163,16 @@ fn import_in(
     let mut done = 0u64;
     for a in archive {
         let ns = a.name.as_str();
+        // Indexes first, so the records are indexed as they arrive.
+        for item in &a.items {
+            if let ArchiveItem::Index(ix) = item {
+                create_index_in(&tx, ns, ix, Timestamp::MIN)?;
+            }
+        }
         let mut head = 0i64;
         for item in &a.items {
             match item {
+                ArchiveItem::Index(_) => {}
                 ArchiveItem::Metric(p) => insert_metrics(&tx, ns, std::slice::from_ref(p))?,
                 ArchiveItem::Event(ev) => {
                     let checked = validate::json("event data", &ev.data)?;
@@ -970,19 +1208,24 @@ fn import_in(
                     )?;
                 }
                 ArchiveItem::Record(rec) => {
-                    exec(
+                    let text = canonical_json(&rec.data);
+                    let inserted = exec(
                         &tx,
                         INSERT_RECORD_FULL,
                         params![
                             ns,
                             rec.collection,
                             rec.id,
-                            canonical_json(&rec.data),
+                            text,
                             rec.version as i64,
                             rec.created_at.as_micros(),
-                            rec.updated_at.as_micros()
+                            rec.updated_at.as_micros(),
+                            rec.expires_at.map(|t| t.as_micros())
                         ],
-                    )?;
+                    );
+                    if let Err(e) = inserted {
+                        return Err(import_refused(&tx, ns, rec, &text, e)?);
+                    }
                 }
             }
             done += 1;

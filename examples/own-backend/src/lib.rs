@@ -127,24 +127,29 @@ impl IdempotencyStore for CountingStore {
 
 #[async_trait]
 impl RecordStore for CountingStore {
-    async fn put(
+    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        self.count();
+        self.inner.put(ns, put, now).await
+    }
+    async fn get(
         &self,
         ns: &str,
         collection: &str,
         id: &str,
-        data: &Value,
+        now: Timestamp,
+    ) -> Result<Option<Record>> {
+        self.inner.get(ns, collection, id, now).await
+    }
+    async fn delete(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
         expect: Expect,
         now: Timestamp,
-    ) -> Result<Record> {
+    ) -> Result<()> {
         self.count();
-        self.inner.put(ns, collection, id, data, expect, now).await
-    }
-    async fn get(&self, ns: &str, collection: &str, id: &str) -> Result<Option<Record>> {
-        self.inner.get(ns, collection, id).await
-    }
-    async fn delete(&self, ns: &str, collection: &str, id: &str, expect: Expect) -> Result<()> {
-        self.count();
-        self.inner.delete(ns, collection, id, expect).await
+        self.inner.delete(ns, collection, id, expect, now).await
     }
     async fn list_records(
         &self,
@@ -152,11 +157,31 @@ impl RecordStore for CountingStore {
         collection: &str,
         after: Option<&str>,
         limit: usize,
+        now: Timestamp,
     ) -> Result<Vec<Record>> {
-        self.inner.list_records(ns, collection, after, limit).await
+        self.inner
+            .list_records(ns, collection, after, limit, now)
+            .await
     }
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
         self.inner.list_collections(ns).await
+    }
+    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        self.count();
+        self.inner.create_index(ns, index, now).await
+    }
+    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+        self.inner.list_indexes(ns, collection).await
+    }
+    async fn find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Found>> {
+        self.inner.find(ns, collection, query, limit, now).await
     }
 }
 
