@@ -35,6 +35,9 @@ fn payload() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(json!({})),
         Just(json!({"a": 1})),
+        Just(json!({"a": 1.0, "b": "x"})),
+        Just(json!({"a": "x", "b": 2})),
+        Just(json!({"a": null, "b": -1})),
         Just(json!({"a": 1, "b": [1, 2]})),
         Just(json!([1.5, "x"])),
         Just(json!({"n": null, "é": "😀"})),
@@ -120,6 +123,29 @@ pub enum Op {
         collection: String,
         limit: usize,
     },
+    PutWithTtl {
+        collection: String,
+        id: String,
+        data: Value,
+        expect: Expect,
+        ttl: u64,
+    },
+    CreateIndex {
+        collection: String,
+        fields: Vec<String>,
+        unique: bool,
+    },
+    Find {
+        collection: String,
+        field: String,
+        value: Value,
+        limit: usize,
+    },
+    Incr {
+        collection: String,
+        id: String,
+        by: i64,
+    },
     Advance(u64),
     Purge {
         metrics: Option<u64>,
@@ -128,6 +154,9 @@ pub enum Op {
     },
     Counts,
 }
+
+/// Index declarations the sequences draw from (the last one is refused).
+const INDEX_FIELDS: &[&[&str]] = &[&["/a"], &["/b"], &["/a", "/b"], &["/b", "/a"], &["a"]];
 
 fn op() -> impl Strategy<Value = Op> {
     let opt_name = || prop::option::of(name());
@@ -150,6 +179,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (name(), name()).prop_map(|(collection, id)| Op::Get { collection, id }),
         1 => (name(), name(), expect()).prop_map(|(collection, id, expect)| Op::Delete { collection, id, expect }),
         1 => (name(), 1usize..4).prop_map(|(collection, limit)| Op::ListRecords { collection, limit }),
+        2 => (name(), name(), payload(), expect(), 0u64..30).prop_map(|(collection, id, data, expect, ttl)| Op::PutWithTtl { collection, id, data, expect, ttl }),
+        1 => (name(), prop::sample::select(INDEX_FIELDS), any::<bool>()).prop_map(|(collection, fields, unique)| Op::CreateIndex { collection, fields: fields.iter().map(|f| f.to_string()).collect(), unique }),
+        2 => (name(), prop::sample::select(&["/a", "/b", "/c"][..]), prop::sample::select(vec![json!(1), json!("x"), json!(null), json!(2), json!(-1), json!([1])]), 1usize..4).prop_map(|(collection, field, value, limit)| Op::Find { collection, field: field.to_string(), value, limit }),
+        1 => (name(), name(), -2i64..3).prop_map(|(collection, id, by)| Op::Incr { collection, id, by }),
         2 => (1u64..20).prop_map(Op::Advance),
         1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20)).prop_map(|(metrics, events, records)| Op::Purge { metrics, events, records }),
         1 => Just(Op::Counts),
@@ -175,7 +208,7 @@ fn out<T: serde::Serialize>(r: Result<T>) -> Value {
     match r {
         Ok(v) => serde_json::to_value(v).expect("serializes"),
         Err(e) => {
-            json!({"error": e.kind().as_str(), "index": e.index(), "current_version": e.current_version()})
+            json!({"error": e.kind().as_str(), "index": e.index(), "current_version": e.current_version(), "unique": e.unique_conflict()})
         }
     }
 }
@@ -357,6 +390,47 @@ impl Side {
             Op::ListRecords { collection, limit } => {
                 out(h.list_records(collection, None, *limit).await)
             }
+            Op::PutWithTtl {
+                collection,
+                id,
+                data,
+                expect,
+                ttl,
+            } => out(h
+                .put_with_ttl(collection, id, data, *expect, Duration::from_secs(*ttl))
+                .await),
+            Op::CreateIndex {
+                collection,
+                fields,
+                unique,
+            } => {
+                let mut ix = persistkit_core::Index::new(collection.as_str(), "ix", fields);
+                ix.unique = *unique;
+                // One name, so that a second declaration may differ.
+                out(h.create_index(&ix).await)
+            }
+            Op::Find {
+                collection,
+                field,
+                value,
+                limit,
+            } => {
+                let q = persistkit_core::Find::new()
+                    .eq(field.as_str(), value.clone())
+                    .limit(*limit);
+                match h.find(collection, &q).await {
+                    Ok(first) => {
+                        // Follow one more page, so cursors are exercised.
+                        let next = match &first.next_cursor {
+                            Some(c) => out(h.find(collection, &q.clone().after(c.clone())).await),
+                            None => Value::Null,
+                        };
+                        json!([out(Ok::<_, persistkit_core::Error>(first)), next])
+                    }
+                    Err(e) => out::<()>(Err(e)),
+                }
+            }
+            Op::Incr { collection, id, by } => out(h.incr(collection, id, "/c", *by).await),
             Op::Advance(s) => {
                 self.clock.advance(Duration::from_secs(*s));
                 Value::Null

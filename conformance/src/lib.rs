@@ -166,6 +166,14 @@ macro_rules! __with_cases {
                 bad_input_leaves_record_untouched,
                 namespaces_isolate_records,
                 last_version_refuses_writes,
+                indexes_are_declared_once,
+                find_orders_by_index_then_id,
+                find_pages_and_follows_writes,
+                unique_index_refuses_a_second_record,
+                unique_key_race_has_one_winner,
+                expired_records_are_absent,
+                update_and_incr_lose_nothing,
+                archive_carries_indexes_and_expiry,
             }
             admin {
                 migrate_twice_is_a_no_op,

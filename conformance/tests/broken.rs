@@ -81,6 +81,20 @@ enum Bug {
     /// A store opened "in another schema" lands on the same tables, as when
     /// a pooler drops the start-up setting that chose the schema.
     MergedSchemas,
+    /// A conditional record write ignores the version it expects.
+    VersionIgnored,
+    /// Reads of a record ignore its expiry.
+    ExpiredStillVisible,
+    /// Purge leaves expired records behind.
+    PurgeKeepsExpired,
+    /// A unique index is created as a plain one.
+    UniqueNotEnforced,
+    /// `find` orders by id instead of by the index key.
+    FindByIdOrder,
+    /// `find` ignores the key range: every record of the index matches.
+    FindIgnoresRange,
+    /// `import` drops the archive's index declarations.
+    ImportSkipsIndexes,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -423,33 +437,31 @@ impl IdempotencyStore for Buggy {
 
 #[async_trait]
 impl RecordStore for Buggy {
-    async fn put(
-        &self,
-        ns: &str,
-        c: &str,
-        id: &str,
-        d: &Value,
-        e: Expect,
-        now: Timestamp,
-    ) -> Result<Record> {
-        match self.inner.put(ns, c, id, d, e, now).await {
+    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        let mut put = *put;
+        if self.bug == Bug::VersionIgnored && matches!(put.expect, Expect::Version(_)) {
+            // An UPDATE that forgot `AND version = $n`.
+            put.expect = Expect::Any;
+        }
+        match self.inner.put(ns, &put, now).await {
             Err(err)
                 if self.bug == Bug::SilentOverflow && err.kind() == ErrorKind::InvalidInput =>
             {
                 // The version wraps, as an INTEGER column turned REAL would.
                 Ok(Record {
-                    collection: c.into(),
-                    id: id.into(),
-                    data: d.clone(),
+                    collection: put.collection.into(),
+                    id: put.id.into(),
+                    data: put.data.clone(),
                     version: 0,
                     created_at: now,
                     updated_at: now,
+                    expires_at: put.expires_at,
                 })
             }
             other => self.closed_as_unavailable(other),
         }
     }
-    async fn get(&self, ns: &str, c: &str, id: &str) -> Result<Option<Record>> {
+    async fn get(&self, ns: &str, c: &str, id: &str, now: Timestamp) -> Result<Option<Record>> {
         if self.bug == Bug::NeverYields {
             // Holds its thread far past any case timeout, never awaiting.
             let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -457,11 +469,17 @@ impl RecordStore for Buggy {
                 std::hint::spin_loop();
             }
         }
-        let r = self.inner.get(ns, c, id).await;
+        let now = if self.bug == Bug::ExpiredStillVisible {
+            // A read that forgot `AND expires_at > now`.
+            Timestamp::MIN
+        } else {
+            now
+        };
+        let r = self.inner.get(ns, c, id, now).await;
         self.closed_as_unavailable(r)
     }
-    async fn delete(&self, ns: &str, c: &str, id: &str, e: Expect) -> Result<()> {
-        self.inner.delete(ns, c, id, e).await
+    async fn delete(&self, ns: &str, c: &str, id: &str, e: Expect, now: Timestamp) -> Result<()> {
+        self.inner.delete(ns, c, id, e, now).await
     }
     async fn list_records(
         &self,
@@ -469,13 +487,14 @@ impl RecordStore for Buggy {
         c: &str,
         after: Option<&str>,
         limit: usize,
+        now: Timestamp,
     ) -> Result<Vec<Record>> {
         let after = if self.bug == Bug::EndlessPages {
             None
         } else {
             after
         };
-        self.inner.list_records(ns, c, after, limit).await
+        self.inner.list_records(ns, c, after, limit, now).await
     }
     async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
         let mut v = self.inner.list_collections(ns).await?;
@@ -483,6 +502,55 @@ impl RecordStore for Buggy {
             v.sort_by_key(|s| s.to_lowercase());
         }
         Ok(v)
+    }
+    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        if self.bug == Bug::UniqueNotEnforced {
+            // A CREATE INDEX that forgot UNIQUE.
+            let plain = Index {
+                unique: false,
+                ..index.clone()
+            };
+            return self.inner.create_index(ns, &plain, now).await;
+        }
+        self.inner.create_index(ns, index, now).await
+    }
+    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+        self.inner.list_indexes(ns, collection).await
+    }
+    async fn find(
+        &self,
+        ns: &str,
+        c: &str,
+        query: &FindQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Found>> {
+        match self.bug {
+            Bug::FindByIdOrder => {
+                // Reads the whole range, then orders by id, not by key.
+                let all = FindQuery {
+                    after: None,
+                    ..query.clone()
+                };
+                let mut v = self.inner.find(ns, c, &all, usize::MAX, now).await?;
+                v.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+                if let Some((_, after)) = &query.after {
+                    v.retain(|f| f.record.id > *after);
+                }
+                v.truncate(limit);
+                Ok(v)
+            }
+            Bug::FindIgnoresRange => {
+                // A WHERE that kept only the index name.
+                let everything = FindQuery {
+                    from: Vec::new(),
+                    to: vec![0xFF],
+                    ..query.clone()
+                };
+                self.inner.find(ns, c, &everything, limit, now).await
+            }
+            _ => self.inner.find(ns, c, query, limit, now).await,
+        }
     }
 }
 
@@ -511,6 +579,13 @@ impl AdminStore for Buggy {
         self.inner.counts(ns).await
     }
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        if self.bug == Bug::PurgeKeepsExpired {
+            // Purges by age only: nothing has expired as of the beginning
+            // of time (expired idempotency keys stay too).
+            let mut by_age = *c;
+            by_age.now = Timestamp::MIN;
+            return self.inner.purge(ns, &by_age).await;
+        }
         self.inner.purge(ns, c).await
     }
     async fn clear(&self, ns: &str) -> Result<Counts> {
@@ -537,6 +612,21 @@ impl AdminStore for Buggy {
         progress: ImportProgress<'_>,
     ) -> Result<()> {
         match self.bug {
+            Bug::ImportSkipsIndexes => {
+                let archive: Vec<ArchiveNamespace> = archive
+                    .iter()
+                    .map(|a| ArchiveNamespace {
+                        name: a.name.clone(),
+                        items: a
+                            .items
+                            .iter()
+                            .filter(|i| !matches!(i, ArchiveItem::Index(_)))
+                            .cloned()
+                            .collect(),
+                    })
+                    .collect();
+                self.inner.import(&archive, progress).await
+            }
             Bug::ImportPerNamespace => {
                 for a in archive {
                     self.inner.import(std::slice::from_ref(a), progress).await?;
@@ -588,10 +678,13 @@ impl AdminStore for Buggy {
                                 self.inner
                                     .put(
                                         &a.name,
-                                        &r.collection,
-                                        &r.id,
-                                        &r.data,
-                                        Expect::Any,
+                                        &PutRecord {
+                                            collection: &r.collection,
+                                            id: &r.id,
+                                            data: &r.data,
+                                            expect: Expect::Any,
+                                            expires_at: r.expires_at,
+                                        },
                                         r.updated_at,
                                     )
                                     .await?;
@@ -974,6 +1067,55 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "purged_event_can_be_appended_again",
     "dedupe after purge"
 )]
+#[case(Bug::FindByIdOrder, "records", "find_orders_by_index_then_id", "REC-5")]
+#[case(
+    Bug::FindIgnoresRange,
+    "records",
+    "find_orders_by_index_then_id",
+    "REC-5"
+)]
+#[case(
+    Bug::FindIgnoresRange,
+    "records",
+    "find_pages_and_follows_writes",
+    "REC-5"
+)]
+#[case(
+    Bug::UniqueNotEnforced,
+    "records",
+    "unique_index_refuses_a_second_record",
+    "REC-6"
+)]
+#[case(
+    Bug::UniqueNotEnforced,
+    "records",
+    "unique_key_race_has_one_winner",
+    "REC-6"
+)]
+#[case(
+    Bug::ExpiredStillVisible,
+    "records",
+    "expired_records_are_absent",
+    "REC-7"
+)]
+#[case(
+    Bug::PurgeKeepsExpired,
+    "records",
+    "expired_records_are_absent",
+    "REC-7"
+)]
+#[case(
+    Bug::VersionIgnored,
+    "records",
+    "update_and_incr_lose_nothing",
+    "REC-8"
+)]
+#[case(
+    Bug::ImportSkipsIndexes,
+    "records",
+    "archive_carries_indexes_and_expiry",
+    "ADM-4"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_planted_bug_fails_the_case_that_guards_it(
     #[case] bug: Bug,
@@ -1022,6 +1164,13 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("events", "newest_first_reverses_the_listing")]
 #[case("idempotency", "key_state_is_read_only")]
 #[case("admin", "clear_empties_one_namespace")]
+#[case("records", "find_orders_by_index_then_id")]
+#[case("records", "find_pages_and_follows_writes")]
+#[case("records", "unique_index_refuses_a_second_record")]
+#[case("records", "unique_key_race_has_one_winner")]
+#[case("records", "expired_records_are_absent")]
+#[case("records", "update_and_incr_lose_nothing")]
+#[case("records", "archive_carries_indexes_and_expiry")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

@@ -413,7 +413,7 @@ pub async fn export_is_deterministic(ctx: &Ctx) -> CaseResult {
         .collect::<Result<_, _>>()?;
     ensure_eq!(
         lines[0]["version"],
-        json!(1),
+        json!(persistkit_core::ARCHIVE_VERSION),
         "export: the first line names the archive version"
     );
     ensure_eq!(
@@ -1000,6 +1000,35 @@ pub async fn import_refuses_hostile_archives(ctx: &Ctx) -> CaseResult {
         ),
         ("an empty token", one(key(""))),
         (
+            "an index line in a version 1 archive",
+            one(
+                r#"{"collection":"c","fields":["/a"],"name":"i","type":"index","unique":false}"#
+                    .into(),
+            ),
+        ),
+        (
+            "an index on a field that is not a JSON pointer",
+            vec![
+                HEAD.replace(":1}", ":2}"),
+                ns("a"),
+                r#"{"collection":"c","fields":["a"],"name":"i","type":"index","unique":false}"#
+                    .into(),
+                end(1, 1),
+            ],
+        ),
+        (
+            "two records with one key in a unique index",
+            vec![
+                HEAD.replace(":1}", ":2}"),
+                ns("a"),
+                r#"{"collection":"c","fields":["/a"],"name":"i","type":"index","unique":true}"#
+                    .into(),
+                record("c", "x", "1", r#"{"a":1}"#, at),
+                record("c", "y", "1", r#"{"a":1.0}"#, at),
+                end(1, 3),
+            ],
+        ),
+        (
             "an unknown item type",
             one(r#"{"type":"histogram"}"#.into()),
         ),
@@ -1016,7 +1045,7 @@ pub async fn import_refuses_hostile_archives(ctx: &Ctx) -> CaseResult {
         ("no header", vec![ns("a"), rec("1"), end(1, 1)]),
         (
             "a header of another version",
-            vec![HEAD.replace(":1}", ":2}"), ns("a"), end(1, 0)],
+            vec![HEAD.replace(":1}", ":3}"), ns("a"), end(1, 0)],
         ),
         (
             "an end line with the wrong count",

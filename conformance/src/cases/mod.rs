@@ -6,6 +6,7 @@ pub mod common;
 pub mod events;
 pub mod idempotency;
 pub mod metrics;
+mod queries;
 pub mod records;
 
 use std::time::Duration;
@@ -238,7 +239,9 @@ pub(crate) async fn ensure_empty(h: &Handle, rule: &str) -> Result<(), CaseError
 /// canonical form export writes, so a store that keeps everything exports
 /// exactly this text again.
 pub(crate) fn archive_text(namespaces: &[(&str, Vec<persistkit_core::ArchiveItem>)]) -> String {
-    let mut lines = vec![json!({"format": "persistkit-archive", "type": "archive", "version": 1})];
+    let mut lines = vec![
+        json!({"format": "persistkit-archive", "type": "archive", "version": persistkit_core::ARCHIVE_VERSION}),
+    ];
     let mut items = 0;
     for (ns, list) in namespaces {
         lines.push(json!({"type": "namespace", "name": ns}));
@@ -285,6 +288,7 @@ pub(crate) fn archived_record(
         version,
         created_at: t(0),
         updated_at: t(1),
+        expires_at: None,
     })
 }
 
