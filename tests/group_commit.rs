@@ -40,6 +40,7 @@ impl EventStore for Slow {
 persistkit::forward_metric_store!(Slow, inner);
 persistkit::forward_idempotency_store!(Slow, inner);
 persistkit::forward_record_store!(Slow, inner);
+persistkit::forward_batch_store!(Slow, inner);
 persistkit::forward_admin_store!(Slow, inner);
 
 fn setup() -> (Handle, Arc<Slow>) {

@@ -56,6 +56,7 @@ impl MetricStore for Troubled {
 persistkit::forward_event_store!(Troubled, inner);
 persistkit::forward_idempotency_store!(Troubled, inner);
 persistkit::forward_record_store!(Troubled, inner);
+persistkit::forward_batch_store!(Troubled, inner);
 persistkit::forward_admin_store!(Troubled, inner);
 
 fn troubled(db: Db) -> (Handle, Arc<Troubled>) {

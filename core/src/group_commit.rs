@@ -206,4 +206,5 @@ impl Layer for GroupCommit {
 crate::forward_metric_store!(GroupCommit, inner);
 crate::forward_idempotency_store!(GroupCommit, inner);
 crate::forward_record_store!(GroupCommit, inner);
+crate::forward_batch_store!(GroupCommit, inner);
 crate::forward_admin_store!(GroupCommit, inner);

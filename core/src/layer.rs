@@ -20,6 +20,7 @@
 //! persistkit_core::forward_event_store!(Nothing, inner);
 //! persistkit_core::forward_idempotency_store!(Nothing, inner);
 //! persistkit_core::forward_record_store!(Nothing, inner);
+//! persistkit_core::forward_batch_store!(Nothing, inner);
 //! persistkit_core::forward_admin_store!(Nothing, inner);
 //!
 //! impl Layer for Nothing {
@@ -213,6 +214,24 @@ macro_rules! forward_record_store {
             }
             async fn list_collections(&self, ns: &str) -> $crate::Result<Vec<String>> {
                 $crate::__forward_call!(self, [$($around)?], "list_collections", self.$inner.list_collections(ns))
+            }
+        }
+    };
+}
+
+/// Implement [`BatchStore`](crate::BatchStore) for a layer by forwarding.
+#[macro_export]
+macro_rules! forward_batch_store {
+    ($ty:ty, $inner:ident $(, $around:ident)?) => {
+        #[$crate::__async_trait]
+        impl $crate::BatchStore for $ty {
+            async fn apply(
+                &self,
+                ns: &str,
+                items: &[$crate::BatchItem],
+                now: $crate::Timestamp,
+            ) -> $crate::Result<Vec<$crate::Applied>> {
+                $crate::__forward_call!(self, [$($around)?], "apply", self.$inner.apply(ns, items, now))
             }
         }
     };

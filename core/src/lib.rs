@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod archive;
+pub mod batch;
 mod cursor;
 pub mod error;
 pub mod events;
@@ -37,6 +38,7 @@ pub use admin::{
 pub use archive::{
     ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION, OLDEST_ARCHIVE_VERSION,
 };
+pub use batch::{Applied, Batch, BatchItem, BatchOp, BatchStore, MAX_BATCH_ITEMS};
 pub use cursor::Page;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use events::{

@@ -156,5 +156,6 @@ crate::forward_metric_store!(Observed, inner, around);
 crate::forward_event_store!(Observed, inner, around);
 crate::forward_idempotency_store!(Observed, inner, around);
 crate::forward_record_store!(Observed, inner, around);
+crate::forward_batch_store!(Observed, inner, around);
 
 crate::forward_admin_store!(Observed, inner, around; telemetry = add_latency);

@@ -3,22 +3,39 @@
 use std::fmt::Debug;
 
 use crate::admin::AdminStore;
+use crate::batch::BatchStore;
 use crate::events::EventStore;
 use crate::idempotency::IdempotencyStore;
 use crate::metrics::MetricStore;
 use crate::records::RecordStore;
 
-/// Everything a backend implements: the five domain traits. Implemented for
+/// Everything a backend implements: the five domain traits and batches. Implemented for
 /// every type that implements them, and usable as `Arc<dyn Store>`.
 ///
 /// Backends receive validated input only: callers go through
 /// [`Handle`](crate::Handle), which checks every rule of the contract first.
 pub trait Store:
-    MetricStore + EventStore + IdempotencyStore + RecordStore + AdminStore + Debug + Send + Sync
+    MetricStore
+    + EventStore
+    + IdempotencyStore
+    + RecordStore
+    + BatchStore
+    + AdminStore
+    + Debug
+    + Send
+    + Sync
 {
 }
 
 impl<T> Store for T where
-    T: MetricStore + EventStore + IdempotencyStore + RecordStore + AdminStore + Debug + Send + Sync
+    T: MetricStore
+        + EventStore
+        + IdempotencyStore
+        + RecordStore
+        + BatchStore
+        + AdminStore
+        + Debug
+        + Send
+        + Sync
 {
 }

@@ -13,11 +13,11 @@ use persistkit_core::{
     check_expect, check_live_claim, expectation_error, next_position, next_version, unique_conflict,
 };
 use persistkit_core::{
-    AdminStore, AggregateQuery, AggregateRow, Appended, ArchiveItem, ArchiveNamespace,
-    Capabilities, Claim, Counts, Error, Event, EventQuery, EventStore, Expect, FindQuery, Found,
-    IdempotencyEntry, IdempotencyStore, ImportProgress, Index, MetricPoint, MetricQuery,
-    MetricStore, PreparedEvent, PurgeCutoffs, PurgeReport, PutRecord, Record, RecordStore, Result,
-    SchemaVersions, StoredMetric, Timestamp,
+    AdminStore, AggregateQuery, AggregateRow, Appended, Applied, ArchiveItem, ArchiveNamespace,
+    BatchItem, BatchStore, Capabilities, Claim, Counts, Error, Event, EventQuery, EventStore,
+    Expect, FindQuery, Found, IdempotencyEntry, IdempotencyStore, ImportProgress, Index,
+    MetricPoint, MetricQuery, MetricStore, PreparedEvent, PurgeCutoffs, PurgeReport, PutRecord,
+    Record, RecordStore, Result, SchemaVersions, StoredMetric, Timestamp,
 };
 
 const SCHEMA_VERSION: u32 = 1;
@@ -37,17 +37,65 @@ struct State {
     next_seq: u64,
     metrics: HashMap<String, BTreeMap<MetricOrder, StoredMetric>>,
     events: HashMap<String, Log>,
-    keys: HashMap<String, BTreeMap<(String, String), IdempotencyEntry>>,
+    keys: HashMap<String, Keys>,
     records: HashMap<String, Records>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Log {
     last_position: u64,
     by_position: BTreeMap<u64, Event>,
     by_time: BTreeMap<(Timestamp, u64), u64>,
     /// (kind, occurred_at, digest) → (id, position).
     dedupe: HashMap<(String, Timestamp, String), (u64, u64)>,
+}
+
+impl Log {
+    /// Append `events`, all of them or (on a full log) none.
+    fn append(&mut self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+        let log = self;
+        // Plan the whole batch first, so a full log rejects all of it.
+        let mut head = log.last_position;
+        let mut planned: HashMap<(String, Timestamp, String), (u64, u64)> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let key = (e.kind.clone(), e.occurred_at, e.digest.clone());
+            if let Some(&(id, position)) = log.dedupe.get(&key).or_else(|| planned.get(&key)) {
+                out.push(Appended {
+                    id,
+                    position,
+                    duplicate: true,
+                });
+                continue;
+            }
+            head = next_position(ns, head)?;
+            planned.insert(key, (head, head));
+            out.push(Appended {
+                id: head,
+                position: head,
+                duplicate: false,
+            });
+        }
+        for (e, a) in events.iter().zip(&out).filter(|(_, a)| !a.duplicate) {
+            log.dedupe.insert(
+                (e.kind.clone(), e.occurred_at, e.digest.clone()),
+                (a.id, a.position),
+            );
+            log.by_time.insert((e.occurred_at, a.id), a.position);
+            log.by_position.insert(
+                a.position,
+                Event {
+                    id: a.id,
+                    position: a.position,
+                    kind: e.kind.clone(),
+                    occurred_at: e.occurred_at,
+                    data: e.data.clone(),
+                },
+            );
+        }
+        log.last_position = head;
+        Ok(out)
+    }
 }
 
 fn order_of(m: &StoredMetric) -> MetricOrder {
@@ -169,48 +217,10 @@ impl MetricStore for MemoryStore {
 impl EventStore for MemoryStore {
     async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
         let mut s = self.lock()?;
-        let log = s.events.entry(ns.to_string()).or_default();
-        // Plan the whole batch first, so a full log rejects all of it.
-        let mut head = log.last_position;
-        let mut planned: HashMap<(String, Timestamp, String), (u64, u64)> = HashMap::new();
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let key = (e.kind.clone(), e.occurred_at, e.digest.clone());
-            if let Some(&(id, position)) = log.dedupe.get(&key).or_else(|| planned.get(&key)) {
-                out.push(Appended {
-                    id,
-                    position,
-                    duplicate: true,
-                });
-                continue;
-            }
-            head = next_position(ns, head)?;
-            planned.insert(key, (head, head));
-            out.push(Appended {
-                id: head,
-                position: head,
-                duplicate: false,
-            });
-        }
-        for (e, a) in events.iter().zip(&out).filter(|(_, a)| !a.duplicate) {
-            log.dedupe.insert(
-                (e.kind.clone(), e.occurred_at, e.digest.clone()),
-                (a.id, a.position),
-            );
-            log.by_time.insert((e.occurred_at, a.id), a.position);
-            log.by_position.insert(
-                a.position,
-                Event {
-                    id: a.id,
-                    position: a.position,
-                    kind: e.kind.clone(),
-                    occurred_at: e.occurred_at,
-                    data: e.data.clone(),
-                },
-            );
-        }
-        log.last_position = head;
-        Ok(out)
+        s.events
+            .entry(ns.to_string())
+            .or_default()
+            .append(ns, events)
     }
 
     async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
@@ -307,9 +317,14 @@ impl IdempotencyStore for MemoryStore {
         now: Timestamp,
     ) -> Result<()> {
         let mut s = self.lock()?;
-        claimed(&mut s, ns, scope, key, token, now, "completed again")?.response =
-            Some(response.clone());
-        Ok(())
+        complete_in(
+            s.keys.entry(ns.to_string()).or_default(),
+            scope,
+            key,
+            token,
+            response,
+            now,
+        )
     }
 
     async fn release(
@@ -357,6 +372,23 @@ impl IdempotencyStore for MemoryStore {
             .map(|(_, e)| e.clone())
             .collect())
     }
+}
+
+type Keys = BTreeMap<(String, String), IdempotencyEntry>;
+
+/// Complete the live claim `token` holds on `(scope, key)` in `keys`.
+fn complete_in(
+    keys: &mut Keys,
+    scope: &str,
+    key: &str,
+    token: &str,
+    response: &Value,
+    now: Timestamp,
+) -> Result<()> {
+    let entry = keys.get_mut(&(scope.to_string(), key.to_string()));
+    check_live_claim(entry.as_deref(), scope, key, token, now, "completed again")?;
+    entry.expect("checked above").response = Some(response.clone());
+    Ok(())
 }
 
 /// The live claim `token` holds on `(scope, key)`, or why there is none.
@@ -537,6 +569,21 @@ impl Records {
         Ok(rec)
     }
 
+    fn delete(&mut self, collection: &str, id: &str, expect: Expect, now: Timestamp) -> Result<()> {
+        let current = self.live(collection, id, now).map(|r| r.version);
+        match (current, expect) {
+            (None, Expect::Version(_)) => Err(expectation_error(expect, None)),
+            (None, _) => Err(Error::not_found(format!(
+                "record {collection:?}/{id:?} does not exist"
+            ))),
+            (Some(_), _) => {
+                check_expect(current, expect)?;
+                self.remove(collection, id);
+                Ok(())
+            }
+        }
+    }
+
     fn create_index(&mut self, index: &Index, now: Timestamp) -> Result<bool> {
         let name = (index.collection.clone(), index.name.clone());
         if let Some(existing) = self.indexes.get(&name) {
@@ -603,25 +650,10 @@ impl RecordStore for MemoryStore {
         now: Timestamp,
     ) -> Result<()> {
         let mut s = self.lock()?;
-        let current = s
-            .records
-            .get(ns)
-            .and_then(|m| m.live(collection, id, now))
-            .map(|r| r.version);
-        match (current, expect) {
-            (None, Expect::Version(_)) => Err(expectation_error(expect, None)),
-            (None, _) => Err(Error::not_found(format!(
-                "record {collection:?}/{id:?} does not exist"
-            ))),
-            (Some(_), _) => {
-                check_expect(current, expect)?;
-                s.records
-                    .get_mut(ns)
-                    .expect("found above")
-                    .remove(collection, id);
-                Ok(())
-            }
-        }
+        s.records
+            .entry(ns.to_string())
+            .or_default()
+            .delete(collection, id, expect, now)
     }
 
     async fn list_records(
@@ -720,6 +752,66 @@ impl RecordStore for MemoryStore {
             })
             .take(limit)
             .collect())
+    }
+}
+
+#[async_trait]
+impl BatchStore for MemoryStore {
+    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+        let mut s = self.lock()?;
+        // The batch runs on copies of what it touches; they replace the
+        // originals only when every item succeeded.
+        let mut recs = None;
+        let mut log = None;
+        let mut keys = None;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let done = match item {
+                BatchItem::Put { .. } => {
+                    let put = item.as_put().expect("a put");
+                    recs.get_or_insert_with(|| s.records.get(ns).cloned().unwrap_or_default())
+                        .put(&put, now)
+                        .map(Applied::Put)
+                }
+                BatchItem::Delete {
+                    collection,
+                    id,
+                    expect,
+                } => recs
+                    .get_or_insert_with(|| s.records.get(ns).cloned().unwrap_or_default())
+                    .delete(collection, id, *expect, now)
+                    .map(|()| Applied::Deleted),
+                BatchItem::Append(events) => log
+                    .get_or_insert_with(|| s.events.get(ns).cloned().unwrap_or_default())
+                    .append(ns, events)
+                    .map(Applied::Appended),
+                BatchItem::Complete {
+                    scope,
+                    key,
+                    token,
+                    response,
+                } => complete_in(
+                    keys.get_or_insert_with(|| s.keys.get(ns).cloned().unwrap_or_default()),
+                    scope,
+                    key,
+                    token,
+                    response,
+                    now,
+                )
+                .map(|()| Applied::Completed),
+            };
+            out.push(done.map_err(|e| e.at_index(i))?);
+        }
+        if let Some(r) = recs {
+            s.records.insert(ns.to_string(), r);
+        }
+        if let Some(l) = log {
+            s.events.insert(ns.to_string(), l);
+        }
+        if let Some(k) = keys {
+            s.keys.insert(ns.to_string(), k);
+        }
+        Ok(out)
     }
 }
 

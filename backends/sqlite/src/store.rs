@@ -529,7 +529,14 @@ impl MetricStore for SqliteStore {
 /// log fails the whole batch.
 fn append_in(c: &mut Connection, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
     let tx = immediate(c)?;
-    let start: i64 = first(&tx, LOG_HEAD, [ns], |r| col(r, 0, "last_position"))?.unwrap_or(0);
+    let out = append_on(&tx, ns, events)?;
+    tx.commit().map_err(map)?;
+    Ok(out)
+}
+
+/// Append inside the caller's IMMEDIATE transaction `tx`.
+fn append_on(tx: &Connection, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    let start: i64 = first(tx, LOG_HEAD, [ns], |r| col(r, 0, "last_position"))?.unwrap_or(0);
     let mut head = u64_of(start);
     let mut out = Vec::with_capacity(events.len());
     {
@@ -538,7 +545,7 @@ fn append_in(c: &mut Connection, ns: &str, events: &[PreparedEvent]) -> Result<V
             .map_err(map)?;
         let duplicate_of = |e: &PreparedEvent| {
             first(
-                &tx,
+                tx,
                 FIND_EVENT,
                 params![ns, e.kind, e.occurred_at.as_micros(), e.digest],
                 |r| {
@@ -587,9 +594,8 @@ fn append_in(c: &mut Connection, ns: &str, events: &[PreparedEvent]) -> Result<V
         }
     }
     if head != u64_of(start) {
-        exec(&tx, SET_LOG_HEAD, params![ns, head as i64])?;
+        exec(tx, SET_LOG_HEAD, params![ns, head as i64])?;
     }
-    tx.commit().map_err(map)?;
     Ok(out)
 }
 
@@ -610,6 +616,36 @@ impl EventStore for SqliteStore {
             .run(|c| all(c, READ_LOG, params![ns, after, limit as i64], event_row))
             .await
     }
+}
+
+/// Complete the live claim `token` holds, on `c` (maybe in a transaction).
+fn complete_on(
+    c: &Connection,
+    ns: &str,
+    scope: &str,
+    key: &str,
+    token: &str,
+    response: &Value,
+    now: Timestamp,
+) -> Result<()> {
+    let response = canonical_json(response);
+    let done = exec(
+        c,
+        COMPLETE_KEY,
+        params![ns, scope, key, token, response, now.as_micros()],
+    )?;
+    if done == 1 {
+        return Ok(());
+    }
+    Err(explain_key_miss(
+        c,
+        ns,
+        scope,
+        key,
+        token,
+        now,
+        "completed again",
+    ))
 }
 
 fn get_key_in(
@@ -701,27 +737,8 @@ impl IdempotencyStore for SqliteStore {
         response: &Value,
         now: Timestamp,
     ) -> Result<()> {
-        let response = canonical_json(response);
         self.pool
-            .run(|c| {
-                let done = exec(
-                    c,
-                    COMPLETE_KEY,
-                    params![ns, scope, key, token, response, now.as_micros()],
-                )?;
-                if done == 1 {
-                    return Ok(());
-                }
-                Err(explain_key_miss(
-                    c,
-                    ns,
-                    scope,
-                    key,
-                    token,
-                    now,
-                    "completed again",
-                ))
-            })
+            .run(|c| complete_on(c, ns, scope, key, token, response, now))
             .await
     }
 
@@ -1067,6 +1084,46 @@ fn delete_in(
             "record {collection:?}/{id:?} does not exist"
         ))),
         (_, current) => Err(expectation_error(expect, current)),
+    }
+}
+
+#[async_trait]
+impl BatchStore for SqliteStore {
+    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+        self.pool
+            .run(|c| {
+                // One IMMEDIATE transaction: dropped (rolled back) at the
+                // first item that fails.
+                let tx = immediate(c)?;
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let done = match item {
+                        BatchItem::Put { .. } => {
+                            put_in(&tx, ns, &item.as_put().expect("a put"), now).map(Applied::Put)
+                        }
+                        BatchItem::Delete {
+                            collection,
+                            id,
+                            expect,
+                        } => delete_in(&tx, ns, collection, id, *expect, now)
+                            .map(|()| Applied::Deleted),
+                        BatchItem::Append(events) => {
+                            append_on(&tx, ns, events).map(Applied::Appended)
+                        }
+                        BatchItem::Complete {
+                            scope,
+                            key,
+                            token,
+                            response,
+                        } => complete_on(&tx, ns, scope, key, token, response, now)
+                            .map(|()| Applied::Completed),
+                    };
+                    out.push(done.map_err(|e| e.at_index(i))?);
+                }
+                tx.commit().map_err(map)?;
+                Ok(out)
+            })
+            .await
     }
 }
 

@@ -179,4 +179,5 @@ impl MetricStore for Recorded {
 crate::forward_event_store!(Recorded, inner);
 crate::forward_idempotency_store!(Recorded, inner);
 crate::forward_record_store!(Recorded, inner);
+crate::forward_batch_store!(Recorded, inner);
 crate::forward_admin_store!(Recorded, inner, around; telemetry = add_stats; capabilities = not_durable);

@@ -186,6 +186,14 @@ impl RecordStore for CountingStore {
 }
 
 #[async_trait]
+impl BatchStore for CountingStore {
+    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+        self.count();
+        self.inner.apply(ns, items, now).await
+    }
+}
+
+#[async_trait]
 impl AdminStore for CountingStore {
     fn backend_name(&self) -> &'static str {
         "counting"
