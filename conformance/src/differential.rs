@@ -146,6 +146,8 @@ pub enum Op {
         id: String,
         by: i64,
     },
+    /// A batch of puts, deletes and appends.
+    Apply(Vec<(u8, String, String, Value, Expect)>),
     Advance(u64),
     Purge {
         metrics: Option<u64>,
@@ -183,6 +185,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (name(), prop::sample::select(INDEX_FIELDS), any::<bool>()).prop_map(|(collection, fields, unique)| Op::CreateIndex { collection, fields: fields.iter().map(|f| f.to_string()).collect(), unique }),
         2 => (name(), prop::sample::select(&["/a", "/b", "/c"][..]), prop::sample::select(vec![json!(1), json!("x"), json!(null), json!(2), json!(-1), json!([1])]), 1usize..4).prop_map(|(collection, field, value, limit)| Op::Find { collection, field: field.to_string(), value, limit }),
         1 => (name(), name(), -2i64..3).prop_map(|(collection, id, by)| Op::Incr { collection, id, by }),
+        2 => prop::collection::vec((0u8..3, name(), bad_or(name()), payload(), expect()), 0..4).prop_map(Op::Apply),
         2 => (1u64..20).prop_map(Op::Advance),
         1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20)).prop_map(|(metrics, events, records)| Op::Purge { metrics, events, records }),
         1 => Just(Op::Counts),
@@ -431,6 +434,21 @@ impl Side {
                 }
             }
             Op::Incr { collection, id, by } => out(h.incr(collection, id, "/c", *by).await),
+            Op::Apply(ops) => {
+                let mut batch = persistkit_core::Batch::new();
+                for (what, collection, id, data, expect) in ops {
+                    batch = match what {
+                        0 => batch.put(collection.as_str(), id.as_str(), data.clone(), *expect),
+                        1 => batch.delete(collection.as_str(), id.as_str(), *expect),
+                        _ => batch.append(vec![NewEvent::new(
+                            id.as_str(),
+                            Timestamp::from_secs(0).expect("in range"),
+                            data.clone(),
+                        )]),
+                    };
+                }
+                out(h.apply(&batch).await)
+            }
             Op::Advance(s) => {
                 self.clock.advance(Duration::from_secs(*s));
                 Value::Null

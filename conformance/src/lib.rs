@@ -80,6 +80,7 @@ macro_rules! __with_cases {
                 every_listing_sorts_bytewise,
                 metric_batches_are_visible_whole,
                 event_batches_are_visible_whole,
+                record_batches_are_visible_whole,
                 imports_are_visible_whole,
             }
             metrics {
@@ -174,6 +175,7 @@ macro_rules! __with_cases {
                 expired_records_are_absent,
                 update_and_incr_lose_nothing,
                 archive_carries_indexes_and_expiry,
+                batch_commits_all_or_nothing,
             }
             admin {
                 migrate_twice_is_a_no_op,

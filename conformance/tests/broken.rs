@@ -95,6 +95,9 @@ enum Bug {
     FindIgnoresRange,
     /// `import` drops the archive's index declarations.
     ImportSkipsIndexes,
+    /// A batch runs item by item through the ordinary calls: what came
+    /// before a failing item stays written, and others see it meanwhile.
+    BatchItemByItem,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -551,6 +554,26 @@ impl RecordStore for Buggy {
             }
             _ => self.inner.find(ns, c, query, limit, now).await,
         }
+    }
+}
+
+#[async_trait]
+impl BatchStore for Buggy {
+    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+        if self.bug != Bug::BatchItemByItem {
+            return self.inner.apply(ns, items, now).await;
+        }
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let one = self
+                .inner
+                .apply(ns, std::slice::from_ref(item), now)
+                .await
+                .map_err(|e| Error::new(e.kind(), e.message().to_string()).at_index(i))?;
+            out.extend(one);
+            tokio::task::yield_now().await;
+        }
+        Ok(out)
     }
 }
 
@@ -1116,6 +1139,18 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "archive_carries_indexes_and_expiry",
     "ADM-4"
 )]
+#[case(
+    Bug::BatchItemByItem,
+    "records",
+    "batch_commits_all_or_nothing",
+    "REC-9"
+)]
+#[case(
+    Bug::BatchItemByItem,
+    "common",
+    "record_batches_are_visible_whole",
+    "REC-9"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_planted_bug_fails_the_case_that_guards_it(
     #[case] bug: Bug,
@@ -1171,6 +1206,8 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("records", "expired_records_are_absent")]
 #[case("records", "update_and_incr_lose_nothing")]
 #[case("records", "archive_carries_indexes_and_expiry")]
+#[case("records", "batch_commits_all_or_nothing")]
+#[case("common", "record_batches_are_visible_whole")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {
     let case = all_cases()

@@ -499,6 +499,50 @@ pub async fn event_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// Batches of record puts and an append, applied with `Handle::apply`,
+/// are visible whole or not at all to a reader on another handle.
+pub async fn record_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
+    const PUTS: usize = 25;
+    let writer = ctx.handle();
+    let reader = ctx.second().await?;
+    let done = Arc::new(AtomicBool::new(false));
+    let rule = "batches are atomic: a batch of puts and an append";
+    let watchers = vec![watch(rule, 2 * PUTS as u64, &done, &reader, |r| {
+        Box::pin(async move {
+            let c = r.counts().await?;
+            Ok(c.records + c.events)
+        })
+    })];
+    let mut written = Ok(());
+    for b in 0..40 {
+        let mut batch = persistkit_core::Batch::new();
+        for i in 0..PUTS {
+            batch = batch.put(
+                "pairs",
+                format!("b{b:02}-{i:02}"),
+                json!({"b": b}),
+                persistkit_core::Expect::Absent,
+            );
+        }
+        let events = (0..PUTS)
+            .map(|i| NewEvent::new("moved", t(b), json!({"b": b, "i": i})))
+            .collect();
+        if let Err(e) = writer.apply(&batch.append(events)).await {
+            written = Err(e);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    done.store(true, Ordering::SeqCst);
+    settle(watchers, written).await?;
+    ensure_eq!(
+        reader.counts().await?.records,
+        40 * PUTS as u64,
+        "{rule}: every batch lands"
+    );
+    Ok(())
+}
+
 /// An import is visible whole or not at all.
 pub async fn imports_are_visible_whole(ctx: &Ctx) -> CaseResult {
     const ITEMS: usize = 3_000;

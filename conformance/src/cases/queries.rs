@@ -599,6 +599,33 @@ pub async fn update_and_incr_lose_nothing(ctx: &Ctx) -> CaseResult {
         t.await
             .map_err(|e| CaseError::failed(format!("task: {e}")))??;
     }
+    // Then rounds of contenders released at the same instant, so that a
+    // lost update would show every time, not by luck.
+    let n = race::contenders();
+    race::rounds(|round| {
+        let handles = handles.clone();
+        async move {
+            let id = format!("round-{round}");
+            let results = race::together(n, {
+                let (id, handles) = (id.clone(), handles.clone());
+                move |i| {
+                    let (h, id) = (handles[i % 2].clone(), id.clone());
+                    async move { h.incr("rounds", &id, "/n", 1).await }
+                }
+            })
+            .await?;
+            for r in results {
+                r?;
+            }
+            ensure_eq!(
+                handles[0].get("rounds", &id).await?.map(|r| r.data),
+                Some(json!({"n": n})),
+                "helpers: {n} incr calls released together add {n}"
+            );
+            Ok(())
+        }
+    })
+    .await?;
     let h = &handles[0];
     let stats = h.get("stats", "insight-1").await?;
     ensure_eq!(
@@ -708,6 +735,172 @@ pub async fn archive_carries_indexes_and_expiry(ctx: &Ctx) -> CaseResult {
         dst.get("jobs", "2").await?,
         None,
         "archive: an imported record expires when the original would"
+    );
+    Ok(())
+}
+
+/// A batch of puts, a delete, an append and a completion commits whole,
+/// each item seeing the ones before; a batch with a failing item writes
+/// nothing and names the item.
+pub async fn batch_commits_all_or_nothing(ctx: &Ctx) -> CaseResult {
+    use persistkit_core::{Applied, Batch, NewEvent};
+    let h = ctx.handle();
+    h.create_index(&Index::new("feedback", "one_per_insight", ["/user", "/insight"]).unique())
+        .await?;
+    h.put("drafts", "old", &json!({"user": "ann"}), Expect::Absent)
+        .await?;
+    let claim = h.claim("api", "req-1", secs(60)).await?;
+    let applied = h
+        .apply(
+            &Batch::new()
+                .put(
+                    "feedback",
+                    "f1",
+                    json!({"user": "ann", "insight": 7}),
+                    Expect::Absent,
+                )
+                .put("stats", "insight-7", json!({"count": 1}), Expect::Absent)
+                .put(
+                    "stats",
+                    "insight-7",
+                    json!({"count": 2}),
+                    Expect::Version(1),
+                )
+                .delete("drafts", "old", Expect::Version(1))
+                .append(vec![NewEvent::new(
+                    "feedback.created",
+                    t(0),
+                    json!({"id": "f1"}),
+                )])
+                .complete(
+                    "api",
+                    "req-1",
+                    claim.token().unwrap_or_default(),
+                    json!({"id": "f1"}),
+                ),
+        )
+        .await?;
+    ensure_eq!(applied.len(), 6, "batch: one outcome per write, in order");
+    ensure!(
+        matches!(&applied[2], Applied::Put(r) if r.version == 2)
+            && matches!(applied[3], Applied::Deleted)
+            && matches!(&applied[4], Applied::Appended(a) if a.len() == 1 && !a[0].duplicate)
+            && matches!(applied[5], Applied::Completed),
+        "batch: each write sees the ones before it and reports what it did, got {applied:?}"
+    );
+    ensure_eq!(
+        (
+            h.get("stats", "insight-7").await?.map(|r| r.data),
+            h.get("drafts", "old").await?,
+            h.read_log(0, 10).await?.len(),
+            h.key_state("api", "req-1")
+                .await?
+                .map(|k| matches!(k.state, persistkit_core::KeyState::Completed { .. })),
+        ),
+        (Some(json!({"count": 2})), None, 1, Some(true)),
+        "batch: every write of a committed batch is there"
+    );
+    let before = h.counts().await?;
+    let claim2 = h.claim("api", "req-2", secs(60)).await?;
+    // The third item expects a version the record does not have.
+    let failing = Batch::new()
+        .put(
+            "feedback",
+            "f2",
+            json!({"user": "bob", "insight": 7}),
+            Expect::Absent,
+        )
+        .append(vec![NewEvent::new(
+            "feedback.created",
+            t(1),
+            json!({"id": "f2"}),
+        )])
+        .put(
+            "stats",
+            "insight-7",
+            json!({"count": 3}),
+            Expect::Version(1),
+        )
+        .complete(
+            "api",
+            "req-2",
+            claim2.token().unwrap_or_default(),
+            json!({"id": "f2"}),
+        );
+    let e = expect_err(
+        h.apply(&failing).await,
+        ErrorKind::Conflict,
+        "batch: a write whose expectation fails",
+    )?;
+    ensure_eq!(
+        (e.index(), e.current_version()),
+        (Some(2), Some(2)),
+        "batch: the error names the failing write and carries its version"
+    );
+    ensure_eq!(
+        (
+            h.counts().await?.records,
+            h.counts().await?.events,
+            h.get("feedback", "f2").await?
+        ),
+        (before.records, before.events, None),
+        "batch: a failed batch writes nothing, not even the writes before the failing one"
+    );
+    ensure!(
+        matches!(
+            h.key_state("api", "req-2").await?.map(|k| k.state),
+            Some(persistkit_core::KeyState::InProgress)
+        ),
+        "batch: a failed batch completes no key"
+    );
+    let e = expect_err(
+        h.apply(
+            &Batch::new()
+                .put("stats", "other", json!({}), Expect::Absent)
+                .put(
+                    "feedback",
+                    "f3",
+                    json!({"user": "ann", "insight": 7}),
+                    Expect::Absent,
+                ),
+        )
+        .await,
+        ErrorKind::Conflict,
+        "batch: a write that a unique index refuses",
+    )?;
+    ensure_eq!(
+        (e.index(), e.unique_conflict()),
+        (Some(1), Some(("one_per_insight", "f1"))),
+        "batch: the unique conflict names the write, the index and the holder"
+    );
+    ensure_eq!(
+        h.get("stats", "other").await?,
+        None,
+        "batch: the write before the refused one is not there"
+    );
+    let e = expect_err(
+        h.apply(
+            &Batch::new().put("stats", "ok", json!({}), Expect::Any).put(
+                "stats",
+                "bad\nid",
+                json!({}),
+                Expect::Any,
+            ),
+        )
+        .await,
+        ErrorKind::InvalidInput,
+        "batch: bad input in a write",
+    )?;
+    ensure_eq!(e.index(), Some(1), "batch: the error names the bad write");
+    ensure_eq!(
+        h.get("stats", "ok").await?,
+        None,
+        "batch: bad input anywhere writes nothing"
+    );
+    ensure_eq!(
+        h.apply(&Batch::new()).await?.len(),
+        0,
+        "batch: an empty batch does nothing"
     );
     Ok(())
 }
