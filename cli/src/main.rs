@@ -114,6 +114,14 @@ enum Command {
         /// e.g. 1y
         #[arg(long, value_parser = humantime::parse_duration)]
         records_not_updated_for: Option<Duration>,
+        /// Keep one component's metric points this long instead, e.g.
+        /// `--component api=2y` (repeatable).
+        #[arg(long, value_name = "NAME=PERIOD", value_parser = named_period)]
+        component: Vec<(String, Duration)>,
+        /// Keep one collection's records this long after their last update
+        /// instead, e.g. `--collection jobs=180d` (repeatable).
+        #[arg(long, value_name = "NAME=PERIOD", value_parser = named_period)]
+        collection: Vec<(String, Duration)>,
     },
     /// Delete everything in one namespace (metrics, events, idempotency keys,
     /// records) in one transaction, and print how many of each went. The
@@ -323,6 +331,17 @@ async fn open(target: &Target, migrate: bool) -> Result<Handle, String> {
         )
     })?;
     h.namespace(&target.namespace).map_err(|e| e.to_string())
+}
+
+/// `NAME=PERIOD` (`jobs=180d`), for per-component and per-collection
+/// retention.
+fn named_period(s: &str) -> Result<(String, Duration), String> {
+    let (name, period) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=PERIOD (e.g. jobs=180d)"))?;
+    let d = humantime::parse_duration(period)
+        .map_err(|e| format!("{period:?} in {s:?} is not a period (e.g. 180d, 2y): {e}"))?;
+    Ok((name.to_string(), d))
 }
 
 fn json_out<T: serde::Serialize>(v: &T) {
@@ -636,12 +655,16 @@ async fn run(cli: Cli) -> ExitCode {
             metrics_older_than,
             events_older_than,
             records_not_updated_for,
+            component,
+            collection,
         } => match open(&target, true).await {
             Ok(h) => {
                 let policy = RetentionPolicy {
                     metrics_older_than,
                     events_older_than,
                     records_not_updated_for,
+                    metrics_by_component: component.into_iter().collect(),
+                    records_by_collection: collection.into_iter().collect(),
                 };
                 h.purge(&policy)
                     .await

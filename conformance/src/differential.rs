@@ -153,6 +153,10 @@ pub enum Op {
         metrics: Option<u64>,
         events: Option<u64>,
         records: Option<u64>,
+        /// A period of its own for one component.
+        component: Option<(String, u64)>,
+        /// A period of its own for one collection.
+        collection: Option<(String, u64)>,
     },
     Counts,
 }
@@ -187,7 +191,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (name(), name(), -2i64..3).prop_map(|(collection, id, by)| Op::Incr { collection, id, by }),
         2 => prop::collection::vec((0u8..3, name(), bad_or(name()), payload(), expect()), 0..4).prop_map(Op::Apply),
         2 => (1u64..20).prop_map(Op::Advance),
-        1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20)).prop_map(|(metrics, events, records)| Op::Purge { metrics, events, records }),
+        1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of((bad_or(name()), 0u64..20)), prop::option::of((name(), 0u64..20))).prop_map(|(metrics, events, records, component, collection)| Op::Purge { metrics, events, records, component, collection }),
         1 => Just(Op::Counts),
     ]
 }
@@ -457,13 +461,22 @@ impl Side {
                 metrics,
                 events,
                 records,
+                component,
+                collection,
             } => {
                 let d = |s: &Option<u64>| s.map(Duration::from_secs);
+                let own = |o: &Option<(String, u64)>| {
+                    o.iter()
+                        .map(|(n, s)| (n.clone(), Duration::from_secs(*s)))
+                        .collect()
+                };
                 out(h
                     .purge(&RetentionPolicy {
                         metrics_older_than: d(metrics),
                         events_older_than: d(events),
                         records_not_updated_for: d(records),
+                        metrics_by_component: own(component),
+                        records_by_collection: own(collection),
                     })
                     .await)
             }

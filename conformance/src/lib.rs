@@ -184,6 +184,7 @@ macro_rules! __with_cases {
                 health_counts_only_its_namespace,
                 purge_deletes_before_cutoffs,
                 purge_records_when_asked,
+                purge_by_component_and_collection,
                 clear_empties_one_namespace,
                 export_import_export_is_identical,
                 export_is_deterministic,

@@ -98,6 +98,9 @@ enum Bug {
     /// A batch runs item by item through the ordinary calls: what came
     /// before a failing item stays written, and others see it meanwhile.
     BatchItemByItem,
+    /// Purge applies each domain's period to everything, ignoring the
+    /// periods of components and collections.
+    OneRetentionPeriod,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -602,10 +605,16 @@ impl AdminStore for Buggy {
         self.inner.counts(ns).await
     }
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        if self.bug == Bug::OneRetentionPeriod {
+            let mut flat = c.clone();
+            flat.metrics_by_component.clear();
+            flat.records_by_collection.clear();
+            return self.inner.purge(ns, &flat).await;
+        }
         if self.bug == Bug::PurgeKeepsExpired {
             // Purges by age only: nothing has expired as of the beginning
             // of time (expired idempotency keys stay too).
-            let mut by_age = *c;
+            let mut by_age = c.clone();
             by_age.now = Timestamp::MIN;
             return self.inner.purge(ns, &by_age).await;
         }
@@ -1207,6 +1216,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("records", "update_and_incr_lose_nothing")]
 #[case("records", "archive_carries_indexes_and_expiry")]
 #[case("records", "batch_commits_all_or_nothing")]
+#[case("admin", "purge_by_component_and_collection")]
 #[case("common", "record_batches_are_visible_whole")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {

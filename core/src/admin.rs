@@ -162,8 +162,13 @@ pub struct HealthReport {
 }
 
 /// What to purge, relative to the handle's clock. Expired idempotency keys
-/// are always purged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// and expired records are always purged.
+///
+/// A per-component or per-collection period replaces the domain's period
+/// for that component or collection (longer or shorter), so one namespace
+/// can keep metrics of one component for two years and the rest for 90
+/// days.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RetentionPolicy {
     /// Delete metric points with `at` older than now minus this.
     pub metrics_older_than: Option<Duration>,
@@ -171,19 +176,70 @@ pub struct RetentionPolicy {
     pub events_older_than: Option<Duration>,
     /// Delete records with `updated_at` older than now minus this.
     pub records_not_updated_for: Option<Duration>,
+    /// Per metric component: keep its points this long instead.
+    pub metrics_by_component: std::collections::BTreeMap<String, Duration>,
+    /// Per collection: keep its records this long after their last update
+    /// instead.
+    pub records_by_collection: std::collections::BTreeMap<String, Duration>,
 }
 
 /// Absolute cut-offs, as a backend receives them: delete strictly before each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeCutoffs {
-    /// Keys with `expires_at <= now` are expired.
+    /// Keys and records with `expires_at <= now` are expired.
     pub now: Timestamp,
-    /// Metrics with `at < metrics_before`.
+    /// Metrics with `at < metrics_before`, except components named in
+    /// `metrics_by_component`.
     pub metrics_before: Option<Timestamp>,
     /// Events with `occurred_at < events_before`.
     pub events_before: Option<Timestamp>,
-    /// Records with `updated_at < records_before`.
+    /// Records with `updated_at < records_before`, except collections named
+    /// in `records_by_collection`.
     pub records_before: Option<Timestamp>,
+    /// Metrics of a component with `at` before its own cut-off, sorted by
+    /// component.
+    pub metrics_by_component: Vec<(String, Timestamp)>,
+    /// Records of a collection with `updated_at` before its own cut-off,
+    /// sorted by collection.
+    pub records_by_collection: Vec<(String, Timestamp)>,
+}
+
+impl PurgeCutoffs {
+    /// Cut-offs that purge only what has expired at `now`.
+    pub fn expired_at(now: Timestamp) -> Self {
+        PurgeCutoffs {
+            now,
+            metrics_before: None,
+            events_before: None,
+            records_before: None,
+            metrics_by_component: Vec::new(),
+            records_by_collection: Vec::new(),
+        }
+    }
+
+    /// The cut-off for the metrics of `component`, if any.
+    pub fn metric_cutoff(&self, component: &str) -> Option<Timestamp> {
+        match self
+            .metrics_by_component
+            .iter()
+            .find(|(c, _)| c == component)
+        {
+            Some((_, t)) => Some(*t),
+            None => self.metrics_before,
+        }
+    }
+
+    /// The cut-off for the records of `collection`, if any.
+    pub fn record_cutoff(&self, collection: &str) -> Option<Timestamp> {
+        match self
+            .records_by_collection
+            .iter()
+            .find(|(c, _)| c == collection)
+        {
+            Some((_, t)) => Some(*t),
+            None => self.records_before,
+        }
+    }
 }
 
 /// How many rows a purge deleted, per domain.

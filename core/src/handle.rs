@@ -853,14 +853,29 @@ impl Handle {
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn purge(&self, policy: &RetentionPolicy) -> Result<PurgeReport> {
+        for c in policy.metrics_by_component.keys() {
+            validate::name("component", c)?;
+        }
+        for c in policy.records_by_collection.keys() {
+            validate::name("collection", c)?;
+        }
         let now = self.checked_now()?;
+        let before = |d: &Duration| now.saturating_sub(*d);
         let cutoffs = PurgeCutoffs {
             now,
-            metrics_before: policy.metrics_older_than.map(|d| now.saturating_sub(d)),
-            events_before: policy.events_older_than.map(|d| now.saturating_sub(d)),
-            records_before: policy
-                .records_not_updated_for
-                .map(|d| now.saturating_sub(d)),
+            metrics_before: policy.metrics_older_than.as_ref().map(before),
+            events_before: policy.events_older_than.as_ref().map(before),
+            records_before: policy.records_not_updated_for.as_ref().map(before),
+            metrics_by_component: policy
+                .metrics_by_component
+                .iter()
+                .map(|(c, d)| (c.clone(), before(d)))
+                .collect(),
+            records_by_collection: policy
+                .records_by_collection
+                .iter()
+                .map(|(c, d)| (c.clone(), before(d)))
+                .collect(),
         };
         self.timed("purge", self.store.purge(&self.ns, &cutoffs))
             .await

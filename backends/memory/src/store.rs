@@ -849,9 +849,12 @@ impl AdminStore for MemoryStore {
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
         let mut s = self.lock()?;
         let mut report = PurgeReport::default();
-        if let (Some(before), Some(series)) = (c.metrics_before, s.metrics.get_mut(ns)) {
+        if let Some(series) = s.metrics.get_mut(ns) {
             let n = series.len();
-            series.retain(|_, m| m.point.at >= before);
+            series.retain(|_, m| {
+                c.metric_cutoff(&m.point.component)
+                    .is_none_or(|before| m.point.at >= before)
+            });
             report.metrics = (n - series.len()) as u64;
         }
         if let (Some(before), Some(log)) = (c.events_before, s.events.get_mut(ns)) {
@@ -879,7 +882,9 @@ impl AdminStore for MemoryStore {
         }
         if let Some(recs) = s.records.get_mut(ns) {
             report.records = recs.retain(|r| {
-                r.is_live(c.now) && c.records_before.is_none_or(|before| r.updated_at >= before)
+                r.is_live(c.now)
+                    && c.record_cutoff(&r.collection)
+                        .is_none_or(|before| r.updated_at >= before)
             });
         }
         Ok(report)

@@ -226,11 +226,21 @@ WITH m AS (DELETE FROM {s}.metrics WHERE ns = $1 RETURNING 1),
      r AS (DELETE FROM {s}.records WHERE ns = $1 RETURNING 1)
 SELECT (SELECT COUNT(*) FROM m), (SELECT COUNT(*) FROM e),
        (SELECT COUNT(*) FROM k), (SELECT COUNT(*) FROM r), (SELECT COUNT(*) FROM h)";
-pub(crate) const PURGE_METRICS: &str = "DELETE FROM {s}.metrics WHERE ns = $1 AND at < $2";
+/// Metrics before `$2`, except the components in `$3`, which have
+/// cut-offs of their own.
+pub(crate) const PURGE_METRICS: &str =
+    "DELETE FROM {s}.metrics WHERE ns = $1 AND at < $2 AND component <> ALL($3::text[])";
+pub(crate) const PURGE_COMPONENT: &str =
+    "DELETE FROM {s}.metrics WHERE ns = $1 AND component = $2 AND at < $3";
 pub(crate) const PURGE_EVENTS: &str = "DELETE FROM {s}.events WHERE ns = $1 AND occurred_at < $2";
 pub(crate) const PURGE_KEYS: &str =
     "DELETE FROM {s}.idempotency_keys WHERE ns = $1 AND expires_at <= $2";
-pub(crate) const PURGE_RECORDS: &str = "DELETE FROM {s}.records WHERE ns = $1 AND updated_at < $2";
+/// Records updated before `$2`, except the collections in `$3`, which have
+/// cut-offs of their own.
+pub(crate) const PURGE_RECORDS: &str = "
+DELETE FROM {s}.records WHERE ns = $1 AND updated_at < $2 AND collection <> ALL($3::text[])";
+pub(crate) const PURGE_COLLECTION: &str =
+    "DELETE FROM {s}.records WHERE ns = $1 AND collection = $2 AND updated_at < $3";
 pub(crate) const PURGE_EXPIRED_RECORDS: &str =
     "DELETE FROM {s}.records WHERE ns = $1 AND expires_at <= $2";
 pub(crate) const STORAGE_BYTES: &str = "SELECT pg_database_size(current_database())";
@@ -282,6 +292,8 @@ const ALL: &[&str] = &[
     FIND_FIRST,
     FIND_AFTER,
     PURGE_EXPIRED_RECORDS,
+    PURGE_COMPONENT,
+    PURGE_COLLECTION,
     INSERT_KEYS,
     COUNTS,
     NAMESPACES,

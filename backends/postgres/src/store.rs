@@ -1549,11 +1549,28 @@ impl AdminStore for PgStore {
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
         let mut tx = self.begin().await?;
         let mut report = PurgeReport::default();
+        let components: Vec<&str> = c
+            .metrics_by_component
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         if let Some(before) = c.metrics_before {
             report.metrics = self
                 .q(PURGE_METRICS)
                 .bind(ns)
                 .bind(dt(before))
+                .bind(&components)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        for (component, before) in &c.metrics_by_component {
+            report.metrics += self
+                .q(PURGE_COMPONENT)
+                .bind(ns)
+                .bind(component)
+                .bind(dt(*before))
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?
@@ -1577,11 +1594,28 @@ impl AdminStore for PgStore {
             .await
             .map_err(map)?
             .rows_affected();
+        let collections: Vec<&str> = c
+            .records_by_collection
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         if let Some(before) = c.records_before {
             report.records = self
                 .q(PURGE_RECORDS)
                 .bind(ns)
                 .bind(dt(before))
+                .bind(&collections)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        for (collection, before) in &c.records_by_collection {
+            report.records += self
+                .q(PURGE_COLLECTION)
+                .bind(ns)
+                .bind(collection)
+                .bind(dt(*before))
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?

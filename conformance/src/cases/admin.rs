@@ -214,6 +214,7 @@ pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {
             metrics_older_than: Some(secs(200)),
             events_older_than: Some(secs(100)),
             records_not_updated_for: None,
+            ..Default::default()
         })
         .await?;
     ensure_eq!(
@@ -250,6 +251,7 @@ pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {
             metrics_older_than: Some(secs(200)),
             events_older_than: Some(secs(100)),
             records_not_updated_for: None,
+            ..Default::default()
         })
         .await?;
     ensure_eq!(
@@ -367,6 +369,92 @@ pub async fn purge_records_when_asked(ctx: &Ctx) -> CaseResult {
         h.get("c", "touched").await?.is_some() && h.get("c", "stale").await?.is_none(),
         "retention: the purge keys on updated_at"
     );
+    Ok(())
+}
+
+/// A component or collection with a period of its own keeps its data that
+/// long, longer or shorter than its domain's period; the others follow the
+/// domain's period.
+pub async fn purge_by_component_and_collection(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let mut points = Vec::new();
+    for (i, component) in ["api", "web", "db"].iter().enumerate() {
+        for age in [10i64, 100, 1_000] {
+            points.push(gauge(t(2_000 - age), component, "n", i as f64));
+        }
+    }
+    h.write_metrics(&points).await?;
+    for collection in ["jobs", "drafts", "cache"] {
+        h.put(collection, "old", &json!({}), Expect::Absent).await?;
+    }
+    ctx.set_now(t(1_900));
+    for collection in ["jobs", "drafts", "cache"] {
+        h.put(collection, "new", &json!({}), Expect::Absent).await?;
+    }
+    ctx.set_now(t(2_000));
+    let policy = RetentionPolicy {
+        metrics_older_than: Some(secs(50)),
+        records_not_updated_for: Some(secs(500)),
+        metrics_by_component: [
+            ("api".to_string(), secs(5_000)),
+            ("db".to_string(), secs(500)),
+        ]
+        .into(),
+        records_by_collection: [
+            ("jobs".to_string(), secs(5_000)),
+            ("cache".to_string(), secs(50)),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let r = h.purge(&policy).await?;
+    let mut left: Vec<(String, i64)> = all_points(&h)
+        .await?
+        .iter()
+        .map(|m| {
+            (
+                m.point.component.clone(),
+                (t(2_000).as_micros() - m.point.at.as_micros()) / 1_000_000,
+            )
+        })
+        .collect();
+    left.sort();
+    ensure_eq!(
+        left,
+        vec![
+            ("api".to_string(), 10),
+            ("api".to_string(), 100),
+            ("api".to_string(), 1_000),
+            ("db".to_string(), 10),
+            ("db".to_string(), 100),
+            ("web".to_string(), 10),
+        ],
+        "retention: api keeps 5 000 s, db 500 s, the rest the metrics' 50 s"
+    );
+    let mut records = Vec::new();
+    for collection in ["cache", "drafts", "jobs"] {
+        for r in h.list_records(collection, None, 10).await?.items {
+            records.push(format!("{collection}/{}", r.id));
+        }
+    }
+    ensure_eq!(
+        records,
+        vec!["drafts/new", "jobs/new", "jobs/old"],
+        "retention: jobs keep 5 000 s, cache 50 s, the rest the records' 500 s"
+    );
+    ensure_eq!(
+        (r.metrics, r.records),
+        (3, 3),
+        "retention: the report counts what each period purged"
+    );
+    let mut bad = RetentionPolicy::default();
+    bad.records_by_collection
+        .insert("bad\nname".into(), secs(1));
+    expect_err(
+        h.purge(&bad).await,
+        ErrorKind::InvalidInput,
+        "retention: a period for a collection with a bad name",
+    )?;
     Ok(())
 }
 
