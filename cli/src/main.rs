@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_find;
 mod bench_reads;
 mod bench_recorder;
 mod bench_sqlite;
@@ -143,7 +144,8 @@ enum Command {
     Bench {
         /// What to measure: sqlite (temporary files), postgres, reads
         /// (windowed reads at 10 k, 100 k and 1 M points, on SQLite),
-        /// recorder or recorder-postgres.
+        /// recorder or recorder-postgres, find or find-postgres (find on
+        /// 100 000 records beside a full scan, with the query plans).
         #[arg(default_value = "sqlite")]
         backend: String,
         /// Points for the sustained recorder figure.
@@ -159,6 +161,9 @@ enum Command {
         /// (dropped afterwards). Default: a container, as the tests start.
         #[arg(long)]
         url: Option<String>,
+        /// find only: records in the collection.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
     },
     /// Write the backend's native snapshot (SQLite: VACUUM INTO) to FILE.
     Backup {
@@ -468,6 +473,76 @@ async fn import(file: PathBuf, target: Target) -> CliResult {
     Ok(true)
 }
 
+async fn bench_find_cmd(what: &str, url: Option<String>, records: usize) -> CliResult {
+    use persistkit_conformance::harnesses::PostgresHarness;
+    let records = records.max(1);
+    let plans = |lines: String| format!("```\n{lines}\n```");
+    if what == "find" {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let store = Arc::new(
+            persistkit::sqlite::SqliteStore::connect(persistkit::sqlite::SqliteConfig::new(
+                dir.path().join("find.db"),
+            ))
+            .await
+            .map_err(|e| e.to_string())?,
+        );
+        let h = Handle::new(store.clone());
+        print_out(&bench_find::run("sqlite (temporary file)", &h, records).await?);
+        let q = bench_find::planned(&h, &persistkit::Find::new().eq("/status", "s07")).await?;
+        let plan = store
+            .explain_find(h.namespace_name(), "jobs", &q)
+            .await
+            .map_err(|e| e.to_string())?;
+        print_out(&format!(
+            "SQLite plan of find (status = s07):\n{}",
+            plans(plan)
+        ));
+        return Ok(true);
+    }
+    let harness = match url {
+        Some(u) => PostgresHarness::external(&u),
+        None => PostgresHarness::docker(),
+    };
+    let setup = |e: persistkit_conformance::SetupError| format!("cannot set up Postgres: {e:?}");
+    let (fixture, store) = harness.fresh_pg().await.map_err(setup)?;
+    let h = Handle::new(fixture.store.clone());
+    let result = async {
+        let table = bench_find::run(&harness.name(), &h, records).await?;
+        sqlx_analyze(&store).await?;
+        let q = bench_find::planned(&h, &persistkit::Find::new().eq("/status", "s07")).await?;
+        let first = store
+            .explain_find(h.namespace_name(), "jobs", &q)
+            .await
+            .map_err(|e| e.to_string())?;
+        let next = persistkit::FindQuery {
+            after: Some((q.from.clone(), "job-0000007".into())),
+            ..q.clone()
+        };
+        let later = store
+            .explain_find(h.namespace_name(), "jobs", &next)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(format!(
+            "{table}\nPostgres generic plans of find (status = s07), after ANALYZE:\nfirst page\n{}\nnext page\n{}",
+            plans(first),
+            plans(later)
+        ))
+    }
+    .await;
+    fixture.hooks.cleanup().await;
+    print_out(&result?);
+    Ok(true)
+}
+
+/// Fresh statistics, as autovacuum would gather them after a bulk load.
+async fn sqlx_analyze(store: &persistkit::postgres::PgStore) -> Result<(), String> {
+    sqlx::raw_sql("ANALYZE")
+        .execute(store.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 async fn bench_reads_cmd() -> CliResult {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let store = persistkit::sqlite::SqliteStore::connect(persistkit::sqlite::SqliteConfig::new(
@@ -694,6 +769,7 @@ async fn run(cli: Cli) -> ExitCode {
             batches,
             ops,
             url,
+            records,
         } => {
             let opts = bench::BenchOptions {
                 batches: batches.max(1),
@@ -701,6 +777,7 @@ async fn run(cli: Cli) -> ExitCode {
             };
             match backend.as_str() {
                 "reads" => bench_reads_cmd().await,
+                "find" | "find-postgres" => bench_find_cmd(&backend, url, records).await,
                 "recorder" | "recorder-postgres" => {
                     bench_recorder_cmd(&backend, url, points.max(1)).await
                 }

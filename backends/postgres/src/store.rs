@@ -281,6 +281,70 @@ impl PgStore {
         &self.pool
     }
 
+    /// The plan Postgres uses for `find` with `query` (the first page, or
+    /// the next when `query.after` is set): the generic plan, the one a
+    /// prepared statement settles on, as `EXPLAIN` text. For looking: it
+    /// prepares the statement by name inside a transaction of its own and
+    /// drops it there.
+    ///
+    /// # Errors
+    /// As any read.
+    pub async fn explain_find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+    ) -> Result<String> {
+        let t = if query.after.is_some() {
+            FIND_AFTER
+        } else {
+            FIND_FIRST
+        };
+        let text = |v: &str| format!("'{}'", v.replace('\'', "''"));
+        let bytes = |v: &[u8]| {
+            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            format!("'\\x{hex}'::bytea")
+        };
+        let mut args = vec![
+            text(ns),
+            text(collection),
+            text(&query.index),
+            bytes(&query.from),
+            bytes(&query.to),
+            "'1970-01-01T00:00:00Z'::timestamptz".to_string(),
+            "100".to_string(),
+        ];
+        if let Some((key, id)) = &query.after {
+            args.push(bytes(key));
+            args.push(text(id));
+        }
+        let mut tx = self.begin().await?;
+        for stmt in [
+            "SET LOCAL plan_cache_mode = force_generic_plan".to_string(),
+            format!("PREPARE persistkit_explain_find AS {}", self.sql.render(t)),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+        }
+        let explain = format!(
+            "EXPLAIN EXECUTE persistkit_explain_find({})",
+            args.join(", ")
+        );
+        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(explain))
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+        sqlx::raw_sql("DEALLOCATE persistkit_explain_find")
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        tx.rollback().await.map_err(map)?;
+        Ok(lines.join("\n"))
+    }
+
     /// Statement `t` for this store's schema.
     fn q(&self, t: &'static str) -> Query<'static, Postgres, PgArguments> {
         sqlx::query(self.sql.get(t)).persistent(self.config.prepared)

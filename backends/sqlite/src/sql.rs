@@ -160,14 +160,22 @@ JOIN record_index_entries e
 JOIN records r ON r.ns = e.ns AND r.collection = e.collection AND r.id = e.id
 WHERE i.ns = ?1 AND i.collection = ?2 AND i.is_unique AND e.id <> ?3
 ORDER BY i.name LIMIT 1";
-pub(crate) const FIND: &str = "
+pub(crate) const FIND_FIRST: &str = "
 SELECT e.key, r.collection, r.id, r.data, r.version, r.created_at, r.updated_at, r.expires_at
 FROM record_index_entries e
 JOIN records r ON r.ns = e.ns AND r.collection = e.collection AND r.id = e.id
 WHERE e.ns = ?1 AND e.collection = ?2 AND e.name = ?3 AND e.key >= ?4 AND e.key < ?5
-  AND (?6 IS NULL OR (e.key, e.id) > (?6, ?7))
-  AND (r.expires_at IS NULL OR r.expires_at > ?8)
-ORDER BY e.key, e.id LIMIT ?9";
+  AND (r.expires_at IS NULL OR r.expires_at > ?6)
+ORDER BY e.key, e.id LIMIT ?7";
+/// The next page: the row value after (`?8`, `?9`) bounds the index scan.
+pub(crate) const FIND_AFTER: &str = "
+SELECT e.key, r.collection, r.id, r.data, r.version, r.created_at, r.updated_at, r.expires_at
+FROM record_index_entries e
+JOIN records r ON r.ns = e.ns AND r.collection = e.collection AND r.id = e.id
+WHERE e.ns = ?1 AND e.collection = ?2 AND e.name = ?3 AND (e.key, e.id) > (?8, ?9)
+  AND e.key >= ?4 AND e.key < ?5
+  AND (r.expires_at IS NULL OR r.expires_at > ?6)
+ORDER BY e.key, e.id LIMIT ?7";
 pub(crate) const INSERT_KEY_FULL: &str = "
 INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
 VALUES (?, ?, ?, ?, ?, ?, ?)";

@@ -75,6 +75,59 @@ impl SqliteStore {
         Ok(SqliteStore { pool, config })
     }
 
+    /// The plan SQLite uses for `find` with `query` (the first page, or
+    /// the next when `query.after` is set), as `EXPLAIN QUERY PLAN` lines.
+    ///
+    /// # Errors
+    /// As any read.
+    pub async fn explain_find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+    ) -> Result<String> {
+        let sql = if query.after.is_some() {
+            FIND_AFTER
+        } else {
+            FIND_FIRST
+        };
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        self.pool
+            .run(|c| {
+                let mut st = c.prepare(&sql).map_err(map)?;
+                let head = params![
+                    ns,
+                    collection,
+                    query.index,
+                    query.from,
+                    query.to,
+                    0i64,
+                    100i64
+                ];
+                let mut rows = match &query.after {
+                    None => st.query(head),
+                    Some((key, id)) => st.query(params![
+                        ns,
+                        collection,
+                        query.index,
+                        query.from,
+                        query.to,
+                        0i64,
+                        100i64,
+                        key,
+                        id
+                    ]),
+                }
+                .map_err(map)?;
+                let mut lines = Vec::new();
+                while let Some(r) = rows.next().map_err(map)? {
+                    lines.push(col::<String>(r, 3, "plan")?);
+                }
+                Ok(lines.join("\n"))
+            })
+            .await
+    }
+
     /// Run your own statements on one of the store's connections (a
     /// closure on a blocking `rusqlite` connection; keep it short).
     ///
@@ -1007,33 +1060,30 @@ impl RecordStore for SqliteStore {
         limit: usize,
         now: Timestamp,
     ) -> Result<Vec<Found>> {
-        let (after_key, after_id) = match &query.after {
-            Some((k, id)) => (Some(k.as_slice()), Some(id.as_str())),
-            None => (None, None),
-        };
         self.pool
             .run(|c| {
-                let found = all(
-                    c,
-                    FIND,
-                    params![
-                        ns,
-                        collection,
-                        query.index,
-                        query.from,
-                        query.to,
-                        after_key,
-                        after_id,
-                        now.as_micros(),
-                        limit as i64
-                    ],
-                    |r| {
-                        Ok(Found {
-                            key: col(r, 0, "record_index_entries.key")?,
-                            record: record_row_from(r, 1)?,
-                        })
-                    },
-                )?;
+                let row = |r: &Row<'_>| {
+                    Ok(Found {
+                        key: col(r, 0, "record_index_entries.key")?,
+                        record: record_row_from(r, 1)?,
+                    })
+                };
+                let (at, limit) = (now.as_micros(), limit as i64);
+                let (ix, from, to) = (&query.index, &query.from, &query.to);
+                let found = match &query.after {
+                    None => all(
+                        c,
+                        FIND_FIRST,
+                        params![ns, collection, ix, from, to, at, limit],
+                        row,
+                    )?,
+                    Some((key, id)) => all(
+                        c,
+                        FIND_AFTER,
+                        params![ns, collection, ix, from, to, at, limit, key, id],
+                        row,
+                    )?,
+                };
                 if found.is_empty()
                     && first(
                         c,
@@ -1493,5 +1543,32 @@ mod plans {
             kind.contains("events_by_kind (ns=? AND kind=?") && !kind.contains("TEMP B-TREE"),
             "{kind}"
         );
+    }
+
+    /// `find` is a range scan of one index's entries in key order, each
+    /// joined to its record by primary key; the next page starts at the
+    /// cursor inside the index.
+    #[tokio::test]
+    async fn find_is_an_index_range_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
+            .await
+            .unwrap();
+        for (sql, range) in [
+            (FIND_FIRST, "key>? AND key<?"),
+            (FIND_AFTER, "(key,id)>(?,?) AND key<?"),
+        ] {
+            let p = plan(&store, sql).await;
+            let seek = format!(
+                "SEARCH e USING PRIMARY KEY (ns=? AND collection=? AND name=? AND {range})"
+            );
+            assert!(
+                p.contains(&seek)
+                    && p.contains("SEARCH r USING PRIMARY KEY (ns=? AND collection=? AND id=?)")
+                    && !p.contains("TEMP B-TREE")
+                    && !p.contains("SCAN"),
+                "{p}"
+            );
+        }
     }
 }
