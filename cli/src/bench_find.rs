@@ -10,6 +10,9 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// What a scan keeps.
+type Filter = Box<dyn Fn(&serde_json::Value) -> bool>;
+
 /// Statuses, owners: each status holds 1/20 of the jobs, each owner 1/1000.
 const STATUSES: usize = 20;
 const OWNERS: usize = 1_000;
@@ -127,7 +130,7 @@ pub async fn run(title: &str, h: &Handle, n: usize) -> Result<String, String> {
     );
     let runs = 21;
     let scan_runs = 3;
-    let rows: [(&str, &Find, Box<dyn Fn(&serde_json::Value) -> bool>); 3] = [
+    let rows: [(&str, &Find, Filter); 3] = [
         (
             "status = s07, first page of 100 (ordered by created)",
             &by_status,
