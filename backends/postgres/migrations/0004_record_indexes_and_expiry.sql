@@ -12,6 +12,11 @@
 -- (namespace, collection), and every record write takes it shared first,
 -- so a write is either seen by the declaration's backfill or sees the
 -- declaration itself: no record is left out of the index.
+--
+-- The functions name their tables and each other with the schema, written
+-- in when this migration runs (current_schema() is the store's schema
+-- here), rather than with `SET search_path`: a function with a SET clause
+-- costs a GUC save and restore per call, about 25 µs on every record write.
 
 ALTER TABLE records ADD COLUMN expires_at timestamptz;
 CREATE INDEX records_by_expiry ON records (ns, expires_at) WHERE expires_at IS NOT NULL;
@@ -39,8 +44,14 @@ CREATE UNIQUE INDEX record_index_unique
     ON record_index_entries (ns, collection, name, key) WHERE is_unique;
 CREATE INDEX record_index_entries_by_record ON record_index_entries (ns, collection, id);
 
--- One scalar's encoding; NULL for an array or an object.
-CREATE FUNCTION persistkit_index_value(v jsonb) RETURNS bytea
+-- The functions, created with the store's schema written in.
+DO $migration$
+DECLARE
+    s text := quote_ident(current_schema());
+BEGIN
+    -- One scalar's encoding; NULL for an array or an object.
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.persistkit_index_value(v jsonb) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
@@ -70,12 +81,12 @@ BEGIN
         RETURN NULL;
     END CASE;
 END;
-$$;
+$$ $f$, s);
 
--- A record's key for an index's paths; NULL when it is not in the index.
-CREATE FUNCTION persistkit_index_key(data jsonb, paths jsonb) RETURNS bytea
+    -- A record's key for an index's paths; NULL when it is not in the index.
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.persistkit_index_key(data jsonb, paths jsonb) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path FROM CURRENT
 AS $$
 DECLARE
     k bytea := '\x'::bytea;
@@ -83,7 +94,7 @@ DECLARE
     p jsonb;
 BEGIN
     FOR p IN SELECT value FROM jsonb_array_elements(paths) LOOP
-        part := persistkit_index_value(data #> ARRAY(SELECT jsonb_array_elements_text(p)));
+        part := %1$s.persistkit_index_value(data #> ARRAY(SELECT jsonb_array_elements_text(p)));
         IF part IS NULL THEN
             RETURN NULL;
         END IF;
@@ -91,16 +102,20 @@ BEGIN
     END LOOP;
     RETURN k;
 END;
-$$;
+$$ $f$, s);
 
--- The lock key of a (namespace, collection) for index declarations.
-CREATE FUNCTION persistkit_index_lock(p_ns text, p_collection text) RETURNS bigint
+    -- The lock key of a (namespace, collection) for index declarations.
+    -- The trigger computes the same expression inline: a call of an SQL
+    -- function from PL/pgSQL is planned again on every call.
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.persistkit_index_lock(p_ns text, p_collection text) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT hashtextextended('persistkit-index:' || length(p_ns) || ':' || p_ns || p_collection, 0) $$;
+AS $$ SELECT hashtextextended('persistkit-index:' || length(p_ns) || ':' || p_ns || p_collection, 0) $$
+$f$, s);
 
-CREATE FUNCTION persistkit_index_record() RETURNS trigger
+    EXECUTE format($f$
+CREATE FUNCTION %1$s.persistkit_index_record() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path FROM CURRENT
 AS $$
 DECLARE
     r_ns text;
@@ -111,25 +126,28 @@ BEGIN
     ELSE
         r_ns := NEW.ns; r_collection := NEW.collection;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(persistkit_index_lock(r_ns, r_collection));
-    IF NOT EXISTS (SELECT 1 FROM record_indexes i
+    PERFORM pg_advisory_xact_lock_shared(
+        hashtextextended('persistkit-index:' || length(r_ns) || ':' || r_ns || r_collection, 0));
+    IF NOT EXISTS (SELECT 1 FROM %1$s.record_indexes i
                    WHERE i.ns = r_ns AND i.collection = r_collection) THEN
         RETURN NULL;
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        DELETE FROM record_index_entries
+        DELETE FROM %1$s.record_index_entries
         WHERE ns = OLD.ns AND collection = OLD.collection AND id = OLD.id;
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        INSERT INTO record_index_entries (ns, collection, name, key, id, is_unique)
+        INSERT INTO %1$s.record_index_entries (ns, collection, name, key, id, is_unique)
         SELECT NEW.ns, NEW.collection, i.name, k.key, NEW.id, i.is_unique
-        FROM record_indexes i
-        CROSS JOIN LATERAL (SELECT persistkit_index_key(NEW.data, i.paths) AS key) k
+        FROM %1$s.record_indexes i
+        CROSS JOIN LATERAL (SELECT %1$s.persistkit_index_key(NEW.data, i.paths) AS key) k
         WHERE i.ns = NEW.ns AND i.collection = NEW.collection AND k.key IS NOT NULL;
     END IF;
     RETURN NULL;
 END;
-$$;
+$$ $f$, s);
+END;
+$migration$;
 
 CREATE TRIGGER records_indexed AFTER INSERT OR UPDATE OR DELETE ON records
 FOR EACH ROW EXECUTE FUNCTION persistkit_index_record();

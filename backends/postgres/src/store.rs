@@ -281,6 +281,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        &self.config.schema
+    }
+
     /// The plan Postgres uses for `find` with `query` (the first page, or
     /// the next when `query.after` is set): the generic plan, the one a
     /// prepared statement settles on, as `EXPLAIN` text. For looking: it

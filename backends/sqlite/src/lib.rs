@@ -20,6 +20,7 @@ mod sql;
 mod store;
 
 pub use config::SqliteConfig;
+pub use pool::register_index_key;
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
 

@@ -140,7 +140,15 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// `persistkit_index_key(data, fields)`: the index key of a record's JSON
 /// text for a JSON array of field pointers (NULL when the record is not in
 /// the index), computed by the same code the other backends use.
-fn register_index_key(conn: &Connection) -> Result<()> {
+///
+/// The schema's index triggers call it, so a connection of your own that
+/// writes to the `records` table must register it first; without it, SQLite
+/// refuses such writes ("no such function") rather than leave an index
+/// behind.
+///
+/// # Errors
+/// `Internal` when SQLite refuses the registration.
+pub fn register_index_key(conn: &Connection) -> Result<()> {
     use rusqlite::functions::FunctionFlags;
     conn.create_scalar_function(
         "persistkit_index_key",
