@@ -175,6 +175,37 @@ async fn purge_reports_counts_and_touches_one_namespace() {
         Some(2),
         "a bad duration is a usage error"
     );
+    for bad in ["api", "api=soon"] {
+        let out = persistkit(dir.path())
+            .args(["purge", "--url", &url, "--component", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("NAME=PERIOD") || err.contains("not a period"), "{err}");
+    }
+    // The api component keeps its points 100 years; the old one stays.
+    let out = persistkit(dir.path())
+        .args([
+            "purge",
+            "--url",
+            &url,
+            "--metrics-older-than",
+            "1d",
+            "--component",
+            "api=100y",
+            "--collection",
+            "jobs=0s",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["metrics"].as_u64(), r["records"].as_u64()),
+        (Some(0), Some(1)),
+        "a period of its own for the component and the collection: {r}"
+    );
 }
 
 #[tokio::test]
