@@ -182,7 +182,10 @@ async fn purge_reports_counts_and_touches_one_namespace() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
-        assert!(err.contains("NAME=PERIOD") || err.contains("not a period"), "{err}");
+        assert!(
+            err.contains("NAME=PERIOD") || err.contains("not a period"),
+            "{err}"
+        );
     }
     // The api component keeps its points 100 years; the old one stays.
     let out = persistkit(dir.path())
@@ -199,7 +202,11 @@ async fn purge_reports_counts_and_touches_one_namespace() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (r["metrics"].as_u64(), r["records"].as_u64()),

@@ -1292,6 +1292,44 @@ impl BatchStore for PgStore {
 }
 
 impl PgStore {
+    /// Purge one class of data (metrics, records) inside `tx`: the domain's
+    /// cut-off (`all`) for all but the names with one of their own, then
+    /// each of those (`one`).
+    async fn purge_class(
+        &self,
+        tx: &mut PgConnection,
+        ns: &str,
+        (all, one): (&'static str, &'static str),
+        before: Option<Timestamp>,
+        own: &[(String, Timestamp)],
+    ) -> Result<u64> {
+        let mut n = 0;
+        if let Some(before) = before {
+            let except: Vec<&str> = own.iter().map(|(name, _)| name.as_str()).collect();
+            n += self
+                .q(all)
+                .bind(ns)
+                .bind(dt(before))
+                .bind(&except)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        for (name, before) in own {
+            n += self
+                .q(one)
+                .bind(ns)
+                .bind(name)
+                .bind(dt(*before))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
     /// One item of a batch, inside `tx`.
     async fn apply_item(
         &self,
@@ -1618,33 +1656,15 @@ impl AdminStore for PgStore {
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
         let mut tx = self.begin().await?;
         let mut report = PurgeReport::default();
-        let components: Vec<&str> = c
-            .metrics_by_component
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if let Some(before) = c.metrics_before {
-            report.metrics = self
-                .q(PURGE_METRICS)
-                .bind(ns)
-                .bind(dt(before))
-                .bind(&components)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
-        for (component, before) in &c.metrics_by_component {
-            report.metrics += self
-                .q(PURGE_COMPONENT)
-                .bind(ns)
-                .bind(component)
-                .bind(dt(*before))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
+        report.metrics = self
+            .purge_class(
+                &mut tx,
+                ns,
+                (PURGE_METRICS, PURGE_COMPONENT),
+                c.metrics_before,
+                &c.metrics_by_component,
+            )
+            .await?;
         if let Some(before) = c.events_before {
             report.events = self
                 .q(PURGE_EVENTS)
@@ -1663,33 +1683,15 @@ impl AdminStore for PgStore {
             .await
             .map_err(map)?
             .rows_affected();
-        let collections: Vec<&str> = c
-            .records_by_collection
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if let Some(before) = c.records_before {
-            report.records = self
-                .q(PURGE_RECORDS)
-                .bind(ns)
-                .bind(dt(before))
-                .bind(&collections)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
-        for (collection, before) in &c.records_by_collection {
-            report.records += self
-                .q(PURGE_COLLECTION)
-                .bind(ns)
-                .bind(collection)
-                .bind(dt(*before))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?
-                .rows_affected();
-        }
+        report.records = self
+            .purge_class(
+                &mut tx,
+                ns,
+                (PURGE_RECORDS, PURGE_COLLECTION),
+                c.records_before,
+                &c.records_by_collection,
+            )
+            .await?;
         report.records += self
             .q(PURGE_EXPIRED_RECORDS)
             .bind(ns)

@@ -1195,44 +1195,37 @@ fn purge_in(c: &mut Connection, ns: &str, cut: &PurgeCutoffs) -> Result<PurgeRep
     let purge = |sql: &str, before: Timestamp| -> Result<u64> {
         Ok(exec(&tx, sql, params![ns, before.as_micros()])? as u64)
     };
-    let names = |v: &[(String, Timestamp)]| {
-        serde_json::to_string(&v.iter().map(|(n, _)| n).collect::<Vec<_>>())
-            .expect("names serialize")
-    };
-    let except_components = names(&cut.metrics_by_component);
-    if let Some(before) = cut.metrics_before {
-        report.metrics = exec(
-            &tx,
-            PURGE_METRICS,
-            params![ns, before.as_micros(), except_components],
-        )? as u64;
-    }
-    for (component, before) in &cut.metrics_by_component {
-        report.metrics += exec(
-            &tx,
-            PURGE_COMPONENT,
-            params![ns, component, before.as_micros()],
-        )? as u64;
-    }
+    // One class of data (metrics, records): the domain's cut-off for all
+    // but the names with one of their own, then each of those.
+    let by_class =
+        |all: &str, one: &str, before: Option<Timestamp>, own: &[(String, Timestamp)]| {
+            let mut n = 0;
+            if let Some(before) = before {
+                let except: Vec<&str> = own.iter().map(|(name, _)| name.as_str()).collect();
+                let except = serde_json::to_string(&except).expect("names serialize");
+                n += exec(&tx, all, params![ns, before.as_micros(), except])? as u64;
+            }
+            for (name, before) in own {
+                n += exec(&tx, one, params![ns, name, before.as_micros()])? as u64;
+            }
+            Ok::<u64, Error>(n)
+        };
+    report.metrics = by_class(
+        PURGE_METRICS,
+        PURGE_COMPONENT,
+        cut.metrics_before,
+        &cut.metrics_by_component,
+    )?;
     if let Some(before) = cut.events_before {
         report.events = purge(PURGE_EVENTS, before)?;
     }
     report.idempotency_keys = purge(PURGE_KEYS, cut.now)?;
-    let except_collections = names(&cut.records_by_collection);
-    if let Some(before) = cut.records_before {
-        report.records = exec(
-            &tx,
-            PURGE_RECORDS,
-            params![ns, before.as_micros(), except_collections],
-        )? as u64;
-    }
-    for (collection, before) in &cut.records_by_collection {
-        report.records += exec(
-            &tx,
-            PURGE_COLLECTION,
-            params![ns, collection, before.as_micros()],
-        )? as u64;
-    }
+    report.records = by_class(
+        PURGE_RECORDS,
+        PURGE_COLLECTION,
+        cut.records_before,
+        &cut.records_by_collection,
+    )?;
     report.records += purge(PURGE_EXPIRED_RECORDS, cut.now)?;
     tx.commit().map_err(map)?;
     Ok(report)
