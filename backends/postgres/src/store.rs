@@ -1655,16 +1655,18 @@ impl AdminStore for PgStore {
 
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
         let mut tx = self.begin().await?;
-        let mut report = PurgeReport::default();
-        report.metrics = self
-            .purge_class(
-                &mut tx,
-                ns,
-                (PURGE_METRICS, PURGE_COMPONENT),
-                c.metrics_before,
-                &c.metrics_by_component,
-            )
-            .await?;
+        let mut report = PurgeReport {
+            metrics: self
+                .purge_class(
+                    &mut tx,
+                    ns,
+                    (PURGE_METRICS, PURGE_COMPONENT),
+                    c.metrics_before,
+                    &c.metrics_by_component,
+                )
+                .await?,
+            ..PurgeReport::default()
+        };
         if let Some(before) = c.events_before {
             report.events = self
                 .q(PURGE_EVENTS)
