@@ -176,6 +176,7 @@ macro_rules! __with_cases {
                 update_and_incr_lose_nothing,
                 archive_carries_indexes_and_expiry,
                 batch_commits_all_or_nothing,
+                reads_follow_every_write,
             }
             admin {
                 migrate_twice_is_a_no_op,

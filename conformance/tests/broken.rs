@@ -101,6 +101,10 @@ enum Bug {
     /// Purge applies each domain's period to everything, ignoring the
     /// periods of components and collections.
     OneRetentionPeriod,
+    /// A read cache that is not invalidated by `clear`.
+    CacheForgetsClear,
+    /// A read cache that is not invalidated by `delete`.
+    CacheForgetsDelete,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -116,6 +120,8 @@ struct Buggy {
     /// the events written so far.
     reserved: std::sync::atomic::AtomicU64,
     log: Mutex<std::collections::BTreeMap<u64, Event>>,
+    /// The read cache of the cache bugs.
+    cache: Mutex<HashMap<(String, String, String), Option<Record>>>,
 }
 
 impl Buggy {
@@ -449,6 +455,7 @@ impl RecordStore for Buggy {
             // An UPDATE that forgot `AND version = $n`.
             put.expect = Expect::Any;
         }
+        self.forget(Some((ns, put.collection, put.id)));
         match self.inner.put(ns, &put, now).await {
             Err(err)
                 if self.bug == Bug::SilentOverflow && err.kind() == ErrorKind::InvalidInput =>
@@ -481,10 +488,22 @@ impl RecordStore for Buggy {
         } else {
             now
         };
+        if self.caches() {
+            let key = (ns.to_string(), c.to_string(), id.to_string());
+            if let Some(hit) = self.cache.lock().unwrap().get(&key) {
+                return Ok(hit.clone());
+            }
+            let r = self.inner.get(ns, c, id, now).await?;
+            self.cache.lock().unwrap().insert(key, r.clone());
+            return Ok(r);
+        }
         let r = self.inner.get(ns, c, id, now).await;
         self.closed_as_unavailable(r)
     }
     async fn delete(&self, ns: &str, c: &str, id: &str, e: Expect, now: Timestamp) -> Result<()> {
+        if self.bug != Bug::CacheForgetsDelete {
+            self.forget(Some((ns, c, id)));
+        }
         self.inner.delete(ns, c, id, e, now).await
     }
     async fn list_records(
@@ -563,6 +582,13 @@ impl RecordStore for Buggy {
 #[async_trait]
 impl BatchStore for Buggy {
     async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+        for item in items {
+            if let BatchItem::Put { collection, id, .. }
+            | BatchItem::Delete { collection, id, .. } = item
+            {
+                self.forget(Some((ns, collection, id)));
+            }
+        }
         if self.bug != Bug::BatchItemByItem {
             return self.inner.apply(ns, items, now).await;
         }
@@ -605,6 +631,7 @@ impl AdminStore for Buggy {
         self.inner.counts(ns).await
     }
     async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        self.forget(None);
         if self.bug == Bug::OneRetentionPeriod {
             let mut flat = c.clone();
             flat.metrics_by_component.clear();
@@ -621,6 +648,9 @@ impl AdminStore for Buggy {
         self.inner.purge(ns, c).await
     }
     async fn clear(&self, ns: &str) -> Result<Counts> {
+        if self.bug != Bug::CacheForgetsClear {
+            self.forget(None);
+        }
         if self.bug == Bug::ClearAllNamespaces {
             // A DELETE that forgot its `WHERE ns = …`.
             let mut n = self.inner.clear(ns).await?;
@@ -643,6 +673,7 @@ impl AdminStore for Buggy {
         archive: &[ArchiveNamespace],
         progress: ImportProgress<'_>,
     ) -> Result<()> {
+        self.forget(None);
         match self.bug {
             Bug::ImportSkipsIndexes => {
                 let archive: Vec<ArchiveNamespace> = archive
@@ -781,6 +812,23 @@ impl Buggy {
             claims: Mutex::default(),
             reserved: Default::default(),
             log: Mutex::default(),
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Whether this bug is a read cache (one that forgets an invalidation).
+    fn caches(&self) -> bool {
+        matches!(self.bug, Bug::CacheForgetsClear | Bug::CacheForgetsDelete)
+    }
+
+    /// Drop cached reads: one record, or (`None`) all of them.
+    fn forget(&self, key: Option<(&str, &str, &str)>) {
+        let mut c = self.cache.lock().unwrap();
+        match key {
+            Some((ns, coll, id)) => {
+                c.remove(&(ns.to_string(), coll.to_string(), id.to_string()));
+            }
+            None => c.clear(),
         }
     }
 }
@@ -1217,6 +1265,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("records", "archive_carries_indexes_and_expiry")]
 #[case("records", "batch_commits_all_or_nothing")]
 #[case("admin", "purge_by_component_and_collection")]
+#[case("records", "reads_follow_every_write")]
 #[case("common", "record_batches_are_visible_whole")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {

@@ -48,3 +48,21 @@ persistkit_conformance::suite!(
     group_commit_postgres,
     Layered::new(PostgresHarness::from_env(), "group commit", grouped)
 );
+
+fn cached(
+    s: std::sync::Arc<dyn persistkit_core::Store>,
+) -> std::sync::Arc<dyn persistkit_core::Store> {
+    persistkit_cache::Cached::wrap(s, persistkit_cache::CacheConfig::default())
+}
+
+// A read cache is one process's, so the second handle shares the layer, as
+// handles in one process do; it drops `shared_across_processes`, so the
+// cross-process cases report UNSUPPORTED on SQLite.
+persistkit_conformance::suite!(
+    cached_memory,
+    Layered::new(MemoryHarness, "cached", cached).one_layer_per_process()
+);
+persistkit_conformance::suite!(
+    cached_sqlite,
+    Layered::new(SqliteHarness::new(), "cached", cached).one_layer_per_process()
+);

@@ -125,13 +125,32 @@ pub struct Telemetry {
     /// What a layer found wrong; health is at least `degraded` while any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// A cache layer's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStats>,
 }
 
 impl Telemetry {
     /// Nothing reported.
     pub fn is_empty(&self) -> bool {
-        self.latency.is_none() && self.recorders.is_empty() && self.problems.is_empty()
+        self.latency.is_none()
+            && self.recorders.is_empty()
+            && self.problems.is_empty()
+            && self.cache.is_none()
     }
+}
+
+/// What a cache layer counted since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads that went to the store.
+    pub misses: u64,
+    /// Entries dropped to stay within the size bound.
+    pub evictions: u64,
+    /// Entries held now (approximate).
+    pub entries: u64,
 }
 
 /// The health report. Serializes to stable JSON: every field is always

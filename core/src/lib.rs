@@ -31,9 +31,9 @@ pub mod time;
 pub mod validate;
 
 pub use admin::{
-    AdminStore, ArchiveItem, ArchiveNamespace, Capabilities, Counts, HealthReport, HealthStatus,
-    ImportProgress, LatencySummary, PoolStats, PurgeCutoffs, PurgeReport, RecorderStats,
-    RetentionPolicy, SchemaVersions, Telemetry,
+    AdminStore, ArchiveItem, ArchiveNamespace, CacheStats, Capabilities, Counts, HealthReport,
+    HealthStatus, ImportProgress, LatencySummary, PoolStats, PurgeCutoffs, PurgeReport,
+    RecorderStats, RetentionPolicy, SchemaVersions, Telemetry,
 };
 pub use archive::{
     ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION, OLDEST_ARCHIVE_VERSION,

@@ -904,3 +904,105 @@ pub async fn batch_commits_all_or_nothing(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// A read through one handle sees every write acknowledged through another
+/// (put, delete, batch, clear, import, purge), even right after reading the
+/// same record: what a cache in front of the store must never get wrong.
+pub async fn reads_follow_every_write(ctx: &Ctx) -> CaseResult {
+    use persistkit_core::{Batch, ExportScope};
+    let reader = ctx.handle();
+    let writer = ctx.second().await?;
+    let data = |h: &Handle, id: &'static str| {
+        let h = h.clone();
+        async move { Ok::<_, CaseError>(h.get("docs", id).await?.map(|r| r.data)) }
+    };
+    writer
+        .put("docs", "a", &json!({"v": 1}), Expect::Absent)
+        .await?;
+    ensure_eq!(
+        data(&reader, "a").await?,
+        Some(json!({"v": 1})),
+        "reads: a read sees the record"
+    );
+    ensure_eq!(
+        data(&reader, "b").await?,
+        None,
+        "reads: an absent record reads as none"
+    );
+    writer
+        .put("docs", "a", &json!({"v": 2}), Expect::Version(1))
+        .await?;
+    ensure_eq!(
+        data(&reader, "a").await?,
+        Some(json!({"v": 2})),
+        "reads: a read right after a put through another handle sees the put"
+    );
+    writer
+        .put("docs", "b", &json!({"v": 1}), Expect::Absent)
+        .await?;
+    ensure_eq!(
+        data(&reader, "b").await?,
+        Some(json!({"v": 1})),
+        "reads: a record read as absent, then created, is seen"
+    );
+    writer.delete("docs", "a", Expect::Any).await?;
+    ensure_eq!(
+        data(&reader, "a").await?,
+        None,
+        "reads: a deleted record is gone at once"
+    );
+    writer
+        .apply(
+            &Batch::new()
+                .put("docs", "a", json!({"v": 3}), Expect::Absent)
+                .delete("docs", "b", Expect::Any),
+        )
+        .await?;
+    ensure_eq!(
+        (data(&reader, "a").await?, data(&reader, "b").await?),
+        (Some(json!({"v": 3})), None),
+        "reads: both writes of a batch are seen at once"
+    );
+    let mut archive = Vec::new();
+    writer
+        .export(ExportScope::Namespace, &mut archive, None)
+        .await?;
+    writer.clear().await?;
+    ensure_eq!(
+        data(&reader, "a").await?,
+        None,
+        "reads: clear removes what was read before"
+    );
+    writer.import(&mut archive.as_slice(), None).await?;
+    ensure_eq!(
+        data(&reader, "a").await?,
+        Some(json!({"v": 3})),
+        "reads: an imported record is seen at once"
+    );
+    ctx.advance(secs(100));
+    writer
+        .put("docs", "c", &json!({"v": 1}), Expect::Absent)
+        .await?;
+    ensure_eq!(
+        data(&reader, "c").await?,
+        Some(json!({"v": 1})),
+        "reads: a new record is seen"
+    );
+    let purged = writer
+        .purge(&persistkit_core::RetentionPolicy {
+            records_not_updated_for: Some(secs(50)),
+            ..Default::default()
+        })
+        .await?;
+    ensure_eq!(
+        purged.records,
+        1,
+        "reads: the purge removes the old record only"
+    );
+    ensure_eq!(
+        (data(&reader, "a").await?, data(&reader, "c").await?),
+        (None, Some(json!({"v": 1}))),
+        "reads: a purged record is gone at once, the others stay"
+    );
+    Ok(())
+}
