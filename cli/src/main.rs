@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_cache;
 mod bench_find;
 mod bench_reads;
 mod bench_recorder;
@@ -145,7 +146,9 @@ enum Command {
         /// What to measure: sqlite (temporary files), postgres, reads
         /// (windowed reads at 10 k, 100 k and 1 M points, on SQLite),
         /// recorder or recorder-postgres, find or find-postgres (find on
-        /// 100 000 records beside a full scan, with the query plans).
+        /// 100 000 records beside a full scan, with the query plans), cache
+        /// or cache-postgres (cached gets beside uncached ones, and the hit
+        /// rate of a Zipf workload).
         #[arg(default_value = "sqlite")]
         backend: String,
         /// Points for the sustained recorder figure.
@@ -473,6 +476,32 @@ async fn import(file: PathBuf, target: Target) -> CliResult {
     Ok(true)
 }
 
+async fn bench_cache_cmd(what: &str, url: Option<String>, ops: usize) -> CliResult {
+    use persistkit_conformance::harnesses::PostgresHarness;
+    if what == "cache" {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let store = persistkit::sqlite::SqliteStore::connect(
+            persistkit::sqlite::SqliteConfig::new(dir.path().join("cache.db")),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let title = "cache over sqlite (temporary file)";
+        print_out(&bench_cache::run(title, Arc::new(store), ops).await?);
+        return Ok(true);
+    }
+    let harness = match url {
+        Some(u) => PostgresHarness::external(&u),
+        None => PostgresHarness::docker(),
+    };
+    let setup = |e: persistkit_conformance::SetupError| format!("cannot set up Postgres: {e:?}");
+    let (fixture, _) = harness.fresh_pg().await.map_err(setup)?;
+    let title = format!("cache over {}", harness.name());
+    let result = bench_cache::run(&title, fixture.store.clone(), ops).await;
+    fixture.hooks.cleanup().await;
+    print_out(&result?);
+    Ok(true)
+}
+
 async fn bench_find_cmd(what: &str, url: Option<String>, records: usize) -> CliResult {
     use persistkit_conformance::harnesses::PostgresHarness;
     let records = records.max(1);
@@ -788,6 +817,7 @@ async fn run(cli: Cli) -> ExitCode {
             match backend.as_str() {
                 "reads" => bench_reads_cmd().await,
                 "find" | "find-postgres" => bench_find_cmd(&backend, url, records).await,
+                "cache" | "cache-postgres" => bench_cache_cmd(&backend, url, opts.ops).await,
                 "recorder" | "recorder-postgres" => {
                     bench_recorder_cmd(&backend, url, points.max(1)).await
                 }
