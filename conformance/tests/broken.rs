@@ -105,6 +105,9 @@ enum Bug {
     CacheForgetsClear,
     /// A read cache that is not invalidated by `delete`.
     CacheForgetsDelete,
+    /// A read cache that stores what it read even when a write invalidated
+    /// the key while it was reading.
+    CacheStoresStaleReads,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -494,6 +497,10 @@ impl RecordStore for Buggy {
                 return Ok(hit.clone());
             }
             let r = self.inner.get(ns, c, id, now).await?;
+            if self.bug == Bug::CacheStoresStaleReads {
+                // The time a remote cache takes to answer: writes land here.
+                tokio::task::yield_now().await;
+            }
             self.cache.lock().unwrap().insert(key, r.clone());
             return Ok(r);
         }
@@ -818,7 +825,10 @@ impl Buggy {
 
     /// Whether this bug is a read cache (one that forgets an invalidation).
     fn caches(&self) -> bool {
-        matches!(self.bug, Bug::CacheForgetsClear | Bug::CacheForgetsDelete)
+        matches!(
+            self.bug,
+            Bug::CacheForgetsClear | Bug::CacheForgetsDelete | Bug::CacheStoresStaleReads
+        )
     }
 
     /// Drop cached reads: one record, or (`None`) all of them.
@@ -1266,6 +1276,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("records", "batch_commits_all_or_nothing")]
 #[case("admin", "purge_by_component_and_collection")]
 #[case("records", "reads_follow_every_write")]
+#[case("records", "reads_never_go_back")]
 #[case("common", "record_batches_are_visible_whole")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_cases_pass_without_the_bug(#[case] domain: &str, #[case] name: &str) {

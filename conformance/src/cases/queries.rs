@@ -1006,3 +1006,74 @@ pub async fn reads_follow_every_write(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// One writer moves a record on, version after version, while readers on
+/// another handle, released at the same instant, read it again and again:
+/// no read returns a version older than one whose write had already
+/// returned when the read began. A cache that stores what it read after a
+/// racing write has invalidated the key fails this.
+pub async fn reads_never_go_back(ctx: &Ctx) -> CaseResult {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    const WRITES: u64 = 30;
+    let writer = ctx.handle();
+    let reader = ctx.second().await?;
+    let n = race::contenders();
+    race::rounds(|round| {
+        let (writer, reader) = (writer.clone(), reader.clone());
+        async move {
+            let id = format!("r-{round}");
+            writer
+                .put("race", &id, &json!({"n": 0}), Expect::Absent)
+                .await?;
+            let acked = Arc::new(AtomicU64::new(1));
+            let done = Arc::new(AtomicBool::new(false));
+            let results = race::together(n, {
+                let id = id.clone();
+                move |i| {
+                    let (w, r, id) = (writer.clone(), reader.clone(), id.clone());
+                    let (acked, done) = (acked.clone(), done.clone());
+                    async move {
+                        if i == 0 {
+                            for v in 1..=WRITES {
+                                let rec = w
+                                    .put("race", &id, &json!({"n": v}), Expect::Version(v))
+                                    .await;
+                                match rec {
+                                    Ok(rec) => acked.store(rec.version, SeqCst),
+                                    Err(e) => {
+                                        done.store(true, SeqCst);
+                                        return Err(e);
+                                    }
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                            done.store(true, SeqCst);
+                            return Ok(None);
+                        }
+                        while !done.load(SeqCst) {
+                            let before = acked.load(SeqCst);
+                            let got = r.get("race", &id).await?.map_or(0, |rec| rec.version);
+                            if got < before {
+                                return Ok(Some((got, before)));
+                            }
+                        }
+                        Ok(None)
+                    }
+                }
+            })
+            .await?;
+            for r in results {
+                if let Some((got, before)) = r? {
+                    return Err(CaseError::failed(format!(
+                        "reads: a read returned version {got} after the write of version \
+                         {before} had returned"
+                    )));
+                }
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
+}

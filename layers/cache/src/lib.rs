@@ -7,10 +7,10 @@
 //! that goes through it invalidates what it could change: a put, delete or
 //! batch the records it names; purge, clear and import everything (they
 //! change records they do not name). A read racing a write never leaves
-//! the older value behind: a read stores what it fetched, then drops it
-//! again if a write to the same key (or an invalidation of everything)
-//! happened meanwhile. So after a write returns, no call through this layer
-//! sees what it replaced.
+//! the older value behind: a read keeps what it fetched only if no write to
+//! the same key (and no invalidation of everything) returned meanwhile,
+//! checked under the lock a writer invalidates under. So after a write
+//! returns, no call through this layer sees what it replaced.
 //!
 //! The cache is one process's: writes made by other processes are seen
 //! when the entry's TTL ends. The layer therefore drops the store's
@@ -22,7 +22,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -75,7 +75,9 @@ struct Key {
 /// each caller's clock when served), or `None` when absent.
 type Entry = Arc<Option<Record>>;
 
-/// Write counters that reads compare before and after fetching.
+/// Write counters that reads compare before storing what they fetched,
+/// each behind a lock that also covers that store and a writer's
+/// invalidation.
 const STRIPES: usize = 1024;
 
 /// The read cache layer. See the [crate docs](crate).
@@ -84,7 +86,7 @@ pub struct Cached {
     config: CacheConfig,
     cache: Cache<Key, Entry>,
     generation: AtomicU64,
-    stripes: Box<[AtomicU64]>,
+    stripes: Box<[Mutex<u64>]>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: Arc<AtomicU64>,
@@ -126,14 +128,14 @@ impl Cached {
             config,
             cache,
             generation: AtomicU64::new(0),
-            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions,
         })
     }
 
-    fn stripe(&self, ns: &str, collection: &str, id: &str) -> &AtomicU64 {
+    fn stripe(&self, ns: &str, collection: &str, id: &str) -> &Mutex<u64> {
         let mut h = DefaultHasher::new();
         (ns, collection, id).hash(&mut h);
         &self.stripes[(h.finish() as usize) % STRIPES]
@@ -149,10 +151,11 @@ impl Cached {
     }
 
     /// After a write to one record (whether it succeeded or not: a failed
-    /// write may still have reached the store): count the write, then drop
-    /// the entry.
+    /// write may still have reached the store): count the write and drop
+    /// the entry, under the stripe's lock.
     fn invalidate(&self, ns: &str, collection: &str, id: &str) {
-        self.stripe(ns, collection, id).fetch_add(1, SeqCst);
+        let mut writes = lock(self.stripe(ns, collection, id));
+        *writes += 1;
         self.cache.invalidate(&self.key(ns, collection, id));
     }
 
@@ -194,6 +197,12 @@ impl Cached {
     }
 }
 
+/// A stripe's counter; a panic elsewhere cannot leave a counter half
+/// written, so a poisoned lock is still good.
+fn lock(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Layer for Cached {
     fn inner(&self) -> &Arc<dyn Store> {
         &self.inner
@@ -230,13 +239,18 @@ impl RecordStore for Cached {
         }
         self.misses.fetch_add(1, SeqCst);
         let stripe = self.stripe(ns, collection, id);
-        let before = stripe.load(SeqCst);
+        let before = *lock(stripe);
         // The record whatever its expiry: each caller's clock decides.
         let stored = self.inner.get(ns, collection, id, Timestamp::MIN).await?;
-        self.cache.insert(key.clone(), Arc::new(stored.clone()));
-        if stripe.load(SeqCst) != before || self.generation.load(SeqCst) != key.generation {
-            // A write landed while we read: what we hold may be older.
-            self.cache.invalidate(&key);
+        {
+            // Keep it only if no write to the key returned meanwhile: a
+            // writer counts and invalidates under this same lock, so what
+            // we keep is never older than an acknowledged write, not even
+            // for a moment.
+            let writes = lock(stripe);
+            if *writes == before && self.generation.load(SeqCst) == key.generation {
+                self.cache.insert(key, Arc::new(stored.clone()));
+            }
         }
         Ok(stored.filter(|r| r.is_live(now)))
     }
