@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
@@ -26,6 +26,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         4,
         include_str!("../migrations/0004_record_indexes_and_expiry.sql"),
+    ),
+    (
+        5,
+        include_str!("../migrations/0005_append_without_search_path.sql"),
     ),
 ];
 
