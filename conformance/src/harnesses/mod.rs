@@ -5,6 +5,8 @@ mod layered;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -15,5 +17,7 @@ pub use postgres::{
     PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, DEFAULT_PGBOUNCER_IMAGE, IMAGE_ENV,
     PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
 };
+#[cfg(feature = "postgres")]
+pub use redis::{redis_server, DEFAULT_REDIS_IMAGE, REDIS_IMAGE_ENV, REDIS_URL_ENV};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteHarness;

@@ -117,7 +117,7 @@ extern "C" fn remove_containers() {
 }
 
 /// `(name, tag)` of the image named by `env`, else `default`.
-fn image_from(env: &str, default: &str) -> (String, String) {
+pub(super) fn image_from(env: &str, default: &str) -> (String, String) {
     let image = std::env::var(env)
         .ok()
         .filter(|s| !s.is_empty())
@@ -134,7 +134,7 @@ fn image() -> (String, String) {
 
 /// Why a container could not start, in words that say what to do: the
 /// Docker engine is unreachable, or the image is neither here nor pullable.
-fn why_no_container(
+pub(super) fn why_no_container(
     name: &str,
     tag: &str,
     env: &str,
@@ -165,7 +165,7 @@ fn why_no_container(
 
 /// A free port on 127.0.0.1, for a container mapping that must survive a
 /// restart.
-fn free_port() -> std::result::Result<u16, String> {
+pub(super) fn free_port() -> std::result::Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -173,7 +173,7 @@ fn free_port() -> std::result::Result<u16, String> {
 }
 
 /// Remember a started container, so it is removed when the process exits.
-fn remove_at_exit(id: &str) {
+pub(super) fn remove_at_exit(id: &str) {
     CONTAINERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,97 @@
+//! A Redis server for tests of caches shared across processes:
+//! `PERSISTKIT_REDIS_URL` when set, else one container per test process,
+//! with the same skip and require rules as Postgres (no Docker: skipped, or
+//! a failure with `PERSISTKIT_REQUIRE_DOCKER=1`).
+
+use tokio::sync::OnceCell;
+
+use super::postgres::REQUIRE_DOCKER_ENV;
+use super::postgres::{free_port, image_from, remove_at_exit, why_no_container};
+use crate::SetupError;
+
+/// Environment variable: a Redis server to use instead of a container.
+pub const REDIS_URL_ENV: &str = "PERSISTKIT_REDIS_URL";
+/// Environment variable: the Redis image (default [`DEFAULT_REDIS_IMAGE`]).
+pub const REDIS_IMAGE_ENV: &str = "PERSISTKIT_REDIS_IMAGE";
+/// The image `ci/images/redis/build` makes; `redis:7` does as well.
+pub const DEFAULT_REDIS_IMAGE: &str = "persistkit/redis:7-local";
+
+static REDIS: OnceCell<Result<(String, String), String>> = OnceCell::const_new();
+
+/// The URL of this process's Redis server (`redis://127.0.0.1:PORT`), and
+/// its container id when it runs in one (empty for `PERSISTKIT_REDIS_URL`):
+/// what an outage test pauses.
+///
+/// # Errors
+/// `Skip` when Docker or the image is missing, `Fail` instead with
+/// `PERSISTKIT_REQUIRE_DOCKER=1`.
+pub async fn redis_server() -> Result<(String, String), SetupError> {
+    if let Some(url) = std::env::var(REDIS_URL_ENV).ok().filter(|s| !s.is_empty()) {
+        return Ok((url, String::new()));
+    }
+    let started = REDIS.get_or_init(start).await;
+    started.clone().map_err(|reason| {
+        if std::env::var(REQUIRE_DOCKER_ENV).as_deref() == Ok("1") {
+            SetupError::Fail(format!("{reason} (and {REQUIRE_DOCKER_ENV}=1)"))
+        } else {
+            SetupError::Skip(reason)
+        }
+    })
+}
+
+/// Start the container on a thread of its own, so it outlives every
+/// test's runtime; it is removed when the process exits.
+async fn start() -> Result<(String, String), String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("persistkit-redis-container".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match container().await {
+                    Ok((server, keep)) => {
+                        let _ = tx.send(Ok(server));
+                        // Keep the container (and this runtime) alive until exit.
+                        std::future::pending::<()>().await;
+                        drop(keep);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    rx.await
+        .map_err(|_| "the Redis container thread died".to_string())?
+}
+
+async fn container() -> Result<((String, String), Box<dyn std::any::Any + Send>), String> {
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+    let (name, tag) = image_from(REDIS_IMAGE_ENV, DEFAULT_REDIS_IMAGE);
+    // A fixed host port survives `docker pause`/`unpause` and a restart.
+    let port = free_port()?;
+    let redis = GenericImage::new(name.clone(), tag.clone())
+        .with_exposed_port(6379.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+        .with_mapped_port(port, 6379.tcp())
+        .with_label("persistkit.test", "1")
+        .with_startup_timeout(std::time::Duration::from_secs(60))
+        .start()
+        .await
+        .map_err(|e| why_no_container(&name, &tag, REDIS_IMAGE_ENV, "ci/images/redis/build", &e))?;
+    remove_at_exit(redis.id());
+    let id = redis.id().to_string();
+    Ok(((format!("redis://127.0.0.1:{port}"), id), Box::new(redis)))
+}
