@@ -777,10 +777,12 @@ async fn run(cli: Cli) -> ExitCode {
                     metrics_older_than,
                     events_older_than,
                     records_not_updated_for,
+                };
+                let overrides = persistkit::RetentionOverrides {
                     metrics_by_component: component.into_iter().collect(),
                     records_by_collection: collection.into_iter().collect(),
                 };
-                h.purge(&policy)
+                h.purge_with(&policy, &overrides)
                     .await
                     .map(|r| json_out(&r))
                     .map(|_| true)

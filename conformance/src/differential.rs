@@ -470,15 +470,16 @@ impl Side {
                         .map(|(n, s)| (n.clone(), Duration::from_secs(*s)))
                         .collect()
                 };
-                out(h
-                    .purge(&RetentionPolicy {
-                        metrics_older_than: d(metrics),
-                        events_older_than: d(events),
-                        records_not_updated_for: d(records),
-                        metrics_by_component: own(component),
-                        records_by_collection: own(collection),
-                    })
-                    .await)
+                let policy = RetentionPolicy {
+                    metrics_older_than: d(metrics),
+                    events_older_than: d(events),
+                    records_not_updated_for: d(records),
+                };
+                let overrides = RetentionOverrides {
+                    metrics_by_component: own(component),
+                    records_by_collection: own(collection),
+                };
+                out(h.purge_with(&policy, &overrides).await)
             }
             Op::Counts => out(h.counts().await),
         }

@@ -182,12 +182,7 @@ pub struct HealthReport {
 
 /// What to purge, relative to the handle's clock. Expired idempotency keys
 /// and expired records are always purged.
-///
-/// A per-component or per-collection period replaces the domain's period
-/// for that component or collection (longer or shorter), so one namespace
-/// can keep metrics of one component for two years and the rest for 90
-/// days.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetentionPolicy {
     /// Delete metric points with `at` older than now minus this.
     pub metrics_older_than: Option<Duration>,
@@ -195,6 +190,15 @@ pub struct RetentionPolicy {
     pub events_older_than: Option<Duration>,
     /// Delete records with `updated_at` older than now minus this.
     pub records_not_updated_for: Option<Duration>,
+}
+
+/// Periods of their own for some metric components and collections, for
+/// [`Handle::purge_with`](crate::Handle::purge_with). Each replaces its
+/// domain's period in the [`RetentionPolicy`] for that component or
+/// collection (longer or shorter), so one namespace can keep one
+/// component's metrics two years and the rest 90 days.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetentionOverrides {
     /// Per metric component: keep its points this long instead.
     pub metrics_by_component: std::collections::BTreeMap<String, Duration>,
     /// Per collection: keep its records this long after their last update

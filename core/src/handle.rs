@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::admin::{
-    Capabilities, Counts, HealthReport, HealthStatus, PurgeCutoffs, PurgeReport, RetentionPolicy,
-    SchemaVersions,
+    Capabilities, Counts, HealthReport, HealthStatus, PurgeCutoffs, PurgeReport,
+    RetentionOverrides, RetentionPolicy, SchemaVersions,
 };
 use crate::archive::{self, ExportScope, ExportSummary, ImportSummary};
 use crate::batch::{Applied, Batch, BatchItem, BatchOp, MAX_BATCH_ITEMS};
@@ -847,16 +847,32 @@ impl Handle {
         }
     }
 
-    /// Delete what `policy` names, and expired idempotency keys, in this
-    /// namespace only.
+    /// Delete what `policy` names, expired idempotency keys and expired
+    /// records, in this namespace only.
     ///
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn purge(&self, policy: &RetentionPolicy) -> Result<PurgeReport> {
-        for c in policy.metrics_by_component.keys() {
+        self.purge_with(policy, &RetentionOverrides::default())
+            .await
+    }
+
+    /// [`purge`](Self::purge), with periods of their own for some metric
+    /// components and collections (`overrides`), which replace the
+    /// policy's period for them.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad component or collection name (nothing is
+    /// purged); `Unavailable` when the database cannot be reached.
+    pub async fn purge_with(
+        &self,
+        policy: &RetentionPolicy,
+        overrides: &RetentionOverrides,
+    ) -> Result<PurgeReport> {
+        for c in overrides.metrics_by_component.keys() {
             validate::name("component", c)?;
         }
-        for c in policy.records_by_collection.keys() {
+        for c in overrides.records_by_collection.keys() {
             validate::name("collection", c)?;
         }
         let now = self.checked_now()?;
@@ -866,12 +882,12 @@ impl Handle {
             metrics_before: policy.metrics_older_than.as_ref().map(before),
             events_before: policy.events_older_than.as_ref().map(before),
             records_before: policy.records_not_updated_for.as_ref().map(before),
-            metrics_by_component: policy
+            metrics_by_component: overrides
                 .metrics_by_component
                 .iter()
                 .map(|(c, d)| (c.clone(), before(d)))
                 .collect(),
-            records_by_collection: policy
+            records_by_collection: overrides
                 .records_by_collection
                 .iter()
                 .map(|(c, d)| (c.clone(), before(d)))

@@ -33,7 +33,7 @@ pub mod validate;
 pub use admin::{
     AdminStore, ArchiveItem, ArchiveNamespace, CacheStats, Capabilities, Counts, HealthReport,
     HealthStatus, ImportProgress, LatencySummary, PoolStats, PurgeCutoffs, PurgeReport,
-    RecorderStats, RetentionPolicy, SchemaVersions, Telemetry,
+    RecorderStats, RetentionOverrides, RetentionPolicy, SchemaVersions, Telemetry,
 };
 pub use archive::{
     ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION, OLDEST_ARCHIVE_VERSION,

@@ -214,7 +214,6 @@ pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {
             metrics_older_than: Some(secs(200)),
             events_older_than: Some(secs(100)),
             records_not_updated_for: None,
-            ..Default::default()
         })
         .await?;
     ensure_eq!(
@@ -251,7 +250,6 @@ pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {
             metrics_older_than: Some(secs(200)),
             events_older_than: Some(secs(100)),
             records_not_updated_for: None,
-            ..Default::default()
         })
         .await?;
     ensure_eq!(
@@ -395,6 +393,9 @@ pub async fn purge_by_component_and_collection(ctx: &Ctx) -> CaseResult {
     let policy = RetentionPolicy {
         metrics_older_than: Some(secs(50)),
         records_not_updated_for: Some(secs(500)),
+        ..Default::default()
+    };
+    let overrides = persistkit_core::RetentionOverrides {
         metrics_by_component: [
             ("api".to_string(), secs(5_000)),
             ("db".to_string(), secs(500)),
@@ -405,9 +406,8 @@ pub async fn purge_by_component_and_collection(ctx: &Ctx) -> CaseResult {
             ("cache".to_string(), secs(50)),
         ]
         .into(),
-        ..Default::default()
     };
-    let r = h.purge(&policy).await?;
+    let r = h.purge_with(&policy, &overrides).await?;
     let mut left: Vec<(String, i64)> = all_points(&h)
         .await?
         .iter()
@@ -447,11 +447,11 @@ pub async fn purge_by_component_and_collection(ctx: &Ctx) -> CaseResult {
         (3, 3),
         "retention: the report counts what each period purged"
     );
-    let mut bad = RetentionPolicy::default();
+    let mut bad = persistkit_core::RetentionOverrides::default();
     bad.records_by_collection
         .insert("bad\nname".into(), secs(1));
     expect_err(
-        h.purge(&bad).await,
+        h.purge_with(&policy, &bad).await,
         ErrorKind::InvalidInput,
         "retention: a period for a collection with a bad name",
     )?;
