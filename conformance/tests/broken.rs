@@ -108,6 +108,9 @@ enum Bug {
     /// A read cache that stores what it read even when a write invalidated
     /// the key while it was reading.
     CacheStoresStaleReads,
+    /// Declaring an index under a taken name is a silent no-op, whatever
+    /// its fields (an `ON CONFLICT DO NOTHING` on the declaration).
+    IndexNameOnly,
 }
 
 /// A decorator that forwards every call, except where it plants its bug.
@@ -536,6 +539,12 @@ impl RecordStore for Buggy {
         Ok(v)
     }
     async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        if self.bug == Bug::IndexNameOnly {
+            let taken = self.inner.list_indexes(ns, Some(&index.collection)).await?;
+            if taken.iter().any(|i| i.name == index.name) {
+                return Ok(false);
+            }
+        }
         if self.bug == Bug::UniqueNotEnforced {
             // A CREATE INDEX that forgot UNIQUE.
             let plain = Index {
@@ -1157,6 +1166,7 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "purged_event_can_be_appended_again",
     "dedupe after purge"
 )]
+#[case(Bug::IndexNameOnly, "records", "indexes_are_declared_once", "REC-4")]
 #[case(Bug::FindByIdOrder, "records", "find_orders_by_index_then_id", "REC-5")]
 #[case(
     Bug::FindIgnoresRange,
@@ -1266,6 +1276,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("events", "newest_first_reverses_the_listing")]
 #[case("idempotency", "key_state_is_read_only")]
 #[case("admin", "clear_empties_one_namespace")]
+#[case("records", "indexes_are_declared_once")]
 #[case("records", "find_orders_by_index_then_id")]
 #[case("records", "find_pages_and_follows_writes")]
 #[case("records", "unique_index_refuses_a_second_record")]
