@@ -28,6 +28,23 @@ pub const TASK_ENV: &str = "PERSISTKIT_CHILD_TASK";
 /// Environment variable carrying the parent's clock (microseconds since
 /// the epoch), so both processes agree on what has expired.
 pub const NOW_ENV: &str = "PERSISTKIT_CHILD_NOW";
+/// Variables set for every child this process starts (see [`forward_env`]).
+static FORWARDED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Set `name` to `value` in the environment of every second process this
+/// process starts from now on: how a server this process started (a Redis
+/// container) reaches the child, without changing this process's own
+/// environment under its running threads.
+pub fn forward_env(name: &str, value: &str) {
+    let mut vars = FORWARDED.lock().unwrap_or_else(|e| e.into_inner());
+    vars.retain(|(n, _)| n != name);
+    vars.push((name.to_string(), value.to_string()));
+}
+
+fn forwarded() -> Vec<(String, String)> {
+    FORWARDED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Every line the child reports starts with this.
 const PREFIX: &str = "persistkit-child: ";
 /// The name of the test [`suite!`](crate::suite) emits as the child's entry.
@@ -217,6 +234,7 @@ impl Running {
             .env(LOCATION_ENV, location)
             .env(TASK_ENV, task)
             .env(NOW_ENV, now.as_micros().to_string())
+            .envs(forwarded())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,10 +1,17 @@
-//! The Redis server the shared cache's tests use: built from Debian
-//! packages (`ci/images/redis/build`), started by testcontainers, with the
-//! same skip and require rules as Postgres.
+//! The shared cache on Redis, held to the whole suite over SQLite and
+//! Postgres, and the Redis server its tests use: built from Debian packages
+//! (`ci/images/redis/build`), started by testcontainers, with the same skip
+//! and require rules as Postgres.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
+use std::sync::Arc;
 
-use persistkit_conformance::harnesses::redis_server;
+use persistkit_cache::{CacheConfig, Cached, RedisCache, RedisConfig};
+use persistkit_conformance::harnesses::{
+    redis_server, Layered, PostgresHarness, ScopedWrap, SqliteHarness, WithRedis,
+};
 use persistkit_conformance::SetupError;
 
 /// One RESP command over a plain TCP connection, and the first reply line.
@@ -38,3 +45,39 @@ async fn a_redis_server_answers_and_keeps_what_it_is_given() {
     assert_eq!(command(&addr, &["GET", "persistkit:probe"]), "$2\r\nv1");
     assert_eq!(command(&addr, &["INCR", "persistkit:version"]), ":1");
 }
+
+/// The cache layer on the Redis server at `url`, keyed by a prefix of the
+/// store's scope: every handle on one store's data (and the second
+/// process) shares its entries, and no two stores do.
+fn cached_on(url: &str) -> ScopedWrap {
+    let url = url.to_string();
+    Arc::new(move |store, scope| {
+        let mut h = DefaultHasher::new();
+        scope.hash(&mut h);
+        let config = CacheConfig::default();
+        let redis = RedisConfig::new(&url, format!("persistkit-test:{:016x}:", h.finish()));
+        let cache = RedisCache::connect(redis, config.longest_ttl()).expect("a Redis cache");
+        Cached::wrap_shared(store, config, cache)
+    })
+}
+
+// The whole suite through a cache on Redis: each handle has a layer of its
+// own (as separate processes do), sharing one cache, so the reads through
+// one handle after writes through another are the cache's invalidation at
+// work, across layers and across processes.
+persistkit_conformance::suite!(
+    cached_redis_sqlite,
+    WithRedis::new("cached on redis over sqlite", |url| {
+        Layered::scoped(SqliteHarness::new(), "cached on redis", cached_on(url))
+    })
+);
+persistkit_conformance::suite!(
+    cached_redis_postgres,
+    WithRedis::new("cached on redis over postgres", |url| {
+        Layered::scoped(
+            PostgresHarness::from_env(),
+            "cached on redis",
+            cached_on(url),
+        )
+    })
+);

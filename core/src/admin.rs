@@ -151,6 +151,13 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Entries held now (approximate).
     pub entries: u64,
+    /// Reads sent to the store because the cache could not be reached.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fallbacks: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The health report. Serializes to stable JSON: every field is always

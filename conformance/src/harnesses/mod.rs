@@ -10,7 +10,7 @@ mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use layered::{Layered, Wrap};
+pub use layered::{Layered, ScopedWrap, Wrap};
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
 pub use postgres::{
@@ -18,6 +18,6 @@ pub use postgres::{
     PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
 };
 #[cfg(feature = "postgres")]
-pub use redis::{redis_server, DEFAULT_REDIS_IMAGE, REDIS_IMAGE_ENV, REDIS_URL_ENV};
+pub use redis::{redis_server, WithRedis, DEFAULT_REDIS_IMAGE, REDIS_IMAGE_ENV, REDIS_URL_ENV};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteHarness;

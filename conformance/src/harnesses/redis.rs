@@ -3,10 +3,15 @@
 //! with the same skip and require rules as Postgres (no Docker: skipped, or
 //! a failure with `PERSISTKIT_REQUIRE_DOCKER=1`).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use persistkit_core::{Error, Result as StoreResult, Store};
 use tokio::sync::OnceCell;
 
 use super::postgres::REQUIRE_DOCKER_ENV;
 use super::postgres::{free_port, image_from, remove_at_exit, why_no_container};
+use crate::harness::{Fixture, Harness};
 use crate::SetupError;
 
 /// Environment variable: a Redis server to use instead of a container.
@@ -93,5 +98,68 @@ async fn container() -> Result<((String, String), Box<dyn std::any::Any + Send>)
         .map_err(|e| why_no_container(&name, &tag, REDIS_IMAGE_ENV, "ci/images/redis/build", &e))?;
     remove_at_exit(redis.id());
     let id = redis.id().to_string();
-    Ok(((format!("redis://127.0.0.1:{port}"), id), Box::new(redis)))
+    let url = format!("redis://127.0.0.1:{port}");
+    // The second process uses this server, not one of its own.
+    crate::child::forward_env(REDIS_URL_ENV, &url);
+    Ok(((url, id), Box::new(redis)))
+}
+
+/// A harness that needs a Redis server: `make` builds it from the server's
+/// URL once the server is up ([`redis_server`]), and every call goes to
+/// what it built. Without a server the cases are skipped, with the reason
+/// (or fail, with `PERSISTKIT_REQUIRE_DOCKER=1`).
+///
+/// ```no_run
+/// use persistkit_conformance::harnesses::{Layered, MemoryHarness, WithRedis};
+/// let h = WithRedis::new("cached on redis over memory", |url: &str| {
+///     let url = url.to_string();
+///     Layered::scoped(MemoryHarness, "cached on redis", std::sync::Arc::new(move |s, scope| {
+///         let _ = (&url, scope); // make the layer on `url`, keyed by `scope`
+///         s
+///     }))
+/// });
+/// ```
+pub struct WithRedis<H> {
+    name: String,
+    make: Box<dyn Fn(&str) -> H + Send + Sync>,
+    built: OnceCell<H>,
+}
+
+impl<H: Harness> WithRedis<H> {
+    /// `make` builds the harness on a server's URL; `name` names it in
+    /// reports.
+    pub fn new(name: impl Into<String>, make: impl Fn(&str) -> H + Send + Sync + 'static) -> Self {
+        WithRedis {
+            name: name.into(),
+            make: Box::new(make),
+            built: OnceCell::new(),
+        }
+    }
+
+    async fn harness(&self) -> Result<&H, SetupError> {
+        let (url, _) = redis_server().await?;
+        Ok(self.built.get_or_init(|| async { (self.make)(&url) }).await)
+    }
+}
+
+#[async_trait]
+impl<H: Harness> Harness for WithRedis<H> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn preflight(&self) -> Result<(), SetupError> {
+        self.harness().await?.preflight().await
+    }
+
+    async fn fresh(&self) -> Result<Fixture, SetupError> {
+        self.harness().await?.fresh().await
+    }
+
+    async fn open_location(&self, location: &str) -> StoreResult<Arc<dyn Store>> {
+        let h = self.harness().await.map_err(|e| {
+            Error::unavailable(format!("no Redis server for the second process: {e:?}"))
+        })?;
+        h.open_location(location).await
+    }
 }

@@ -2,33 +2,48 @@
 //! so it composes (`Cached<Observed<Sqlite>>`) and is held to the whole
 //! conformance suite.
 //!
-//! It caches record `get`s per (namespace, collection, id), in process, on
-//! [`moka`], with a TTL per collection and a bound on entries. Every write
-//! that goes through it invalidates what it could change: a put, delete or
-//! batch the records it names; purge, clear and import everything (they
-//! change records they do not name). A read racing a write never leaves
-//! the older value behind: a read keeps what it fetched only if no write to
-//! the same key (and no invalidation of everything) returned meanwhile,
-//! checked under the lock a writer invalidates under. So after a write
-//! returns, no call through this layer sees what it replaced.
+//! It caches record `get`s per (namespace, collection, id), with a TTL per
+//! collection, in one of two places:
+//! - in process, on [`moka`], bounded by a number of entries
+//!   ([`Cached::wrap`]);
+//! - on Redis, shared by every process that uses the same server and key
+//!   prefix ([`Cached::wrap_shared`], the [`RedisCache`] docs say how).
 //!
-//! The cache is one process's: writes made by other processes are seen
-//! when the entry's TTL ends. The layer therefore drops the store's
-//! `shared_across_processes` capability. Hits, misses and evictions appear
-//! in `health` under `layers.cache`.
+//! Every write that goes through it invalidates what it could change: a
+//! put, delete or batch the records it names; purge, clear, import and
+//! declaring an index everything (they change records they do not name).
+//! A read racing a write never leaves the older value behind: a read keeps
+//! what it fetched only if no write to the same key (and no invalidation of
+//! everything) returned meanwhile. So after a write returns, no call
+//! through this layer sees what it replaced; with Redis, no call through
+//! any process's layer on the same server and prefix.
+//!
+//! The in-process cache is one process's: writes made by other processes
+//! are seen when the entry's TTL ends, so that layer drops the store's
+//! `shared_across_processes` capability. Writes that bypass the layer
+//! (another program on the database) are seen when the TTL ends, with
+//! either tier.
+//!
+//! When Redis cannot be reached, reads go to the store and writes still
+//! succeed; `health` says `degraded` until it answers again. Hits, misses,
+//! evictions and reads sent to the store for want of a cache appear in
+//! `health` under `layers.cache`.
 #![deny(missing_docs)]
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use moka::notification::RemovalCause;
-use moka::sync::Cache;
 use persistkit_core::*;
+
+mod local;
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisCache, RedisConfig};
 
 /// How a [`Cached`] layer caches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +53,8 @@ pub struct CacheConfig {
     /// A TTL of its own per collection; `Duration::ZERO` leaves a
     /// collection uncached.
     pub collection_ttl: BTreeMap<String, Duration>,
-    /// Most entries held (default 100 000); the least useful go first.
+    /// Most entries held in process (default 100 000); the least useful go
+    /// first. Redis keeps to its own `maxmemory`.
     pub max_entries: u64,
 }
 
@@ -59,114 +75,148 @@ impl CacheConfig {
             .copied()
             .unwrap_or(self.ttl)
     }
-}
 
-/// What a cached entry is known by. `generation` changes when everything
-/// is invalidated at once, which leaves older entries unreachable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    generation: u64,
-    ns: String,
-    collection: String,
-    id: String,
+    /// The longest any entry lives.
+    pub fn longest_ttl(&self) -> Duration {
+        self.collection_ttl
+            .values()
+            .copied()
+            .fold(self.ttl, Duration::max)
+    }
 }
 
 /// A record as the store has it, expired or not (expiry is checked against
 /// each caller's clock when served), or `None` when absent.
 type Entry = Arc<Option<Record>>;
 
-/// Write counters that reads compare before storing what they fetched,
-/// each behind a lock that also covers that store and a writer's
-/// invalidation.
-const STRIPES: usize = 1024;
+/// (namespace, collection, id).
+type RecordKey<'a> = (&'a str, &'a str, &'a str);
+
+/// Where entries live.
+enum Tier {
+    Local(local::Local),
+    #[cfg(feature = "redis")]
+    Redis(RedisCache),
+}
+
+/// What a miss saw, for the fill to compare.
+enum Ticket {
+    Local(local::Ticket),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::Ticket),
+}
+
+/// What looking a record up found.
+enum Lookup {
+    Hit(Entry),
+    Miss(Ticket),
+    /// The cache cannot be asked now: go to the store, keep nothing.
+    Unavailable,
+}
+
+impl Tier {
+    async fn lookup(&self, k: RecordKey<'_>) -> Lookup {
+        match self {
+            Tier::Local(l) => match l.lookup(k) {
+                Ok(hit) => Lookup::Hit(hit),
+                Err(t) => Lookup::Miss(Ticket::Local(t)),
+            },
+            #[cfg(feature = "redis")]
+            Tier::Redis(r) => match r.lookup(k).await {
+                Ok(hit) => Lookup::Hit(hit),
+                Err(Some(t)) => Lookup::Miss(Ticket::Redis(t)),
+                Err(None) => Lookup::Unavailable,
+            },
+        }
+    }
+
+    async fn fill(&self, k: RecordKey<'_>, ticket: Ticket, entry: Entry, ttl: Duration) {
+        match (self, ticket) {
+            // moka applies the collection's TTL itself.
+            (Tier::Local(l), Ticket::Local(t)) => l.fill(k, t, entry),
+            #[cfg(feature = "redis")]
+            (Tier::Redis(r), Ticket::Redis(t)) => r.fill(k, t, &entry, ttl).await,
+            // A ticket is always its own tier's.
+            #[cfg(feature = "redis")]
+            _ => {}
+        }
+    }
+
+    async fn invalidate(&self, keys: &[RecordKey<'_>]) {
+        match self {
+            Tier::Local(l) => keys.iter().for_each(|&k| l.invalidate(k)),
+            #[cfg(feature = "redis")]
+            Tier::Redis(r) => r.invalidate(keys).await,
+        }
+    }
+
+    async fn invalidate_all(&self) {
+        match self {
+            Tier::Local(l) => l.invalidate_all(),
+            #[cfg(feature = "redis")]
+            Tier::Redis(r) => r.invalidate_all().await,
+        }
+    }
+}
 
 /// The read cache layer. See the [crate docs](crate).
 pub struct Cached {
     inner: Arc<dyn Store>,
     config: CacheConfig,
-    cache: Cache<Key, Entry>,
-    generation: AtomicU64,
-    stripes: Box<[Mutex<u64>]>,
+    tier: Tier,
     hits: AtomicU64,
     misses: AtomicU64,
-    evictions: Arc<AtomicU64>,
+    fallbacks: AtomicU64,
 }
 
 impl std::fmt::Debug for Cached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tier = match &self.tier {
+            Tier::Local(_) => "in process",
+            #[cfg(feature = "redis")]
+            Tier::Redis(_) => "redis",
+        };
         f.debug_struct("Cached")
             .field("inner", &self.inner)
+            .field("tier", &tier)
             .field("config", &self.config)
             .finish()
     }
 }
 
-struct PerCollectionTtl(CacheConfig);
-
-impl moka::Expiry<Key, Entry> for PerCollectionTtl {
-    fn expire_after_create(&self, key: &Key, _: &Entry, _: Instant) -> Option<Duration> {
-        Some(self.0.ttl_of(&key.collection))
-    }
-}
-
 impl Cached {
-    /// `inner` behind a read cache configured by `config`.
+    /// `inner` behind an in-process read cache configured by `config`.
     pub fn wrap(inner: Arc<dyn Store>, config: CacheConfig) -> Arc<Cached> {
-        let evictions = Arc::new(AtomicU64::new(0));
-        let counted = evictions.clone();
-        let cache = Cache::builder()
-            .max_capacity(config.max_entries)
-            .expire_after(PerCollectionTtl(config.clone()))
-            .eviction_listener(move |_, _, cause| {
-                if cause == RemovalCause::Size {
-                    counted.fetch_add(1, SeqCst);
-                }
-            })
-            .build();
+        let tier = Tier::Local(local::Local::new(&config));
+        Self::with_tier(inner, config, tier)
+    }
+
+    /// `inner` behind a read cache on Redis, shared with every process
+    /// that uses the same server and prefix. Make `cache` with
+    /// [`RedisCache::connect`], passing [`CacheConfig::longest_ttl`].
+    #[cfg(feature = "redis")]
+    pub fn wrap_shared(
+        inner: Arc<dyn Store>,
+        config: CacheConfig,
+        cache: RedisCache,
+    ) -> Arc<Cached> {
+        Self::with_tier(inner, config, Tier::Redis(cache))
+    }
+
+    fn with_tier(inner: Arc<dyn Store>, config: CacheConfig, tier: Tier) -> Arc<Cached> {
         Arc::new(Cached {
             inner,
             config,
-            cache,
-            generation: AtomicU64::new(0),
-            stripes: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
+            tier,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            evictions,
+            fallbacks: AtomicU64::new(0),
         })
     }
 
-    fn stripe(&self, ns: &str, collection: &str, id: &str) -> &Mutex<u64> {
-        let mut h = DefaultHasher::new();
-        (ns, collection, id).hash(&mut h);
-        &self.stripes[(h.finish() as usize) % STRIPES]
-    }
-
-    fn key(&self, ns: &str, collection: &str, id: &str) -> Key {
-        Key {
-            generation: self.generation.load(SeqCst),
-            ns: ns.to_owned(),
-            collection: collection.to_owned(),
-            id: id.to_owned(),
-        }
-    }
-
-    /// After a write to one record (whether it succeeded or not: a failed
-    /// write may still have reached the store): count the write and drop
-    /// the entry, under the stripe's lock.
-    fn invalidate(&self, ns: &str, collection: &str, id: &str) {
-        let mut writes = lock(self.stripe(ns, collection, id));
-        *writes += 1;
-        self.cache.invalidate(&self.key(ns, collection, id));
-    }
-
-    /// After a write that may change records it does not name.
-    fn invalidate_all(&self) {
-        self.generation.fetch_add(1, SeqCst);
-        self.cache.invalidate_all();
-    }
-
     /// The admin calls that change records without naming them drop
-    /// everything once they are done.
+    /// everything once they are done, whether they succeeded or not (a
+    /// failed call may still have changed the store).
     async fn admin_around<T>(
         &self,
         op: &'static str,
@@ -174,33 +224,42 @@ impl Cached {
     ) -> Result<T> {
         let r = call.await;
         if matches!(op, "purge" | "clear" | "import") {
-            self.invalidate_all();
+            self.tier.invalidate_all().await;
         }
         r
     }
 
     fn add_stats(&self, mut t: Telemetry) -> Telemetry {
+        let (evictions, entries) = match &self.tier {
+            Tier::Local(l) => (l.evictions(), l.entries()),
+            // Redis counts its own (INFO stats, DBSIZE), for all its users.
+            #[cfg(feature = "redis")]
+            Tier::Redis(_) => (0, 0),
+        };
         t.cache = Some(CacheStats {
             hits: self.hits.load(SeqCst),
             misses: self.misses.load(SeqCst),
-            evictions: self.evictions.load(SeqCst),
-            entries: self.cache.entry_count(),
+            evictions,
+            entries,
+            fallbacks: self.fallbacks.load(SeqCst),
         });
+        #[cfg(feature = "redis")]
+        if let Tier::Redis(r) = &self.tier {
+            t.problems.extend(r.problem());
+        }
         t
     }
 
-    fn one_process(&self, c: Capabilities) -> Capabilities {
-        Capabilities {
-            shared_across_processes: false,
-            ..c
+    fn capabilities_of(&self, c: Capabilities) -> Capabilities {
+        match self.tier {
+            Tier::Local(_) => Capabilities {
+                shared_across_processes: false,
+                ..c
+            },
+            #[cfg(feature = "redis")]
+            Tier::Redis(_) => c,
         }
     }
-}
-
-/// A stripe's counter; a panic elsewhere cannot leave a counter half
-/// written, so a poisoned lock is still good.
-fn lock(m: &Mutex<u64>) -> MutexGuard<'_, u64> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Layer for Cached {
@@ -212,13 +271,13 @@ impl Layer for Cached {
 persistkit_core::forward_metric_store!(Cached, inner);
 persistkit_core::forward_event_store!(Cached, inner);
 persistkit_core::forward_idempotency_store!(Cached, inner);
-persistkit_core::forward_admin_store!(Cached, inner, admin_around; telemetry = add_stats; capabilities = one_process);
+persistkit_core::forward_admin_store!(Cached, inner, admin_around; telemetry = add_stats; capabilities = capabilities_of);
 
 #[async_trait]
 impl RecordStore for Cached {
     async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
         let r = self.inner.put(ns, put, now).await;
-        self.invalidate(ns, put.collection, put.id);
+        self.tier.invalidate(&[(ns, put.collection, put.id)]).await;
         r
     }
 
@@ -232,27 +291,26 @@ impl RecordStore for Cached {
         if self.config.ttl_of(collection).is_zero() {
             return self.inner.get(ns, collection, id, now).await;
         }
-        let key = self.key(ns, collection, id);
-        if let Some(hit) = self.cache.get(&key) {
-            self.hits.fetch_add(1, SeqCst);
-            return Ok(hit.as_ref().clone().filter(|r| r.is_live(now)));
-        }
+        let k = (ns, collection, id);
+        let ticket = match self.tier.lookup(k).await {
+            Lookup::Hit(hit) => {
+                self.hits.fetch_add(1, SeqCst);
+                return Ok(hit.as_ref().clone().filter(|r| r.is_live(now)));
+            }
+            Lookup::Miss(ticket) => ticket,
+            Lookup::Unavailable => {
+                self.fallbacks.fetch_add(1, SeqCst);
+                return self.inner.get(ns, collection, id, now).await;
+            }
+        };
         self.misses.fetch_add(1, SeqCst);
-        let stripe = self.stripe(ns, collection, id);
-        let before = *lock(stripe);
         // The record whatever its expiry: each caller's clock decides.
         let stored = self.inner.get(ns, collection, id, Timestamp::MIN).await?;
-        {
-            // Keep it only if no write to the key returned meanwhile: a
-            // writer counts and invalidates under this same lock, so what
-            // we keep is never older than an acknowledged write, not even
-            // for a moment.
-            let writes = lock(stripe);
-            if *writes == before && self.generation.load(SeqCst) == key.generation {
-                self.cache.insert(key, Arc::new(stored.clone()));
-            }
-        }
-        Ok(stored.filter(|r| r.is_live(now)))
+        let entry = Arc::new(stored);
+        self.tier
+            .fill(k, ticket, entry.clone(), self.config.ttl_of(collection))
+            .await;
+        Ok(entry.as_ref().clone().filter(|r| r.is_live(now)))
     }
 
     async fn delete(
@@ -264,7 +322,7 @@ impl RecordStore for Cached {
         now: Timestamp,
     ) -> Result<()> {
         let r = self.inner.delete(ns, collection, id, expect, now).await;
-        self.invalidate(ns, collection, id);
+        self.tier.invalidate(&[(ns, collection, id)]).await;
         r
     }
 
@@ -288,7 +346,7 @@ impl RecordStore for Cached {
     async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
         // Declaring an index removes the collection's expired records.
         let r = self.inner.create_index(ns, index, now).await;
-        self.invalidate_all();
+        self.tier.invalidate_all().await;
         r
     }
 
@@ -312,13 +370,17 @@ impl RecordStore for Cached {
 impl BatchStore for Cached {
     async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
         let r = self.inner.apply(ns, items, now).await;
-        for item in items {
-            match item {
+        let keys: Vec<RecordKey<'_>> = items
+            .iter()
+            .filter_map(|item| match item {
                 BatchItem::Put { collection, id, .. }
-                | BatchItem::Delete { collection, id, .. } => self.invalidate(ns, collection, id),
-                BatchItem::Append(_) | BatchItem::Complete { .. } => {}
-            }
-        }
+                | BatchItem::Delete { collection, id, .. } => {
+                    Some((ns, collection.as_str(), id.as_str()))
+                }
+                BatchItem::Append(_) | BatchItem::Complete { .. } => None,
+            })
+            .collect();
+        self.tier.invalidate(&keys).await;
         r
     }
 }
