@@ -39,10 +39,8 @@ use async_trait::async_trait;
 use persistkit_core::*;
 
 mod local;
-#[cfg(feature = "redis")]
 mod redis;
 
-#[cfg(feature = "redis")]
 pub use crate::redis::{RedisCache, RedisConfig};
 
 /// How a [`Cached`] layer caches.
@@ -95,14 +93,12 @@ type RecordKey<'a> = (&'a str, &'a str, &'a str);
 /// Where entries live.
 enum Tier {
     Local(local::Local),
-    #[cfg(feature = "redis")]
     Redis(RedisCache),
 }
 
 /// What a miss saw, for the fill to compare.
 enum Ticket {
     Local(local::Ticket),
-    #[cfg(feature = "redis")]
     Redis(crate::redis::Ticket),
 }
 
@@ -121,7 +117,6 @@ impl Tier {
                 Ok(hit) => Lookup::Hit(hit),
                 Err(t) => Lookup::Miss(Ticket::Local(t)),
             },
-            #[cfg(feature = "redis")]
             Tier::Redis(r) => match r.lookup(k).await {
                 Ok(hit) => Lookup::Hit(hit),
                 Err(Some(t)) => Lookup::Miss(Ticket::Redis(t)),
@@ -134,10 +129,8 @@ impl Tier {
         match (self, ticket) {
             // moka applies the collection's TTL itself.
             (Tier::Local(l), Ticket::Local(t)) => l.fill(k, t, entry),
-            #[cfg(feature = "redis")]
             (Tier::Redis(r), Ticket::Redis(t)) => r.fill(k, t, &entry, ttl).await,
             // A ticket is always its own tier's.
-            #[cfg(feature = "redis")]
             _ => {}
         }
     }
@@ -145,7 +138,6 @@ impl Tier {
     async fn invalidate(&self, keys: &[RecordKey<'_>]) {
         match self {
             Tier::Local(l) => keys.iter().for_each(|&k| l.invalidate(k)),
-            #[cfg(feature = "redis")]
             Tier::Redis(r) => r.invalidate(keys).await,
         }
     }
@@ -153,7 +145,6 @@ impl Tier {
     async fn invalidate_all(&self) {
         match self {
             Tier::Local(l) => l.invalidate_all(),
-            #[cfg(feature = "redis")]
             Tier::Redis(r) => r.invalidate_all().await,
         }
     }
@@ -173,7 +164,6 @@ impl std::fmt::Debug for Cached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tier = match &self.tier {
             Tier::Local(_) => "in process",
-            #[cfg(feature = "redis")]
             Tier::Redis(_) => "redis",
         };
         f.debug_struct("Cached")
@@ -194,7 +184,6 @@ impl Cached {
     /// `inner` behind a read cache on Redis, shared with every process
     /// that uses the same server and prefix. Make `cache` with
     /// [`RedisCache::connect`], passing [`CacheConfig::longest_ttl`].
-    #[cfg(feature = "redis")]
     pub fn wrap_shared(
         inner: Arc<dyn Store>,
         config: CacheConfig,
@@ -233,7 +222,6 @@ impl Cached {
         let (evictions, entries) = match &self.tier {
             Tier::Local(l) => (l.evictions(), l.entries()),
             // Redis counts its own (INFO stats, DBSIZE), for all its users.
-            #[cfg(feature = "redis")]
             Tier::Redis(_) => (0, 0),
         };
         t.cache = Some(CacheStats {
@@ -243,7 +231,6 @@ impl Cached {
             entries,
             fallbacks: self.fallbacks.load(SeqCst),
         });
-        #[cfg(feature = "redis")]
         if let Tier::Redis(r) = &self.tier {
             t.problems.extend(r.problem());
         }
@@ -256,7 +243,6 @@ impl Cached {
                 shared_across_processes: false,
                 ..c
             },
-            #[cfg(feature = "redis")]
             Tier::Redis(_) => c,
         }
     }
