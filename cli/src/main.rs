@@ -167,6 +167,10 @@ enum Command {
         /// find only: records in the collection.
         #[arg(long, default_value_t = 100_000)]
         records: usize,
+        /// cache only: keep the cache on Redis, at URL, or, given alone,
+        /// on a container started as the tests start it.
+        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+        redis: Option<String>,
     },
     /// Write the backend's native snapshot (SQLite: VACUUM INTO) to FILE.
     Backup {
@@ -476,8 +480,27 @@ async fn import(file: PathBuf, target: Target) -> CliResult {
     Ok(true)
 }
 
-async fn bench_cache_cmd(what: &str, url: Option<String>, ops: usize) -> CliResult {
-    use persistkit_conformance::harnesses::PostgresHarness;
+async fn bench_cache_cmd(
+    what: &str,
+    url: Option<String>,
+    redis: Option<String>,
+    ops: usize,
+) -> CliResult {
+    use persistkit_conformance::harnesses::{redis_server, PostgresHarness};
+    let tier = match redis {
+        None => bench_cache::Tier::Local,
+        Some(u) if !u.is_empty() => bench_cache::Tier::Redis(u),
+        Some(_) => {
+            let (u, _) = redis_server()
+                .await
+                .map_err(|e| format!("cannot start Redis: {e:?}"))?;
+            bench_cache::Tier::Redis(u)
+        }
+    };
+    let on = match &tier {
+        bench_cache::Tier::Local => "in process".to_string(),
+        bench_cache::Tier::Redis(u) => format!("on Redis ({u})"),
+    };
     if what == "cache" {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let store = persistkit::sqlite::SqliteStore::connect(
@@ -485,8 +508,8 @@ async fn bench_cache_cmd(what: &str, url: Option<String>, ops: usize) -> CliResu
         )
         .await
         .map_err(|e| e.to_string())?;
-        let title = "cache over sqlite (temporary file)";
-        print_out(&bench_cache::run(title, Arc::new(store), ops).await?);
+        let title = format!("cache {on} over sqlite (temporary file)");
+        print_out(&bench_cache::run(&title, Arc::new(store), ops, &tier).await?);
         return Ok(true);
     }
     let harness = match url {
@@ -495,8 +518,8 @@ async fn bench_cache_cmd(what: &str, url: Option<String>, ops: usize) -> CliResu
     };
     let setup = |e: persistkit_conformance::SetupError| format!("cannot set up Postgres: {e:?}");
     let (fixture, _) = harness.fresh_pg().await.map_err(setup)?;
-    let title = format!("cache over {}", harness.name());
-    let result = bench_cache::run(&title, fixture.store.clone(), ops).await;
+    let title = format!("cache {on} over {}", harness.name());
+    let result = bench_cache::run(&title, fixture.store.clone(), ops, &tier).await;
     fixture.hooks.cleanup().await;
     print_out(&result?);
     Ok(true)
@@ -811,6 +834,7 @@ async fn run(cli: Cli) -> ExitCode {
             ops,
             url,
             records,
+            redis,
         } => {
             let opts = bench::BenchOptions {
                 batches: batches.max(1),
@@ -819,7 +843,7 @@ async fn run(cli: Cli) -> ExitCode {
             match backend.as_str() {
                 "reads" => bench_reads_cmd().await,
                 "find" | "find-postgres" => bench_find_cmd(&backend, url, records).await,
-                "cache" | "cache-postgres" => bench_cache_cmd(&backend, url, opts.ops).await,
+                "cache" | "cache-postgres" => bench_cache_cmd(&backend, url, redis, opts.ops).await,
                 "recorder" | "recorder-postgres" => {
                     bench_recorder_cmd(&backend, url, points.max(1)).await
                 }

@@ -129,7 +129,7 @@ impl Tier {
         match (self, ticket) {
             // moka applies the collection's TTL itself.
             (Tier::Local(l), Ticket::Local(t)) => l.fill(k, t, entry),
-            (Tier::Redis(r), Ticket::Redis(t)) => r.fill(k, t, &entry, ttl).await,
+            (Tier::Redis(r), Ticket::Redis(t)) => r.fill(k, t, &entry, ttl),
             // A ticket is always its own tier's.
             _ => {}
         }

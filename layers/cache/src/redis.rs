@@ -230,33 +230,35 @@ impl RedisCache {
         }
     }
 
-    /// Keep what a miss read, if no write (and no bump) came since.
-    pub(crate) async fn fill(
-        &self,
-        k: RecordKey<'_>,
-        ticket: Ticket,
-        entry: &Entry,
-        ttl: Duration,
-    ) {
-        let s = &self.inner;
+    /// Keep what a miss read, if no write (and no bump) came since. The
+    /// read does not wait for it: the script checks the tag when it runs,
+    /// so a fill that lands late (even after a timeout here) stores
+    /// nothing stale.
+    pub(crate) fn fill(&self, k: RecordKey<'_>, ticket: Ticket, entry: &Entry, ttl: Duration) {
         let Ok(payload) = serde_json::to_string(entry.as_ref()) else {
             return;
         };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let s = self.inner.clone();
         let (v, e) = s.keys(k);
-        let mut conn = s.conn.clone();
-        // A failed fill stores nothing or a tagged entry: nothing owed.
-        s.run(|| async move {
-            s.fill
-                .key(&s.generation_key)
-                .key(v)
-                .key(e)
-                .arg(ticket.0)
-                .arg(payload)
-                .arg(millis(ttl))
-                .invoke_async::<i64>(&mut conn)
-                .await
-        })
-        .await;
+        rt.spawn(async move {
+            let mut conn = s.conn.clone();
+            // A failed fill stores nothing or a tagged entry: nothing owed.
+            s.run(|| async {
+                s.fill
+                    .key(&s.generation_key)
+                    .key(v)
+                    .key(e)
+                    .arg(ticket.0)
+                    .arg(payload)
+                    .arg(millis(ttl))
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
+        });
     }
 
     /// After writes to these records: a new version token for each, and
