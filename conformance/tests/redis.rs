@@ -81,3 +81,47 @@ persistkit_conformance::suite!(
         )
     })
 );
+
+/// Redis may drop the generation (eviction, a restart without its data,
+/// `FLUSHDB` of some keys): entries written under an older generation
+/// must stay dead, never match a generation that starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_generation_never_revives_old_entries() {
+    use persistkit_core::{AdminStore, Expect, Handle, Store};
+    use serde_json::json;
+    let (url, _container) = match redis_server().await {
+        Ok(server) => server,
+        Err(SetupError::Skip(why)) => {
+            eprintln!("SKIPPED redis: {why}");
+            return;
+        }
+        Err(e) => panic!("no Redis server: {e:?}"),
+    };
+    let addr = url.trim_start_matches("redis://").to_string();
+    let store: Arc<dyn Store> = Arc::new(persistkit_memory::MemoryStore::new());
+    let prefix = "persistkit-dropped-generation:";
+    let config = CacheConfig::default();
+    let cache = RedisCache::connect(RedisConfig::new(&url, prefix), config.longest_ttl()).unwrap();
+    let cached = Cached::wrap_shared(store, config, cache);
+    let h = Handle::new(cached.clone());
+    h.put("docs", "1", &json!({"v": 1}), Expect::Absent)
+        .await
+        .unwrap();
+    // Read until the entry is served from Redis (fills do not block reads).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while cached.telemetry().cache.unwrap().hits == 0 {
+        assert!(std::time::Instant::now() < deadline, "never a hit");
+        h.get("docs", "1").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    h.clear().await.unwrap();
+    // Redis loses the generation; the entry for version 1 is still there.
+    assert_eq!(command(&addr, &["DEL", &format!("{prefix}g")]), ":1");
+    for _ in 0..3 {
+        assert_eq!(
+            h.get("docs", "1").await.unwrap(),
+            None,
+            "an entry from before the clear came back when the generation was lost"
+        );
+    }
+}

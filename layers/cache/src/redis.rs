@@ -3,27 +3,30 @@
 //!
 //! # Keys
 //! Under the configured prefix:
-//! - `g`: the generation, bumped (`INCR`) by every write that changes
+//! - `g`: the generation, set to a new token by every write that changes
 //!   records it does not name (purge, clear, import, declaring an index).
 //!   It has no TTL, so a `volatile-*` eviction policy never drops it.
-//! - `v:<key>`: the record's version token, set to a token no other write
-//!   ever used by every write to the record, with the longest TTL an entry
-//!   can have.
+//! - `v:<key>`: the record's version token, set to a new token by every
+//!   write to the record, living at least as long as its entry.
 //! - `e:<key>`: the entry, the record as the store had it (or its absence),
 //!   tagged with the generation and the version token it was read under.
 //!
 //! `<key>` is the JSON array `[namespace, collection, id]`, so no two
-//! records share one.
+//! records share one. A token is a random per-process base and a counter:
+//! no two writes (or reads that find a token missing) ever use the same,
+//! so an entry never matches a token set after it was written, even when
+//! Redis has dropped a generation or version (expiry, eviction, restart).
 //!
 //! # Why a reader never takes a replaced value
 //! A read runs one script: it returns the entry only if its tag is the
 //! current generation and version token, and otherwise the tag a fill
-//! must match. On a miss the record is read from the store and stored by a
-//! second script, only if the tag is still current. A writer changes the
-//! token after its store write and before it returns. So an entry read
-//! before a write is either refused at fill (the token moved) or filled
-//! under the old token and never served again; a write is therefore
-//! visible to every process as soon as it has returned.
+//! must match (setting a missing generation or version to a new token). On
+//! a miss the record is read from the store and stored by a second script,
+//! only if the tag is still current. A writer changes the token after its
+//! store write and before it returns. So an entry read before a write is
+//! either refused at fill (the token moved) or filled under the old token
+//! and never served again; a write is therefore visible to every process as
+//! soon as it has returned.
 //!
 //! # When Redis cannot be reached
 //! Every call has a deadline ([`RedisConfig::timeout`]). A failed call
@@ -79,10 +82,21 @@ impl RedisConfig {
 pub(crate) struct Ticket(String);
 
 /// Returns `{1, entry}` when the entry's tag is the current generation
-/// and version token, else `{0, tag}`: the tag a fill must match.
+/// and version token, else `{0, tag}`: the tag a fill must match. A
+/// missing generation or version (never set, expired, evicted) is set to
+/// ARGV[1], a token never used before, so no entry written earlier can
+/// match it.
 const READ: &str = r"
-local g = redis.call('GET', KEYS[1]) or '0'
-local v = redis.call('GET', KEYS[2]) or '-'
+local g = redis.call('GET', KEYS[1])
+if not g then
+  redis.call('SET', KEYS[1], ARGV[1])
+  g = ARGV[1]
+end
+local v = redis.call('GET', KEYS[2])
+if not v then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  v = ARGV[1]
+end
 local tag = g .. '|' .. v .. '|'
 local e = redis.call('GET', KEYS[3])
 if e and string.sub(e, 1, #tag) == tag then
@@ -92,15 +106,15 @@ return {0, tag}
 ";
 
 /// Stores ARGV[2] tagged ARGV[1] for ARGV[3] ms, only if the tag is still
-/// current.
+/// current; the version then lives at least as long (ARGV[4] ms).
 const FILL: &str = r"
-local g = redis.call('GET', KEYS[1]) or '0'
-local v = redis.call('GET', KEYS[2]) or '-'
-local tag = g .. '|' .. v .. '|'
-if tag ~= ARGV[1] then
+local g = redis.call('GET', KEYS[1])
+local v = redis.call('GET', KEYS[2])
+if not g or not v or g .. '|' .. v .. '|' ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[3], tag .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 ";
 
@@ -214,6 +228,8 @@ impl RedisCache {
                     .key(&s.generation_key)
                     .key(v)
                     .key(e)
+                    .arg(s.token())
+                    .arg(s.version_ttl_ms)
                     .invoke_async::<(i64, String)>(&mut conn)
                     .await
             })
@@ -254,6 +270,7 @@ impl RedisCache {
                     .arg(ticket.0)
                     .arg(payload)
                     .arg(millis(ttl))
+                    .arg(s.version_ttl_ms.max(millis(ttl)))
                     .invoke_async::<i64>(&mut conn)
                     .await
             })
@@ -298,9 +315,10 @@ impl RedisCache {
         let mut conn = s.conn.clone();
         let sent = s
             .run(|| async move {
-                redis::cmd("INCR")
+                redis::cmd("SET")
                     .arg(&s.generation_key)
-                    .query_async::<i64>(&mut conn)
+                    .arg(s.token())
+                    .query_async::<()>(&mut conn)
                     .await
             })
             .await;
@@ -323,6 +341,16 @@ impl RedisCache {
 }
 
 impl Shared {
+    /// A token no write or read, in any process, used before: this
+    /// process's random base and a counter.
+    fn token(&self) -> String {
+        format!(
+            "{:016x}.{}",
+            self.token_base,
+            self.tokens.fetch_add(1, SeqCst)
+        )
+    }
+
     fn keys(&self, (ns, collection, id): RecordKey<'_>) -> (String, String) {
         let body = serde_json::json!([ns, collection, id]).to_string();
         (
@@ -371,9 +399,9 @@ impl Shared {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let mut incr = redis::cmd("INCR");
-        incr.arg(&self.generation_key);
-        let bump = incr.query_async::<i64>(&mut conn);
+        let mut set = redis::cmd("SET");
+        set.arg(&self.generation_key).arg(self.token());
+        let bump = set.query_async::<()>(&mut conn);
         match tokio::time::timeout(self.config.timeout, bump).await {
             Ok(Ok(_)) => {
                 self.paid.fetch_max(owed, SeqCst);
