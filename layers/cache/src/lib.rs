@@ -415,4 +415,90 @@ mod tests {
         let stats = cached.telemetry().cache.unwrap();
         assert_eq!((stats.hits, stats.misses), (0, 0));
     }
+
+    fn redis_config(url: &str) -> RedisConfig {
+        RedisConfig {
+            timeout: Duration::from_millis(300),
+            retry_after: Duration::from_millis(200),
+            ..RedisConfig::new(url, "persistkit-unit:")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_redis_config_is_refused_clearly() {
+        let ttl = Duration::from_secs(60);
+        let e = RedisCache::connect(redis_config("http://127.0.0.1:6379"), ttl).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.message().contains("not a Redis URL"), "{e}");
+        let e =
+            RedisCache::connect(RedisConfig::new("redis://127.0.0.1:6379", ""), ttl).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.message().contains("prefix"), "{e}");
+        let e = RedisCache::connect(
+            RedisConfig {
+                timeout: Duration::ZERO,
+                ..redis_config("redis://127.0.0.1:6379")
+            },
+            ttl,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+
+    #[test]
+    fn a_redis_cache_needs_a_runtime() {
+        let e = RedisCache::connect(
+            redis_config("redis://127.0.0.1:6379"),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    }
+
+    /// Nothing listens on port 1: every call goes to the store and
+    /// succeeds, and health says why it is degraded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_no_redis_every_call_goes_to_the_store() {
+        let cache =
+            RedisCache::connect(redis_config("redis://127.0.0.1:1"), Duration::from_secs(60))
+                .expect("connecting is lazy");
+        let cached =
+            Cached::wrap_shared(Arc::new(MemoryStore::new()), CacheConfig::default(), cache);
+        assert_eq!(
+            cached.capabilities(),
+            MemoryStore::new().capabilities(),
+            "a shared cache keeps the store's capabilities"
+        );
+        let h = Handle::new(cached.clone());
+        h.put("c", "1", &json!({"v": 1}), Expect::Absent)
+            .await
+            .unwrap();
+        assert_eq!(
+            h.get("c", "1").await.unwrap().unwrap().data,
+            json!({"v": 1})
+        );
+        h.put("c", "1", &json!({"v": 2}), Expect::Version(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.get("c", "1").await.unwrap().unwrap().data,
+            json!({"v": 2})
+        );
+        h.delete("c", "1", Expect::Any).await.unwrap();
+        assert_eq!(h.get("c", "1").await.unwrap(), None);
+        h.clear().await.unwrap();
+        let stats = cached.telemetry().cache.unwrap();
+        assert_eq!((stats.hits, stats.misses), (0, 0), "{stats:?}");
+        assert_eq!(stats.fallbacks, 3, "{stats:?}");
+        let report = h.health().await;
+        assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");
+        assert!(
+            report
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("Redis unreachable"),
+            "{report:?}"
+        );
+    }
 }
