@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use persistkit_cache::{CacheConfig, Cached, RedisCache, RedisConfig};
 use persistkit_conformance::harnesses::{
-    redis_server, Layered, PostgresHarness, ScopedWrap, SqliteHarness, WithRedis,
+    redis_server_or_skip, Layered, PostgresHarness, ScopedWrap, SqliteHarness, WithRedis,
 };
-use persistkit_conformance::SetupError;
 
 /// One RESP command over a plain TCP connection, and the first reply line.
 fn command(addr: &str, parts: &[&str]) -> String {
@@ -31,13 +30,8 @@ fn command(addr: &str, parts: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_redis_server_answers_and_keeps_what_it_is_given() {
-    let (url, _container) = match redis_server().await {
-        Ok(server) => server,
-        Err(SetupError::Skip(why)) => {
-            eprintln!("SKIPPED redis: {why}");
-            return;
-        }
-        Err(e) => panic!("no Redis server: {e:?}"),
+    let Some((url, _container)) = redis_server_or_skip("redis").await else {
+        return;
     };
     let addr = url.trim_start_matches("redis://").to_string();
     assert_eq!(command(&addr, &["PING"]), "+PONG");
@@ -89,13 +83,8 @@ persistkit_conformance::suite!(
 async fn a_dropped_generation_never_revives_old_entries() {
     use persistkit_core::{AdminStore, Expect, Handle, Store};
     use serde_json::json;
-    let (url, _container) = match redis_server().await {
-        Ok(server) => server,
-        Err(SetupError::Skip(why)) => {
-            eprintln!("SKIPPED redis: {why}");
-            return;
-        }
-        Err(e) => panic!("no Redis server: {e:?}"),
+    let Some((url, _container)) = redis_server_or_skip("redis").await else {
+        return;
     };
     let addr = url.trim_start_matches("redis://").to_string();
     let store: Arc<dyn Store> = Arc::new(persistkit_memory::MemoryStore::new());

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use persistkit_cache::{CacheConfig, Cached, RedisCache, RedisConfig};
-use persistkit_conformance::harnesses::redis_server;
-use persistkit_conformance::SetupError;
+use persistkit_conformance::harnesses::redis_server_or_skip;
 use persistkit_core::{AdminStore, Expect, Handle, HealthStatus, Store};
 use persistkit_sqlite::{SqliteConfig, SqliteStore};
 use serde_json::{json, Value};
@@ -67,13 +66,8 @@ async fn data(h: &Handle, id: &str) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_go_to_the_store_while_redis_is_paused_and_health_says_degraded() {
-    let (url, container) = match redis_server().await {
-        Ok(server) => server,
-        Err(SetupError::Skip(why)) => {
-            eprintln!("SKIPPED redis outage: {why}");
-            return;
-        }
-        Err(e) => panic!("no Redis server: {e:?}"),
+    let Some((url, container)) = redis_server_or_skip("redis outage").await else {
+        return;
     };
     if container.is_empty() {
         eprintln!(

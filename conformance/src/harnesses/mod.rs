@@ -18,6 +18,9 @@ pub use postgres::{
     PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
 };
 #[cfg(feature = "postgres")]
-pub use redis::{redis_server, WithRedis, DEFAULT_REDIS_IMAGE, REDIS_IMAGE_ENV, REDIS_URL_ENV};
+pub use redis::{
+    redis_server, redis_server_or_skip, WithRedis, DEFAULT_REDIS_IMAGE, REDIS_IMAGE_ENV,
+    REDIS_URL_ENV,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteHarness;

@@ -44,6 +44,22 @@ pub async fn redis_server() -> Result<(String, String), SetupError> {
     })
 }
 
+/// For a test of its own rather than a suite: the server, or `None` after
+/// printing why the test is skipped.
+///
+/// # Panics
+/// When setting up fails (`PERSISTKIT_REQUIRE_DOCKER=1` without Docker).
+pub async fn redis_server_or_skip(test: &str) -> Option<(String, String)> {
+    match redis_server().await {
+        Ok(server) => Some(server),
+        Err(SetupError::Skip(why)) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+        Err(e) => panic!("{test}: no Redis server: {e:?}"),
+    }
+}
+
 /// Start the container on a thread of its own, so it outlives every
 /// test's runtime; it is removed when the process exits.
 async fn start() -> Result<(String, String), String> {
