@@ -5,14 +5,15 @@
 //! Under the configured prefix:
 //! - `g`: the generation, set to a new token by every write that changes
 //!   records it does not name (purge, clear, import, declaring an index).
-//!   It has no TTL, so a `volatile-*` eviction policy never drops it.
 //! - `v:<key>`: the record's version token, set to a new token by every
-//!   write to the record, living at least as long as its entry.
+//!   write to the record.
 //! - `e:<key>`: the entry, the record as the store had it (or its absence),
 //!   tagged with the generation and the version token it was read under.
 //!
 //! `<key>` is the JSON array `[namespace, collection, id]`, so no two
-//! records share one. A token is a random per-process base and a counter:
+//! records share one. Every key has a TTL: the generation and a version
+//! live at least as long as any entry filled under them, so a prefix leaves
+//! nothing behind once its entries have expired. A token is a random per-process base and a counter:
 //! no two writes (or reads that find a token missing) ever use the same,
 //! so an entry never matches a token set after it was written, even when
 //! Redis has dropped a generation or version (expiry, eviction, restart).
@@ -89,7 +90,7 @@ pub(crate) struct Ticket(String);
 const READ: &str = r"
 local g = redis.call('GET', KEYS[1])
 if not g then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   g = ARGV[1]
 end
 local v = redis.call('GET', KEYS[2])
@@ -106,7 +107,8 @@ return {0, tag}
 ";
 
 /// Stores ARGV[2] tagged ARGV[1] for ARGV[3] ms, only if the tag is still
-/// current; the version then lives at least as long (ARGV[4] ms).
+/// current; the generation and version then live at least as long (ARGV[4]
+/// ms), so neither expires under a live entry.
 const FILL: &str = r"
 local g = redis.call('GET', KEYS[1])
 local v = redis.call('GET', KEYS[2])
@@ -114,6 +116,7 @@ if not g or not v or g .. '|' .. v .. '|' ~= ARGV[1] then
   return 0
 end
 redis.call('SET', KEYS[3], ARGV[1] .. ARGV[2], 'PX', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 ";
@@ -318,6 +321,8 @@ impl RedisCache {
                 redis::cmd("SET")
                     .arg(&s.generation_key)
                     .arg(s.token())
+                    .arg("PX")
+                    .arg(s.version_ttl_ms)
                     .query_async::<()>(&mut conn)
                     .await
             })
@@ -400,7 +405,10 @@ impl Shared {
         }
         let mut conn = self.conn.clone();
         let mut set = redis::cmd("SET");
-        set.arg(&self.generation_key).arg(self.token());
+        set.arg(&self.generation_key)
+            .arg(self.token())
+            .arg("PX")
+            .arg(self.version_ttl_ms);
         let bump = set.query_async::<()>(&mut conn);
         match tokio::time::timeout(self.config.timeout, bump).await {
             Ok(Ok(_)) => {
