@@ -15,6 +15,7 @@ mod bench_find;
 mod bench_reads;
 mod bench_recorder;
 mod bench_sqlite;
+mod check_cache;
 mod round_trips;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistkit::{ExportScope, Handle, HealthReport, HealthStatus, OpenOptions, RetentionPolicy};
@@ -80,6 +81,9 @@ enum Command {
     Child {
         /// The checked target: a URL, `docker` or `docker-pgbouncer`.
         target: String,
+        /// The check's --cache.
+        #[arg(long)]
+        cache: Option<String>,
     },
     /// Print the health report as JSON. Exits 1 when unhealthy.
     Health(HealthArgs),
@@ -237,6 +241,10 @@ struct CheckArgs {
     /// No per-case progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Check every store through the read cache: `memory` (in process) or
+    /// a Redis URL (the shared cache, which must answer).
+    #[arg(long, value_name = "SPEC")]
+    cache: Option<String>,
 }
 
 /// Exit status of a check whose target ran no case because it was skipped.
@@ -248,18 +256,25 @@ async fn check(args: CheckArgs) -> Result<ExitCode, String> {
     } else {
         args.urls.clone()
     };
+    let cache = args.cache.as_deref();
     let mut harnesses = urls
         .iter()
-        .map(|u| Ok((harness_for(u)?, u.clone())))
+        .map(|u| Ok((child_harness(u, cache)?, u.clone())))
         .collect::<Result<Vec<_>, String>>()?;
     if args.docker {
-        harnesses.push((child_harness(DOCKER_TARGET)?, DOCKER_TARGET.to_string()));
+        harnesses.push((
+            child_harness(DOCKER_TARGET, cache)?,
+            DOCKER_TARGET.to_string(),
+        ));
     }
     if args.docker_pgbouncer {
         harnesses.push((
-            child_harness(DOCKER_PGBOUNCER_TARGET)?,
+            child_harness(DOCKER_PGBOUNCER_TARGET, cache)?,
             DOCKER_PGBOUNCER_TARGET.to_string(),
         ));
+    }
+    if let Some(spec) = cache {
+        check_cache::preflight(spec).await?;
     }
     let exe = std::env::current_exe().ok();
     let mut reports: Vec<SuiteReport> = Vec::new();
@@ -284,10 +299,11 @@ async fn check(args: CheckArgs) -> Result<ExitCode, String> {
             case_timeout: None,
             // This program again, as `persistkit __child TARGET`.
             child: exe.as_ref().map(|exe| {
-                persistkit_conformance::child::ChildCommand::new(
-                    exe,
-                    vec!["__child".to_string(), target.clone()],
-                )
+                let mut child_args = vec!["__child".to_string(), target.clone()];
+                if let Some(spec) = cache {
+                    child_args.extend(["--cache".to_string(), spec.to_string()]);
+                }
+                persistkit_conformance::child::ChildCommand::new(exe, child_args)
             }),
         };
         let report = run_suite(h.clone(), &opts).await;
@@ -722,9 +738,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Command::Child { target } = &cli.command {
+    if let Command::Child { target, cache } = &cli.command {
         // The second process of a check: it runs its own runtime.
-        return match child_harness(target) {
+        return match child_harness(target, cache.as_deref()) {
             Ok(h) => {
                 if persistkit_conformance::child::serve(h) {
                     ExitCode::SUCCESS
@@ -748,13 +764,18 @@ fn main() -> ExitCode {
     rt.block_on(run(cli))
 }
 
-/// The harness a check's second process opens its store with.
-fn child_harness(target: &str) -> Result<Arc<dyn Harness>, String> {
+/// The harness a check (and its second process) makes stores with: the
+/// target's, through the cache `--cache` names.
+fn child_harness(target: &str, cache: Option<&str>) -> Result<Arc<dyn Harness>, String> {
     use persistkit_conformance::harnesses::PostgresHarness;
-    match target {
-        DOCKER_TARGET => Ok(Arc::new(PostgresHarness::docker())),
-        DOCKER_PGBOUNCER_TARGET => Ok(Arc::new(PostgresHarness::pgbouncer())),
-        url => harness_for(url),
+    let h: Arc<dyn Harness> = match target {
+        DOCKER_TARGET => Arc::new(PostgresHarness::docker()),
+        DOCKER_PGBOUNCER_TARGET => Arc::new(PostgresHarness::pgbouncer()),
+        url => harness_for(url)?,
+    };
+    match cache {
+        Some(spec) => check_cache::layered(h, spec),
+        None => Ok(h),
     }
 }
 

@@ -126,3 +126,96 @@ fn a_skipped_target_fails_the_check_unless_allowed() {
     }
     assert_eq!(run(&["--allow-skip"]).status.code(), Some(0));
 }
+
+#[test]
+fn check_through_an_in_process_cache_names_it_and_passes() {
+    let out = persistkit()
+        .args([
+            "check",
+            "memory://",
+            "--cache",
+            "memory",
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let target = doc["reports"][0]["target"].as_str().unwrap_or_default();
+    assert!(target.contains("cached in process"), "{doc}");
+    assert_eq!(doc["totals"]["failed"], 0);
+}
+
+#[test]
+fn check_refuses_a_cache_it_cannot_use() {
+    let out = persistkit()
+        .args(["check", "memory://", "--cache", "memcached://x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected `memory`"), "{err}");
+    // Nothing listens on port 1: the check says so before any case runs,
+    // rather than pass every case on the store alone.
+    let out = persistkit()
+        .args(["check", "memory://", "--cache", "redis://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not answer"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no report: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The whole suite on SQLite through the shared cache, the second process
+/// included (it gets `--cache` too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_through_a_redis_cache_runs_every_case() {
+    let Some((url, _)) =
+        persistkit_conformance::harnesses::redis_server_or_skip("check --cache redis").await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("check.db").display());
+    let out = tokio::task::spawn_blocking(move || {
+        persistkit()
+            .args(["check", &db, "--cache", &url, "--format", "json", "--quiet"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert!(
+        doc["reports"][0]["target"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cached on redis"),
+        "{doc}"
+    );
+    assert_eq!(doc["totals"]["failed"], 0);
+    // The cross-process cases ran in a second process through the cache.
+    let cases = doc["reports"][0]["cases"].as_array().unwrap();
+    let across = cases
+        .iter()
+        .find(|c| c["name"] == "shared_across_processes_holds")
+        .expect("the cross-process case");
+    assert_eq!(across["status"], "passed", "{across}");
+}
