@@ -136,6 +136,7 @@ pub fn serve(harness: impl Harness) -> bool {
         match task.as_str() {
             "contend" => contend(&h).await,
             "write" => write_forever(&h).await,
+            "records" => read_write_read(&h).await,
             other => say(&format!("error: unknown task {other:?}")),
         }
         say("done");
@@ -169,6 +170,42 @@ async fn contend(h: &Handle) {
             Err(e) => say(&format!("error: append {i}: {e}")),
         }
     }
+}
+
+/// The collection and id both processes read and write in
+/// [`read_write_read`].
+pub(crate) const SHARED_RECORD: (&str, &str) = ("xproc", "doc");
+
+/// The second process's side of `records::reads_follow_writes_across_processes`:
+/// read the record, write version 2 over it, then, once told, read it
+/// again, reporting each version.
+async fn read_write_read(h: &Handle) {
+    let (collection, id) = SHARED_RECORD;
+    let read = |h: Handle| async move {
+        match h.get(collection, id).await {
+            Ok(Some(r)) => say(&format!("saw {}", r.version)),
+            Ok(None) => say("saw none"),
+            Err(e) => say(&format!("error: get: {e}")),
+        }
+    };
+    read(h.clone()).await;
+    match h
+        .put(
+            collection,
+            id,
+            &json!({"by": "second process"}),
+            persistkit_core::Expect::Version(1),
+        )
+        .await
+    {
+        Ok(r) => say(&format!("wrote {}", r.version)),
+        Err(e) => say(&format!("error: put: {e}")),
+    }
+    let mut line = String::new();
+    let _ = BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await;
+    read(h.clone()).await;
 }
 
 pub(crate) fn contended_event(i: usize) -> NewEvent {
@@ -265,9 +302,18 @@ impl Running {
 
     /// Let the child start its task.
     pub(crate) async fn go(&mut self) -> Result<(), CaseError> {
-        if let Some(mut stdin) = self.stdin.take() {
+        self.send("go").await
+    }
+
+    /// Send the child a line: its task's signal to go on.
+    pub(crate) async fn send(&mut self, line: &str) -> Result<(), CaseError> {
+        if let Some(stdin) = self.stdin.as_mut() {
             stdin
-                .write_all(b"go\n")
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .map_err(|e| CaseError::failed(format!("signalling the second process: {e}")))?;
+            stdin
+                .flush()
                 .await
                 .map_err(|e| CaseError::failed(format!("signalling the second process: {e}")))?;
         }

@@ -177,6 +177,7 @@ macro_rules! __with_cases {
                 archive_carries_indexes_and_expiry,
                 batch_commits_all_or_nothing,
                 reads_follow_every_write,
+                reads_follow_writes_across_processes,
                 reads_never_go_back,
             }
             admin {

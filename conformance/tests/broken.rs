@@ -1448,3 +1448,85 @@ async fn cross_process_cases_pass_without_the_bug(#[case] name: &str) {
     .await;
     assert_eq!(r.status, Status::Passed, "{:?}", r.message);
 }
+
+/// A cache that is one process's, over a store that says it is shared
+/// across processes, and keeps saying so: what a cache layer that forgot
+/// to drop the capability would be.
+#[derive(Debug)]
+struct ClaimsShared {
+    inner: Arc<dyn Store>,
+}
+
+impl Layer for ClaimsShared {
+    fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+}
+
+impl ClaimsShared {
+    fn shared(&self, c: Capabilities) -> Capabilities {
+        Capabilities {
+            shared_across_processes: true,
+            ..c
+        }
+    }
+}
+
+persistkit_core::forward_metric_store!(ClaimsShared, inner);
+persistkit_core::forward_event_store!(ClaimsShared, inner);
+persistkit_core::forward_idempotency_store!(ClaimsShared, inner);
+persistkit_core::forward_record_store!(ClaimsShared, inner);
+persistkit_core::forward_batch_store!(ClaimsShared, inner);
+persistkit_core::forward_admin_store!(ClaimsShared, inner; capabilities = shared);
+
+/// SQLite behind an in-process cache that claims to be shared; the second
+/// handle shares the cache, as a second handle in one process would.
+fn process_local_cache(
+) -> persistkit_conformance::harnesses::Layered<persistkit_conformance::harnesses::SqliteHarness> {
+    persistkit_conformance::harnesses::Layered::new(
+        persistkit_conformance::harnesses::SqliteHarness::new(),
+        "process-local cache claiming sharing",
+        |s| {
+            Arc::new(ClaimsShared {
+                inner: persistkit_cache::Cached::wrap(s, persistkit_cache::CacheConfig::default()),
+            })
+        },
+    )
+    .one_layer_per_process()
+}
+
+#[test]
+#[ignore = "second process of the self-tests; they start it themselves"]
+fn buggy_child_process_local_cache() {
+    persistkit_conformance::child::serve(process_local_cache());
+}
+
+/// Only the cross-process case sees it: every single-process case passes
+/// through the cache, and the other process's write never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_local_cache_claiming_sharing_fails_the_cross_process_read_case() {
+    let run = |name: &'static str| async move {
+        let case = all_cases()
+            .into_iter()
+            .find(|c| c.domain == "records" && c.name == name)
+            .expect("case exists");
+        persistkit_conformance::run_case_with_child(
+            Arc::new(process_local_cache()),
+            &case,
+            std::time::Duration::from_secs(120),
+            persistkit_conformance::child::ChildCommand::test_entry(
+                "buggy_child_process_local_cache",
+            ),
+        )
+        .await
+    };
+    let r = run("reads_follow_writes_across_processes").await;
+    let message = r.message.unwrap_or_default();
+    assert_eq!(r.status, Status::Failed, "{message}");
+    assert!(message.contains("another process"), "{message}");
+    assert!(message.contains("REC-10"), "{message}");
+    for name in ["reads_follow_every_write", "reads_never_go_back"] {
+        let r = run(name).await;
+        assert_eq!(r.status, Status::Passed, "{name}: {:?}", r.message);
+    }
+}

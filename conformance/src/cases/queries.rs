@@ -1007,6 +1007,75 @@ pub async fn reads_follow_every_write(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// Two OS processes on the same data, each reading a record right before
+/// the other writes it: each read after the other's write has returned
+/// sees that write. A cache that is one process's (while the store says it
+/// is shared across processes) fails this.
+pub async fn reads_follow_writes_across_processes(ctx: &Ctx) -> CaseResult {
+    if !ctx.capabilities().shared_across_processes {
+        return Err(CaseError::Unsupported(
+            "shared_across_processes is not declared".into(),
+        ));
+    }
+    let (collection, id) = crate::child::SHARED_RECORD;
+    let h = ctx.handle();
+    let version = |h: Handle| async move {
+        Ok::<_, CaseError>(h.get(collection, id).await?.map(|r| r.version))
+    };
+    h.put(
+        collection,
+        id,
+        &json!({"by": "first process"}),
+        Expect::Absent,
+    )
+    .await?;
+    ensure_eq!(
+        version(h.clone()).await?,
+        Some(1),
+        "reads: a read sees the record"
+    );
+    let mut child = ctx.start_child("records").await?;
+    child.go().await?;
+    let within = std::time::Duration::from_secs(60);
+    let mut said = Vec::new();
+    while said.len() < 2 {
+        match child.next_line(within).await? {
+            Some(line) if line.starts_with("error") => {
+                return Err(CaseError::failed(format!(
+                    "reads: the second process failed: {line}"
+                )))
+            }
+            Some(line) => said.push(line),
+            None => return Err(CaseError::failed("reads: the second process exited early")),
+        }
+    }
+    ensure_eq!(
+        said,
+        ["saw 1", "wrote 2"],
+        "reads: the second process reads version 1, then writes version 2"
+    );
+    ensure_eq!(
+        version(h.clone()).await?,
+        Some(2),
+        "reads: a write that returned in another process is seen here, right after this process read the record"
+    );
+    h.put(
+        collection,
+        id,
+        &json!({"by": "first process"}),
+        Expect::Version(2),
+    )
+    .await?;
+    child.send("again").await?;
+    let rest = child.until_done(within).await?;
+    ensure_eq!(
+        rest,
+        ["saw 3"],
+        "reads: a write that returned here is seen in the other process, right after it read the record"
+    );
+    Ok(())
+}
+
 /// One writer moves a record on, version after version, while readers on
 /// another handle, released at the same instant, read it again and again:
 /// no read returns a version older than one whose write had already

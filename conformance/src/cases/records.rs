@@ -5,8 +5,9 @@ use persistkit_core::{ErrorKind, Expect};
 pub use super::queries::{
     archive_carries_indexes_and_expiry, batch_commits_all_or_nothing, expired_records_are_absent,
     find_orders_by_index_then_id, find_pages_and_follows_writes, indexes_are_declared_once,
-    reads_follow_every_write, reads_never_go_back, unique_index_refuses_a_second_record,
-    unique_key_race_has_one_winner, update_and_incr_lose_nothing,
+    reads_follow_every_write, reads_follow_writes_across_processes, reads_never_go_back,
+    unique_index_refuses_a_second_record, unique_key_race_has_one_winner,
+    update_and_incr_lose_nothing,
 };
 use super::*;
 use crate::outcome::{expect_err, CaseResult};
