@@ -46,9 +46,7 @@ impl Tier {
             Tier::Local => Ok(Cached::wrap(store.clone(), config)),
             Tier::Redis(url) => {
                 let prefix = format!("persistkit-bench:{:016x}:", rand::random::<u64>());
-                let cache =
-                    RedisCache::connect(RedisConfig::new(url, prefix), config.longest_ttl())
-                        .map_err(err)?;
+                let cache = RedisCache::connect(RedisConfig::new(url, prefix)).map_err(err)?;
                 Ok(Cached::wrap_shared(store.clone(), config, cache))
             }
         }

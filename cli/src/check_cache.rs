@@ -41,7 +41,7 @@ pub fn layered(h: Arc<dyn Harness>, spec: &str) -> Result<Arc<dyn Harness>, Stri
             scope.hash(&mut hash);
             let config = CacheConfig::default();
             let redis = RedisConfig::new(&url, format!("persistkit-check:{:016x}:", hash.finish()));
-            match RedisCache::connect(redis, config.longest_ttl()) {
+            match RedisCache::connect(redis) {
                 Ok(cache) => Cached::wrap_shared(store, config, cache) as Arc<dyn Store>,
                 // The URL was checked and the runtime is there: not reached.
                 Err(e) => panic!("cannot make the Redis cache: {e}"),

@@ -50,7 +50,7 @@ fn cached_on(url: &str) -> ScopedWrap {
         scope.hash(&mut h);
         let config = CacheConfig::default();
         let redis = RedisConfig::new(&url, format!("persistkit-test:{:016x}:", h.finish()));
-        let cache = RedisCache::connect(redis, config.longest_ttl()).expect("a Redis cache");
+        let cache = RedisCache::connect(redis).expect("a Redis cache");
         Cached::wrap_shared(store, config, cache)
     })
 }
@@ -90,7 +90,7 @@ async fn a_dropped_generation_never_revives_old_entries() {
     let store: Arc<dyn Store> = Arc::new(persistkit_memory::MemoryStore::new());
     let prefix = "persistkit-dropped-generation:";
     let config = CacheConfig::default();
-    let cache = RedisCache::connect(RedisConfig::new(&url, prefix), config.longest_ttl()).unwrap();
+    let cache = RedisCache::connect(RedisConfig::new(&url, prefix)).unwrap();
     let cached = Cached::wrap_shared(store, config, cache);
     let h = Handle::new(cached.clone());
     h.put("docs", "1", &json!({"v": 1}), Expect::Absent)
@@ -111,6 +111,62 @@ async fn a_dropped_generation_never_revives_old_entries() {
             h.get("docs", "1").await.unwrap(),
             None,
             "an entry from before the clear came back when the generation was lost"
+        );
+    }
+}
+
+/// Every key the cache writes expires, within the layer's longest TTL: a
+/// prefix leaves nothing behind once its entries have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_the_cache_writes_expires() {
+    use persistkit_core::{AdminStore, Expect, Handle, Store};
+    use serde_json::json;
+    use std::time::Duration;
+    let Some((url, _container)) = redis_server_or_skip("redis key expiry").await else {
+        return;
+    };
+    let prefix = "persistkit-expiry:";
+    let config = CacheConfig {
+        ttl: Duration::from_secs(5),
+        collection_ttl: [("long".to_string(), Duration::from_secs(90))].into(),
+        ..CacheConfig::default()
+    };
+    let cache = RedisCache::connect(RedisConfig::new(&url, prefix)).unwrap();
+    let store: Arc<dyn Store> = Arc::new(persistkit_memory::MemoryStore::new());
+    let cached = Cached::wrap_shared(store, config, cache);
+    let h = Handle::new(cached.clone());
+    for collection in ["docs", "long"] {
+        h.put(collection, "1", &json!({"v": 1}), Expect::Absent)
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cached.telemetry().cache.unwrap().hits < 2 {
+        assert!(std::time::Instant::now() < deadline, "never two hits");
+        for collection in ["docs", "long"] {
+            h.get(collection, "1").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.clear().await.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The generation, two versions, two entries.
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            ttl > 0 && ttl <= 90_000,
+            "{key} expires in {ttl} ms, not within the longest TTL"
         );
     }
 }

@@ -52,7 +52,7 @@ fn process(store: &Arc<dyn Store>, url: &str) -> (Handle, Arc<Cached>) {
         retry_after: Duration::from_secs(2),
         ..RedisConfig::new(url, "persistkit-outage:")
     };
-    let cache = RedisCache::connect(redis, config.longest_ttl()).expect("a Redis cache");
+    let cache = RedisCache::connect(redis).expect("a Redis cache");
     let cached = Cached::wrap_shared(store.clone(), config, cache);
     (Handle::new(cached.clone()), cached)
 }

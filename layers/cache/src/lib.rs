@@ -183,12 +183,13 @@ impl Cached {
 
     /// `inner` behind a read cache on Redis, shared with every process
     /// that uses the same server and prefix. Make `cache` with
-    /// [`RedisCache::connect`], passing [`CacheConfig::longest_ttl`].
+    /// [`RedisCache::connect`].
     pub fn wrap_shared(
         inner: Arc<dyn Store>,
         config: CacheConfig,
         cache: RedisCache,
     ) -> Arc<Cached> {
+        cache.set_longest_ttl(config.longest_ttl());
         Self::with_tier(inner, config, Tier::Redis(cache))
     }
 
@@ -426,32 +427,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_redis_config_is_refused_clearly() {
-        let ttl = Duration::from_secs(60);
-        let e = RedisCache::connect(redis_config("http://127.0.0.1:6379"), ttl).unwrap_err();
+        let e = RedisCache::connect(redis_config("http://127.0.0.1:6379")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(e.message().contains("not a Redis URL"), "{e}");
-        let e =
-            RedisCache::connect(RedisConfig::new("redis://127.0.0.1:6379", ""), ttl).unwrap_err();
+        let e = RedisCache::connect(RedisConfig::new("redis://127.0.0.1:6379", "")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(e.message().contains("prefix"), "{e}");
-        let e = RedisCache::connect(
-            RedisConfig {
-                timeout: Duration::ZERO,
-                ..redis_config("redis://127.0.0.1:6379")
-            },
-            ttl,
-        )
+        let e = RedisCache::connect(RedisConfig {
+            timeout: Duration::ZERO,
+            ..redis_config("redis://127.0.0.1:6379")
+        })
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     }
 
     #[test]
     fn a_redis_cache_needs_a_runtime() {
-        let e = RedisCache::connect(
-            redis_config("redis://127.0.0.1:6379"),
-            Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let e = RedisCache::connect(redis_config("redis://127.0.0.1:6379")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     }
 
@@ -460,8 +452,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_no_redis_every_call_goes_to_the_store() {
         let cache =
-            RedisCache::connect(redis_config("redis://127.0.0.1:1"), Duration::from_secs(60))
-                .expect("connecting is lazy");
+            RedisCache::connect(redis_config("redis://127.0.0.1:1")).expect("connecting is lazy");
         let cached =
             Cached::wrap_shared(Arc::new(MemoryStore::new()), CacheConfig::default(), cache);
         assert_eq!(

@@ -129,7 +129,8 @@ struct Down {
     retry_at: Instant,
 }
 
-/// The shared cache tier. Cheap to share: clones use one connection.
+/// The shared cache tier: one connection (multiplexed) to the server, for
+/// one [`Cached`](crate::Cached) layer.
 pub struct RedisCache {
     inner: Arc<Shared>,
 }
@@ -151,8 +152,9 @@ struct Shared {
     /// Tokens are this process's random base and a counter.
     token_base: u64,
     tokens: AtomicU64,
-    /// The longest an entry lives, and so a version token (ms).
-    version_ttl_ms: u64,
+    /// The longest an entry lives, and so a version or a generation (ms):
+    /// the layer's longest TTL, set when it wraps a store.
+    version_ttl_ms: AtomicU64,
     down: Mutex<Option<Down>>,
     probing: AtomicBool,
     /// Invalidations that could not be sent, and how many of them a
@@ -171,7 +173,7 @@ impl RedisCache {
     /// # Errors
     /// `InvalidInput` for a URL that is not a Redis URL, an empty prefix or
     /// a zero timeout; `Unsupported` outside a Tokio runtime.
-    pub fn connect(config: RedisConfig, longest_ttl: Duration) -> Result<RedisCache> {
+    pub fn connect(config: RedisConfig) -> Result<RedisCache> {
         if config.prefix.is_empty() {
             return Err(Error::invalid(
                 "cache: the Redis key prefix is empty; give each store sharing a Redis server a prefix of its own",
@@ -207,13 +209,18 @@ impl RedisCache {
                 fill: Script::new(FILL),
                 token_base,
                 tokens: AtomicU64::new(0),
-                version_ttl_ms: millis(longest_ttl),
+                version_ttl_ms: AtomicU64::new(millis(Duration::from_secs(60))),
                 down: Mutex::new(None),
                 probing: AtomicBool::new(false),
                 owed: AtomicU64::new(0),
                 paid: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Entries live at most `ttl`: versions and generations live as long.
+    pub(crate) fn set_longest_ttl(&self, ttl: Duration) {
+        self.inner.version_ttl_ms.store(millis(ttl), SeqCst);
     }
 
     /// The entry, `Err(Some(ticket))` on a miss, `Err(None)` when Redis
@@ -232,7 +239,7 @@ impl RedisCache {
                     .key(v)
                     .key(e)
                     .arg(s.token())
-                    .arg(s.version_ttl_ms)
+                    .arg(s.version_ttl())
                     .invoke_async::<(i64, String)>(&mut conn)
                     .await
             })
@@ -273,7 +280,7 @@ impl RedisCache {
                     .arg(ticket.0)
                     .arg(payload)
                     .arg(millis(ttl))
-                    .arg(s.version_ttl_ms.max(millis(ttl)))
+                    .arg(s.version_ttl().max(millis(ttl)))
                     .invoke_async::<i64>(&mut conn)
                     .await
             })
@@ -297,7 +304,7 @@ impl RedisCache {
                 .arg(v)
                 .arg(token)
                 .arg("PX")
-                .arg(s.version_ttl_ms)
+                .arg(s.version_ttl())
                 .ignore()
                 .cmd("DEL")
                 .arg(e)
@@ -322,7 +329,7 @@ impl RedisCache {
                     .arg(&s.generation_key)
                     .arg(s.token())
                     .arg("PX")
-                    .arg(s.version_ttl_ms)
+                    .arg(s.version_ttl())
                     .query_async::<()>(&mut conn)
                     .await
             })
@@ -354,6 +361,10 @@ impl Shared {
             self.token_base,
             self.tokens.fetch_add(1, SeqCst)
         )
+    }
+
+    fn version_ttl(&self) -> u64 {
+        self.version_ttl_ms.load(SeqCst)
     }
 
     fn keys(&self, (ns, collection, id): RecordKey<'_>) -> (String, String) {
@@ -408,7 +419,7 @@ impl Shared {
         set.arg(&self.generation_key)
             .arg(self.token())
             .arg("PX")
-            .arg(self.version_ttl_ms);
+            .arg(self.version_ttl());
         let bump = set.query_async::<()>(&mut conn);
         match tokio::time::timeout(self.config.timeout, bump).await {
             Ok(Ok(_)) => {
