@@ -188,9 +188,25 @@ pub(super) fn remove_at_exit(id: &str) {
 /// every test's runtime; its containers are removed when the process exits.
 /// With `pooler`, PgBouncer in transaction mode stands in front of it.
 async fn start_server(pooler: bool) -> std::result::Result<Server, String> {
+    on_own_thread("persistkit-postgres-container", move || containers(pooler)).await
+}
+
+/// Run `start` on a thread of its own, in a runtime of its own, and keep
+/// what it returns to keep (containers) alive, with that runtime, until the
+/// process exits: so a server outlives every test's runtime.
+pub(crate) async fn on_own_thread<T, K, F, Fut>(
+    name: &str,
+    start: F,
+) -> std::result::Result<T, String>
+where
+    T: Send + 'static,
+    K: 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::result::Result<(T, K), String>>,
+{
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("persistkit-postgres-container".into())
+        .name(name.into())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -203,25 +219,20 @@ async fn start_server(pooler: bool) -> std::result::Result<Server, String> {
                 }
             };
             rt.block_on(async move {
-                let started = containers(pooler).await;
-                let keep = match started {
-                    Ok((server, keep)) => {
-                        let _ = tx.send(Ok(server));
-                        keep
+                match start().await {
+                    Ok((started, keep)) => {
+                        let _ = tx.send(Ok(started));
+                        std::future::pending::<()>().await;
+                        drop(keep);
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));
-                        return;
                     }
-                };
-                // Keep the containers (and this runtime) alive until exit.
-                std::future::pending::<()>().await;
-                drop(keep);
+                }
             });
         })
         .map_err(|e| e.to_string())?;
-    rx.await
-        .map_err(|_| "the container thread died".to_string())?
+    rx.await.map_err(|_| format!("the thread {name} died"))?
 }
 
 type Kept = Vec<Box<dyn std::any::Any + Send>>;

@@ -10,7 +10,7 @@ use persistkit_core::{Error, Result as StoreResult, Store};
 use tokio::sync::OnceCell;
 
 use super::postgres::REQUIRE_DOCKER_ENV;
-use super::postgres::{free_port, image_from, remove_at_exit, why_no_container};
+use super::postgres::{free_port, image_from, on_own_thread, remove_at_exit, why_no_container};
 use crate::harness::{Fixture, Harness};
 use crate::SetupError;
 
@@ -63,37 +63,7 @@ pub async fn redis_server_or_skip(test: &str) -> Option<(String, String)> {
 /// Start the container on a thread of its own, so it outlives every
 /// test's runtime; it is removed when the process exits.
 async fn start() -> Result<(String, String), String> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("persistkit-redis-container".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match container().await {
-                    Ok((server, keep)) => {
-                        let _ = tx.send(Ok(server));
-                        // Keep the container (and this runtime) alive until exit.
-                        std::future::pending::<()>().await;
-                        drop(keep);
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                    }
-                }
-            });
-        })
-        .map_err(|e| e.to_string())?;
-    rx.await
-        .map_err(|_| "the Redis container thread died".to_string())?
+    on_own_thread("persistkit-redis-container", container).await
 }
 
 async fn container() -> Result<((String, String), Box<dyn std::any::Any + Send>), String> {
