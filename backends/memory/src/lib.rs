@@ -5,6 +5,12 @@
 //! which makes every call atomic and linearizable.
 #![deny(missing_docs)]
 
+mod admin;
+mod batch;
+mod events;
+mod idempotency;
+mod metrics;
+mod records;
 mod store;
 
 pub use store::MemoryStore;

@@ -14,8 +14,14 @@
 //! run under an advisory lock, so concurrent processes migrate safely.
 #![deny(missing_docs)]
 
+mod admin;
+mod batch;
 mod config;
 mod error;
+mod events;
+mod idempotency;
+mod metrics;
+mod records;
 mod schema;
 mod sql;
 mod store;

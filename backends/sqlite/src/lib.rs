@@ -12,9 +12,17 @@
 //! in the project README.
 #![deny(missing_docs)]
 
+mod admin;
+mod batch;
 mod config;
 mod error;
+mod events;
+mod idempotency;
+mod metrics;
+#[cfg(test)]
+mod plans;
 mod pool;
+mod records;
 mod schema;
 mod sql;
 mod store;

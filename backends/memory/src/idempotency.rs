@@ -1,0 +1,146 @@
+//! Idempotency keys.
+
+use async_trait::async_trait;
+use persistkit_core::check_live_claim;
+use persistkit_core::{Claim, IdempotencyEntry, IdempotencyStore, Result, Timestamp};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::store::*;
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim> {
+        let mut s = self.lock()?;
+        let keys = s.keys.entry(ns.to_string()).or_default();
+        let k = (scope.to_string(), key.to_string());
+        if let Some(live) = keys.get(&k).and_then(|e| e.live_claim(now)) {
+            return Ok(live);
+        }
+        keys.insert(
+            k,
+            IdempotencyEntry {
+                scope: scope.into(),
+                key: key.into(),
+                token: token.into(),
+                claimed_at: now,
+                expires_at,
+                response: None,
+            },
+        );
+        Ok(Claim::Acquired {
+            token: token.into(),
+            expires_at,
+        })
+    }
+
+    async fn complete(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut s = self.lock()?;
+        complete_in(
+            s.keys.entry(ns.to_string()).or_default(),
+            scope,
+            key,
+            token,
+            response,
+            now,
+        )
+    }
+
+    async fn release(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut s = self.lock()?;
+        claimed(&mut s, ns, scope, key, token, now, "released")?;
+        s.keys
+            .get_mut(ns)
+            .expect("found above")
+            .remove(&(scope.to_string(), key.to_string()));
+        Ok(())
+    }
+
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        let s = self.lock()?;
+        Ok(s.keys
+            .get(ns)
+            .and_then(|keys| keys.get(&(scope.to_string(), key.to_string())))
+            .cloned())
+    }
+
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>> {
+        let s = self.lock()?;
+        let Some(keys) = s.keys.get(ns) else {
+            return Ok(Vec::new());
+        };
+        let lower = match after {
+            Some((sc, k)) => Bound::Excluded((sc.to_string(), k.to_string())),
+            None => Bound::Unbounded,
+        };
+        Ok(keys
+            .range((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+}
+
+pub(crate) type Keys = BTreeMap<(String, String), IdempotencyEntry>;
+
+/// Complete the live claim `token` holds on `(scope, key)` in `keys`.
+pub(crate) fn complete_in(
+    keys: &mut Keys,
+    scope: &str,
+    key: &str,
+    token: &str,
+    response: &Value,
+    now: Timestamp,
+) -> Result<()> {
+    let entry = keys.get_mut(&(scope.to_string(), key.to_string()));
+    check_live_claim(entry.as_deref(), scope, key, token, now, "completed again")?;
+    entry.expect("checked above").response = Some(response.clone());
+    Ok(())
+}
+
+/// The live claim `token` holds on `(scope, key)`, or why there is none.
+pub(crate) fn claimed<'a>(
+    s: &'a mut State,
+    ns: &str,
+    scope: &str,
+    key: &str,
+    token: &str,
+    now: Timestamp,
+    action: &str,
+) -> Result<&'a mut IdempotencyEntry> {
+    let entry = s
+        .keys
+        .get_mut(ns)
+        .and_then(|m| m.get_mut(&(scope.to_string(), key.to_string())));
+    check_live_claim(entry.as_deref(), scope, key, token, now, action)?;
+    Ok(entry.expect("checked above"))
+}

@@ -1,0 +1,253 @@
+//! Batches: every item in one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use persistkit_core::validate::canonical_json;
+use persistkit_core::*;
+use sqlx::postgres::PgConnection;
+
+use crate::error::map;
+use crate::events::*;
+use crate::records::*;
+use crate::sql::*;
+use crate::store::*;
+
+/// Why a batch stopped at an item.
+pub(crate) enum Stop {
+    /// The item's own error, read inside the transaction.
+    Failed(Error),
+    /// A unique index refused a put; the transaction is aborted, so the
+    /// holder is looked up after it.
+    Unique,
+}
+
+#[async_trait]
+impl BatchStore for PgStore {
+    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+        for _ in 0..PUT_ATTEMPTS {
+            let mut tx = self.begin().await?;
+            let mut out = Vec::with_capacity(items.len());
+            let mut stopped = None;
+            for (i, item) in items.iter().enumerate() {
+                match self.apply_item(&mut tx, ns, item, now).await {
+                    Ok(done) => out.push(done),
+                    Err(stop) => {
+                        stopped = Some((i, stop));
+                        break;
+                    }
+                }
+            }
+            let Some((i, stop)) = stopped else {
+                tx.commit().await.map_err(map)?;
+                return Ok(out);
+            };
+            // Dropping the transaction would roll it back too, on the
+            // connection's next use; say it now.
+            let _ = tx.rollback().await;
+            if let Stop::Failed(e) = stop {
+                return Err(e.at_index(i));
+            }
+            let put = items[i].as_put().expect("only puts meet unique indexes");
+            let text = canonical_json(put.data);
+            match self
+                .unique_holder(ns, put.collection, put.id, &text, now)
+                .await?
+            {
+                Some((_, other, true)) => {
+                    one!(self, |c| self
+                        .q(DELETE_EXPIRED_RECORD)
+                        .bind(ns)
+                        .bind(put.collection)
+                        .bind(&other)
+                        .bind(dt(now))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map))?;
+                }
+                Some((index, other, false)) => {
+                    return Err(unique_conflict(put.collection, &index, &other).at_index(i))
+                }
+                // Taken by an item of this batch, or freed since: a holder
+                // inside the batch is not visible from here.
+                None => {
+                    return Err(Error::conflict(
+                        None,
+                        format!(
+                            "a unique index of collection {:?} refused the key, held by another \
+                             write of this batch or by a record changed concurrently; nothing \
+                             was written",
+                            put.collection
+                        ),
+                    )
+                    .at_index(i))
+                }
+            }
+        }
+        Err(Error::conflict(
+            None,
+            "a unique key of this batch kept changing concurrently; retry",
+        ))
+    }
+}
+
+impl PgStore {
+    /// One item of a batch, inside `tx`.
+    pub(crate) async fn apply_item(
+        &self,
+        tx: &mut PgConnection,
+        ns: &str,
+        item: &BatchItem,
+        now: Timestamp,
+    ) -> std::result::Result<Applied, Stop> {
+        let failed = Stop::Failed;
+        match item {
+            BatchItem::Put {
+                collection,
+                id,
+                data,
+                expect,
+                expires_at,
+            } => {
+                let text = canonical_json(data);
+                let exp = expires_at.map(dt);
+                let q = match expect {
+                    Expect::Any => self.q(UPSERT_RECORD),
+                    Expect::Absent => self.q(INSERT_RECORD_IF_ABSENT),
+                    Expect::Version(_) => self.q(UPDATE_RECORD_AT_VERSION),
+                }
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(&text)
+                .bind(dt(now));
+                let q = match expect {
+                    Expect::Version(v) => q.bind(*v as i64).bind(exp),
+                    _ => q.bind(exp),
+                };
+                match q.fetch_optional(&mut *tx).await.map_err(map) {
+                    Ok(Some(r)) => record_row(&r).map(Applied::Put).map_err(failed),
+                    Ok(None) => {
+                        let current = self
+                            .version_in(tx, ns, collection, id, now)
+                            .await
+                            .map_err(failed)?;
+                        Err(failed(put_refused(collection, id, *expect, current)))
+                    }
+                    Err(e) if e.kind() == ErrorKind::Conflict => Err(Stop::Unique),
+                    Err(e) => Err(failed(e)),
+                }
+            }
+            BatchItem::Delete {
+                collection,
+                id,
+                expect,
+            } => {
+                let current = self
+                    .version_in(tx, ns, collection, id, now)
+                    .await
+                    .map_err(failed)?;
+                let refused = match (expect, current) {
+                    (Expect::Absent, Some(_)) | (Expect::Version(_), None) => {
+                        Some(expectation_error(*expect, current))
+                    }
+                    (_, None) => Some(Error::not_found(format!(
+                        "record {collection:?}/{id:?} does not exist"
+                    ))),
+                    (Expect::Version(v), Some(c)) if *v != c => {
+                        Some(expectation_error(*expect, current))
+                    }
+                    _ => None,
+                };
+                if let Some(e) = refused {
+                    return Err(failed(e));
+                }
+                // The version read above is the version deleted: the row is
+                // ours (locked by the DELETE) until commit.
+                let done = self
+                    .q(DELETE_RECORD)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(current.map(|v| v as i64))
+                    .bind(dt(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| failed(map(e)))?;
+                if done.rows_affected() == 1 {
+                    Ok(Applied::Deleted)
+                } else {
+                    Err(failed(Error::conflict(
+                        None,
+                        "the record changed concurrently; retry",
+                    )))
+                }
+            }
+            BatchItem::Append(events) => {
+                let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+                let times: Vec<DateTime<Utc>> = events.iter().map(|e| dt(e.occurred_at)).collect();
+                let digests: Vec<&str> = events.iter().map(|e| e.digest.as_str()).collect();
+                let datas: Vec<&str> = events.iter().map(|e| e.canonical.as_str()).collect();
+                let rows = self
+                    .q(APPEND_EVENTS)
+                    .bind(ns)
+                    .bind(&kinds)
+                    .bind(&times)
+                    .bind(&digests)
+                    .bind(&datas)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| failed(append_error(ns, e)))?;
+                rows.iter()
+                    .map(appended_row)
+                    .collect::<Result<_>>()
+                    .map(Applied::Appended)
+                    .map_err(failed)
+            }
+            BatchItem::Complete {
+                scope,
+                key,
+                token,
+                response,
+            } => {
+                let done = self
+                    .q(COMPLETE_KEY)
+                    .bind(ns)
+                    .bind(scope)
+                    .bind(key)
+                    .bind(token)
+                    .bind(canonical_json(response))
+                    .bind(dt(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| failed(map(e)))?;
+                if done.rows_affected() == 1 {
+                    return Ok(Applied::Completed);
+                }
+                let row = self
+                    .q(GET_KEY)
+                    .bind(ns)
+                    .bind(scope)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| failed(map(e)))?;
+                let entry = row.as_ref().map(key_row).transpose().map_err(failed)?;
+                Err(failed(
+                    match check_live_claim(
+                        entry.as_ref(),
+                        scope,
+                        key,
+                        token,
+                        now,
+                        "completed again",
+                    ) {
+                        Err(e) => e,
+                        Ok(()) => {
+                            Error::conflict(None, "the idempotency key changed concurrently; retry")
+                        }
+                    },
+                ))
+            }
+        }
+    }
+}

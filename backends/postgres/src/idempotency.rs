@@ -1,0 +1,169 @@
+//! Idempotency keys: claims, completion, release and reads.
+
+use async_trait::async_trait;
+use persistkit_core::validate::canonical_json;
+use persistkit_core::*;
+use serde_json::Value;
+use sqlx::postgres::PgConnection;
+
+use crate::error::map;
+use crate::sql::*;
+use crate::store::*;
+
+impl PgStore {
+    pub(crate) async fn read_key(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyEntry>> {
+        let row = one!(read self, |c| self
+            .q(GET_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(map))?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    pub(crate) async fn explain_key_miss(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        action: &str,
+    ) -> Error {
+        match self.read_key(ns, scope, key).await {
+            Err(e) => e,
+            Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
+                Err(e) => e,
+                Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PgStore {
+    async fn claim(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim> {
+        // INSERT … ON CONFLICT DO UPDATE … WHERE expired is atomic: concurrent
+        // claimers queue on the row, and only an expired row is taken over.
+        for _ in 0..16 {
+            let won: Option<String> = one!(self, |c| self
+                .qs(CLAIM)
+                .bind(ns)
+                .bind(scope)
+                .bind(key)
+                .bind(token)
+                .bind(dt(now))
+                .bind(dt(expires_at))
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map))?;
+            if won.as_deref() == Some(token) {
+                return Ok(Claim::Acquired {
+                    token: token.into(),
+                    expires_at,
+                });
+            }
+            if let Some(live) = self
+                .read_key(ns, scope, key)
+                .await?
+                .and_then(|e| e.live_claim(now))
+            {
+                return Ok(live);
+            }
+        }
+        Err(Error::unavailable(
+            "idempotency claim kept racing with releases; retry",
+        ))
+    }
+
+    async fn complete(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = one!(self, |c| self
+            .q(COMPLETE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(canonical_json(response))
+            .bind(dt(now))
+            .execute(&mut *c)
+            .await
+            .map_err(map))?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "completed again")
+            .await)
+    }
+
+    async fn release(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let done = one!(self, |c| self
+            .q(RELEASE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(dt(now))
+            .execute(&mut *c)
+            .await
+            .map_err(map))?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "released")
+            .await)
+    }
+
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        self.read_key(ns, scope, key).await
+    }
+
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>> {
+        let rows = one!(read self, |c| self
+            .q(SCAN_KEYS)
+            .bind(ns)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1))
+            .bind(limit as i64)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(map))?;
+        rows.iter().map(key_row).collect()
+    }
+}

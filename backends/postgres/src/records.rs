@@ -1,0 +1,404 @@
+//! Records: versioned puts, reads, deletes, indexes and `find`.
+
+use async_trait::async_trait;
+use persistkit_core::validate::canonical_json;
+use persistkit_core::*;
+use sqlx::postgres::PgConnection;
+
+use crate::error::map;
+use crate::sql::*;
+use crate::store::*;
+
+/// Attempts a put makes when unique keys keep moving under it.
+pub(crate) const PUT_ATTEMPTS: usize = 8;
+
+impl PgStore {
+    pub(crate) async fn record_version(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<u64>> {
+        let v: Option<i64> = one!(read self, |c| self
+            .qs(RECORD_VERSION)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(dt(now))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(map))?;
+        Ok(v.map(u64_of))
+    }
+
+    /// After a unique index refused `text` as the data of record `id`:
+    /// the index and the record holding the key, and whether that record
+    /// has expired at `now`.
+    pub(crate) async fn unique_holder(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Option<(String, String, bool)>> {
+        one!(read self, |c| self
+            .qa(UNIQUE_HOLDER)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(text)
+            .bind(dt(now))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(map))
+    }
+}
+
+#[async_trait]
+impl RecordStore for PgStore {
+    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+        let PutRecord {
+            collection,
+            id,
+            data,
+            expect,
+            expires_at,
+        } = *put;
+        let text = canonical_json(data);
+        let exp = expires_at.map(dt);
+        for _ in 0..PUT_ATTEMPTS {
+            let row = match expect {
+                // No row when the record is at its last version.
+                Expect::Any => one!(self, |c| self
+                    .q(UPSERT_RECORD)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .bind(exp)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)),
+                Expect::Absent => one!(self, |c| self
+                    .q(INSERT_RECORD_IF_ABSENT)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .bind(exp)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)),
+                Expect::Version(v) => one!(self, |c| self
+                    .q(UPDATE_RECORD_AT_VERSION)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(id)
+                    .bind(&text)
+                    .bind(dt(now))
+                    .bind(v as i64)
+                    .bind(exp)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map)),
+            };
+            match row {
+                Ok(Some(r)) => return record_row(&r),
+                Ok(None) => {
+                    return Err(put_refused(
+                        collection,
+                        id,
+                        expect,
+                        self.record_version(ns, collection, id, now).await?,
+                    ))
+                }
+                // The records' own key is handled by each statement, so
+                // this is a unique index refusing the key.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    match self.unique_holder(ns, collection, id, &text, now).await? {
+                        Some((_, other, true)) => {
+                            one!(self, |c| self
+                                .q(DELETE_EXPIRED_RECORD)
+                                .bind(ns)
+                                .bind(collection)
+                                .bind(&other)
+                                .bind(dt(now))
+                                .execute(&mut *c)
+                                .await
+                                .map_err(map))?;
+                        }
+                        Some((index, other, false)) => {
+                            return Err(unique_conflict(collection, &index, &other))
+                        }
+                        None => {} // it moved on: try again
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(
+            None,
+            "a unique key of this record kept changing concurrently; retry",
+        ))
+    }
+
+    async fn get(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Record>> {
+        let row = one!(read self, |c| self
+            .q(GET_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(dt(now))
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(map))?;
+        row.as_ref().map(record_row).transpose()
+    }
+
+    async fn delete(
+        &self,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        expect: Expect,
+        now: Timestamp,
+    ) -> Result<()> {
+        let version = match expect {
+            Expect::Absent => {
+                return match self.record_version(ns, collection, id, now).await? {
+                    Some(c) => Err(expectation_error(expect, Some(c))),
+                    None => Err(Error::not_found(format!(
+                        "record {collection:?}/{id:?} does not exist"
+                    ))),
+                };
+            }
+            Expect::Any => None,
+            Expect::Version(v) => Some(v as i64),
+        };
+        let done = one!(self, |c| self
+            .q(DELETE_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(version)
+            .bind(dt(now))
+            .execute(&mut *c)
+            .await
+            .map_err(map))?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match (expect, self.record_version(ns, collection, id, now).await?) {
+            (Expect::Any, None) => Err(Error::not_found(format!(
+                "record {collection:?}/{id:?} does not exist"
+            ))),
+            (_, current) => Err(expectation_error(expect, current)),
+        }
+    }
+
+    async fn list_records(
+        &self,
+        ns: &str,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Record>> {
+        let rows = one!(read self, |c| self
+            .q(LIST_RECORDS)
+            .bind(ns)
+            .bind(collection)
+            .bind(after)
+            .bind(limit as i64)
+            .bind(dt(now))
+            .fetch_all(&mut *c)
+            .await
+            .map_err(map))?;
+        rows.iter().map(record_row).collect()
+    }
+
+    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+        one!(read self, |c| self
+            .qs(LIST_COLLECTIONS)
+            .bind(ns)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(map))
+    }
+
+    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let created = self.create_index_in(&mut tx, ns, index, now).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(created)
+    }
+
+    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+        let rows = one!(read self, |c| self
+            .q(LIST_INDEXES)
+            .bind(ns)
+            .bind(collection)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(map))?;
+        rows.iter().map(index_row).collect()
+    }
+
+    async fn find(
+        &self,
+        ns: &str,
+        collection: &str,
+        query: &FindQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Found>> {
+        let rows = one!(read self, |c| {
+            let q = match &query.after {
+                None => self.q(FIND_FIRST),
+                Some(_) => self.q(FIND_AFTER),
+            };
+            let q = q
+                .bind(ns)
+                .bind(collection)
+                .bind(&query.index)
+                .bind(&query.from)
+                .bind(&query.to)
+                .bind(dt(now))
+                .bind(limit as i64);
+            let q = match &query.after {
+                None => q,
+                Some((key, id)) => q.bind(key).bind(id),
+            };
+            q.fetch_all(&mut *c).await.map_err(map)
+        })?;
+        if rows.is_empty() {
+            let exists = one!(read self, |c| self
+                .q(INDEX_DEFINITION)
+                .bind(ns)
+                .bind(collection)
+                .bind(&query.index)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map))?;
+            if exists.is_none() {
+                return Err(no_such_index(collection, &query.index));
+            }
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(Found {
+                    key: col(r, 0, "record_index_entries.key")?,
+                    record: record_row_from(r, 1)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl PgStore {
+    /// A record's live version, read inside `tx`.
+    pub(crate) async fn version_in(
+        &self,
+        tx: &mut PgConnection,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .qs(RECORD_VERSION)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(dt(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+        Ok(v.map(u64_of))
+    }
+
+    /// Declare an index inside `tx`, under the (namespace, collection)
+    /// lock every record write takes shared.
+    pub(crate) async fn create_index_in(
+        &self,
+        tx: &mut PgConnection,
+        ns: &str,
+        ix: &Index,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let coll = ix.collection.as_str();
+        self.q(LOCK_INDEXES)
+            .bind(ns)
+            .bind(coll)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let existing = self
+            .q(INDEX_DEFINITION)
+            .bind(ns)
+            .bind(coll)
+            .bind(&ix.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+        if let Some(row) = existing {
+            let existing = index_row(&row)?;
+            return if existing == *ix {
+                Ok(false)
+            } else {
+                Err(index_differs(&existing, ix))
+            };
+        }
+        self.q(DELETE_EXPIRED_IN_COLLECTION)
+            .bind(ns)
+            .bind(coll)
+            .bind(dt(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let paths = serde_json::to_string(&ix.field_tokens()).expect("strings serialize");
+        if ix.unique {
+            let twin: Option<String> = self
+                .qs(DUPLICATE_KEY)
+                .bind(ns)
+                .bind(coll)
+                .bind(&paths)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?;
+            if let Some(id) = twin {
+                return Err(unique_conflict(coll, &ix.name, &id));
+            }
+        }
+        self.q(INSERT_INDEX)
+            .bind(ns)
+            .bind(coll)
+            .bind(&ix.name)
+            .bind(&ix.fields)
+            .bind(&paths)
+            .bind(ix.unique)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        self.q(BACKFILL_INDEX)
+            .bind(ns)
+            .bind(coll)
+            .bind(&ix.name)
+            .bind(ix.unique)
+            .bind(&paths)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,180 @@
+//! Idempotency keys: claims, completion, release and reads.
+
+use async_trait::async_trait;
+use persistkit_core::validate::canonical_json;
+use persistkit_core::*;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+
+use crate::sql::*;
+use crate::store::*;
+
+/// Complete the live claim `token` holds, on `c` (maybe in a transaction).
+pub(crate) fn complete_on(
+    c: &Connection,
+    ns: &str,
+    scope: &str,
+    key: &str,
+    token: &str,
+    response: &Value,
+    now: Timestamp,
+) -> Result<()> {
+    let response = canonical_json(response);
+    let done = exec(
+        c,
+        COMPLETE_KEY,
+        params![ns, scope, key, token, response, now.as_micros()],
+    )?;
+    if done == 1 {
+        return Ok(());
+    }
+    Err(explain_key_miss(
+        c,
+        ns,
+        scope,
+        key,
+        token,
+        now,
+        "completed again",
+    ))
+}
+
+pub(crate) fn get_key_in(
+    c: &Connection,
+    ns: &str,
+    scope: &str,
+    key: &str,
+) -> Result<Option<IdempotencyEntry>> {
+    first(c, GET_KEY, [ns, scope, key], key_row)
+}
+
+/// Why a complete or release changed nothing: the claim is missing,
+/// expired, someone else's or already completed; or, if it looks live and
+/// ours, it changed concurrently.
+pub(crate) fn explain_key_miss(
+    c: &Connection,
+    ns: &str,
+    scope: &str,
+    key: &str,
+    token: &str,
+    now: Timestamp,
+    action: &str,
+) -> Error {
+    match get_key_in(c, ns, scope, key) {
+        Err(e) => e,
+        Ok(entry) => match check_live_claim(entry.as_ref(), scope, key, token, now, action) {
+            Err(e) => e,
+            Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
+        },
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim> {
+        self.pool
+            .run(|c| {
+                // The upsert is one statement, so exactly one concurrent
+                // claimer's insert or takeover succeeds. If it reports
+                // nothing and the key is gone by the time we look, a release
+                // raced us: try again.
+                for _ in 0..16 {
+                    let won: Option<String> = first(
+                        c,
+                        CLAIM,
+                        params![
+                            ns,
+                            scope,
+                            key,
+                            token,
+                            now.as_micros(),
+                            expires_at.as_micros()
+                        ],
+                        |r| col(r, 0, "token"),
+                    )?;
+                    if won.as_deref() == Some(token) {
+                        return Ok(Claim::Acquired {
+                            token: token.into(),
+                            expires_at,
+                        });
+                    }
+                    if let Some(live) =
+                        get_key_in(c, ns, scope, key)?.and_then(|e| e.live_claim(now))
+                    {
+                        return Ok(live);
+                    }
+                }
+                Err(Error::unavailable(
+                    "idempotency claim kept racing with releases; retry",
+                ))
+            })
+            .await
+    }
+
+    async fn complete(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.pool
+            .run(|c| complete_on(c, ns, scope, key, token, response, now))
+            .await
+    }
+
+    async fn release(
+        &self,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.pool
+            .run(|c| {
+                let done = exec(
+                    c,
+                    RELEASE_KEY,
+                    params![ns, scope, key, token, now.as_micros()],
+                )?;
+                if done == 1 {
+                    return Ok(());
+                }
+                Err(explain_key_miss(c, ns, scope, key, token, now, "released"))
+            })
+            .await
+    }
+
+    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+        self.pool.run(|c| get_key_in(c, ns, scope, key)).await
+    }
+
+    async fn scan_keys(
+        &self,
+        ns: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<IdempotencyEntry>> {
+        self.pool
+            .run(|c| {
+                all(
+                    c,
+                    SCAN_KEYS,
+                    params![ns, after.map(|a| a.0), after.map(|a| a.1), limit as i64],
+                    key_row,
+                )
+            })
+            .await
+    }
+}
