@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use persistkit::layer::*;
 use persistkit::memory::MemoryStore;
 use persistkit::*;
 use serde_json::json;
@@ -20,7 +21,7 @@ struct Slow {
 }
 
 #[async_trait::async_trait]
-impl EventStore for Slow {
+impl ForwardEvents for Slow {
     async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.largest.fetch_max(events.len(), Ordering::SeqCst);
@@ -30,18 +31,18 @@ impl EventStore for Slow {
         }
         self.inner.append(ns, events).await
     }
-    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        self.inner.list_events(ns, q).await
-    }
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        self.inner.read_log(ns, after, limit).await
+}
+
+impl Layer for Slow {
+    fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
     }
 }
-persistkit::forward_metric_store!(Slow, inner);
-persistkit::forward_idempotency_store!(Slow, inner);
-persistkit::forward_record_store!(Slow, inner);
-persistkit::forward_batch_store!(Slow, inner);
-persistkit::forward_admin_store!(Slow, inner);
+impl ForwardMetrics for Slow {}
+impl ForwardIdempotency for Slow {}
+impl ForwardRecords for Slow {}
+impl ForwardBatches for Slow {}
+impl ForwardAdmin for Slow {}
 
 fn setup() -> (Handle, Arc<Slow>) {
     let slow = Arc::new(Slow {

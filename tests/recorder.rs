@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use persistkit::layer::*;
 use persistkit::memory::MemoryStore;
 use persistkit::*;
 
@@ -28,7 +29,7 @@ struct Troubled {
 }
 
 #[async_trait::async_trait]
-impl MetricStore for Troubled {
+impl ForwardMetrics for Troubled {
     async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         match self.db {
@@ -40,24 +41,18 @@ impl MetricStore for Troubled {
             Db::Dead => Err(Error::unavailable("connection refused")),
         }
     }
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        self.inner.read_metrics(ns, q).await
-    }
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        self.inner.list_components(ns).await
-    }
-    async fn list_metric_names(&self, ns: &str, c: &str) -> Result<Vec<String>> {
-        self.inner.list_metric_names(ns, c).await
-    }
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        self.inner.aggregate(ns, q).await
+}
+
+impl Layer for Troubled {
+    fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
     }
 }
-persistkit::forward_event_store!(Troubled, inner);
-persistkit::forward_idempotency_store!(Troubled, inner);
-persistkit::forward_record_store!(Troubled, inner);
-persistkit::forward_batch_store!(Troubled, inner);
-persistkit::forward_admin_store!(Troubled, inner);
+impl ForwardEvents for Troubled {}
+impl ForwardIdempotency for Troubled {}
+impl ForwardRecords for Troubled {}
+impl ForwardBatches for Troubled {}
+impl ForwardAdmin for Troubled {}
 
 fn troubled(db: Db) -> (Handle, Arc<Troubled>) {
     let t = Arc::new(Troubled {
@@ -431,7 +426,7 @@ async fn the_recorder_layer_reports_its_counters_in_health() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["layers"]["recorders"][0]["written"], 2);
     assert!(
-        !layer.capabilities().durable,
+        !AdminStore::capabilities(&*layer).durable,
         "acknowledged before commit: not durable"
     );
 }

@@ -103,7 +103,7 @@ async fn scan(h: &Handle, keep: impl Fn(&serde_json::Value) -> bool) -> Result<u
 /// The query `find` runs for `q`, as a backend receives it.
 pub async fn planned(h: &Handle, q: &Find) -> Result<FindQuery, String> {
     let indexes = h.indexes(Some("jobs")).await.map_err(err)?;
-    let (index, from, to) = persistkit::index::plan("jobs", &indexes, q).map_err(err)?;
+    let (index, from, to) = persistkit::records::index::plan("jobs", &indexes, q).map_err(err)?;
     Ok(FindQuery {
         index: index.name,
         from,

@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use persistkit_conformance::harnesses::MemoryHarness;
 use persistkit_conformance::{all_cases, run_case, Fixture, Harness, SetupError, Status};
+use persistkit_core::layer::{
+    ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics, ForwardRecords,
+};
 use persistkit_core::*;
 use rstest::rstest;
 use serde_json::Value;
@@ -1463,21 +1466,20 @@ impl Layer for ClaimsShared {
     }
 }
 
-impl ClaimsShared {
-    fn shared(&self, c: Capabilities) -> Capabilities {
+impl ForwardMetrics for ClaimsShared {}
+impl ForwardEvents for ClaimsShared {}
+impl ForwardIdempotency for ClaimsShared {}
+impl ForwardRecords for ClaimsShared {}
+impl ForwardBatches for ClaimsShared {}
+
+impl ForwardAdmin for ClaimsShared {
+    fn capabilities(&self) -> Capabilities {
         Capabilities {
             shared_across_processes: true,
-            ..c
+            ..self.inner.capabilities()
         }
     }
 }
-
-persistkit_core::forward_metric_store!(ClaimsShared, inner);
-persistkit_core::forward_event_store!(ClaimsShared, inner);
-persistkit_core::forward_idempotency_store!(ClaimsShared, inner);
-persistkit_core::forward_record_store!(ClaimsShared, inner);
-persistkit_core::forward_batch_store!(ClaimsShared, inner);
-persistkit_core::forward_admin_store!(ClaimsShared, inner; capabilities = shared);
 
 /// SQLite behind an in-process cache that claims to be shared; the second
 /// handle shares the cache, as a second handle in one process would.

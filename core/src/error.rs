@@ -195,6 +195,23 @@ impl Error {
     }
 }
 
+/// `e` and its sources, joined with ": ", each thing said once: a source
+/// whose text the chain already holds (drivers often wrap an error and
+/// print it again) is left out.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let text = src.to_string();
+        if !text.is_empty() && !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = src.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

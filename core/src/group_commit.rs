@@ -27,8 +27,11 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::events::{Appended, Event, EventQuery, EventStore, PreparedEvent};
-use crate::layer::Layer;
+use crate::events::{Appended, PreparedEvent};
+use crate::layer::{
+    ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
+    ForwardRecords, Layer,
+};
 use crate::store::Store;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>>>;
@@ -168,7 +171,7 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
 }
 
 #[async_trait]
-impl EventStore for GroupCommit {
+impl ForwardEvents for GroupCommit {
     async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
         let queue = self.queue(ns);
         let (reply, answer) = oneshot::channel();
@@ -189,12 +192,6 @@ impl EventStore for GroupCommit {
             ))
         })
     }
-    async fn list_events(&self, ns: &str, query: &EventQuery) -> Result<Vec<Event>> {
-        self.inner.list_events(ns, query).await
-    }
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        self.inner.read_log(ns, after, limit).await
-    }
 }
 
 impl Layer for GroupCommit {
@@ -203,8 +200,8 @@ impl Layer for GroupCommit {
     }
 }
 
-crate::forward_metric_store!(GroupCommit, inner);
-crate::forward_idempotency_store!(GroupCommit, inner);
-crate::forward_record_store!(GroupCommit, inner);
-crate::forward_batch_store!(GroupCommit, inner);
-crate::forward_admin_store!(GroupCommit, inner);
+impl ForwardMetrics for GroupCommit {}
+impl ForwardIdempotency for GroupCommit {}
+impl ForwardRecords for GroupCommit {}
+impl ForwardBatches for GroupCommit {}
+impl ForwardAdmin for GroupCommit {}

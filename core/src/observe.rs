@@ -18,15 +18,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 
 use crate::admin::{LatencySummary, Telemetry};
 use crate::error::Result;
-use crate::layer::Layer;
+use crate::layer::{
+    ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
+    ForwardRecords, Layer,
+};
 use crate::store::Store;
 
 /// What the observer keeps and when it warns.
@@ -128,34 +131,37 @@ impl Observed {
             );
         }
     }
-
-    fn add_latency(&self, mut t: Telemetry) -> Telemetry {
-        t.latency = Some(self.latency());
-        t
-    }
-
-    async fn around<T>(
-        &self,
-        op: &'static str,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let started = Instant::now();
-        let r = call.await;
-        self.record(op, started.elapsed());
-        r
-    }
 }
 
 impl Layer for Observed {
     fn inner(&self) -> &Arc<dyn Store> {
         &self.inner
     }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        call: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let r = call.await;
+            self.record(op, started.elapsed());
+            r
+        })
+    }
 }
 
-crate::forward_metric_store!(Observed, inner, around);
-crate::forward_event_store!(Observed, inner, around);
-crate::forward_idempotency_store!(Observed, inner, around);
-crate::forward_record_store!(Observed, inner, around);
-crate::forward_batch_store!(Observed, inner, around);
+impl ForwardMetrics for Observed {}
+impl ForwardEvents for Observed {}
+impl ForwardIdempotency for Observed {}
+impl ForwardRecords for Observed {}
+impl ForwardBatches for Observed {}
 
-crate::forward_admin_store!(Observed, inner, around; telemetry = add_latency);
+impl ForwardAdmin for Observed {
+    fn telemetry(&self) -> Telemetry {
+        let mut t = self.inner.telemetry();
+        t.latency = Some(self.latency());
+        t
+    }
+}

@@ -1,22 +1,19 @@
 //! Every input rule of the contract, in one place. The [`Handle`](crate::Handle)
 //! runs these before any backend sees the input; backends never re-check.
 
+use std::time::Duration;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-
-/// Longest name, in bytes.
-pub const MAX_NAME_BYTES: usize = 255;
-/// Largest JSON payload, serialized.
-pub const MAX_JSON_BYTES: usize = 1024 * 1024;
-/// Largest page a read may ask for.
-pub const MAX_LIMIT: usize = 10_000;
-/// Widest aggregation bucket: 10 000 years of seconds.
-pub const MAX_BUCKET_SECONDS: u64 = 10_000 * 366 * 86_400;
-/// Largest event id, log position or record version: what a signed 64-bit
-/// database column holds.
-pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
+use crate::events::{NewEvent, PreparedEvent};
+use crate::limits::MAX_TTL;
+pub use crate::limits::{
+    MAX_BUCKET_SECONDS, MAX_JSON_BYTES, MAX_LIMIT, MAX_NAME_BYTES, MAX_SEQUENCE,
+};
+use crate::records::Expect;
+use crate::time::Timestamp;
 
 /// Check an event id, log position or record version: 1..=[`MAX_SEQUENCE`].
 ///
@@ -163,8 +160,8 @@ pub fn field(what: &str, pointer: &str) -> Result<()> {
 ///
 /// # Errors
 /// `InvalidInput` naming the rule broken.
-pub fn index(ix: &crate::index::Index) -> Result<()> {
-    use crate::index::MAX_INDEX_FIELDS;
+pub fn index(ix: &crate::records::Index) -> Result<()> {
+    use crate::limits::MAX_INDEX_FIELDS;
     name("collection", &ix.collection)?;
     name("index name", &ix.name)?;
     if ix.fields.is_empty() || ix.fields.len() > MAX_INDEX_FIELDS {
@@ -278,6 +275,61 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
+pub(crate) fn prepare_event(e: &NewEvent) -> Result<PreparedEvent> {
+    name("event kind", &e.kind)?;
+    let checked = json("event data", &e.data)?;
+    let digest = checked.sha256_hex();
+    Ok(PreparedEvent {
+        kind: e.kind.clone(),
+        occurred_at: e.occurred_at,
+        data: checked.value,
+        canonical: checked.canonical,
+        digest,
+    })
+}
+
+/// `now + ttl`, for a TTL of more than zero and at most [`MAX_TTL`] that
+/// ends by year 9999.
+pub(crate) fn expiry(now: Timestamp, ttl: Duration) -> Result<Timestamp> {
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(Error::invalid(format!(
+            "ttl must be more than zero and at most 100 years, got {ttl:?}"
+        )));
+    }
+    now.checked_add(ttl).map_err(|_| {
+        Error::invalid(format!(
+            "ttl {ttl:?} from {now} ends after year 9999; nothing was written"
+        ))
+    })
+}
+
+pub(crate) fn check_key(scope: &str, key: &str) -> Result<()> {
+    name("idempotency scope", scope)?;
+    name("idempotency key", key)
+}
+
+pub(crate) fn check_record(collection: &str, id: &str, expect: Expect) -> Result<()> {
+    name("collection", collection)?;
+    name("record id", id)?;
+    if let Expect::Version(v) = expect {
+        sequence("expected version", v)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_opt_name(what: &str, v: Option<&str>) -> Result<()> {
+    v.map_or(Ok(()), |v| name(what, v))
+}
+
+pub(crate) fn check_range(from: Option<Timestamp>, to: Option<Timestamp>) -> Result<()> {
+    match (from, to) {
+        (Some(f), Some(t)) if f > t => Err(Error::invalid(format!(
+            "time range is inverted: from {f} is after to {t}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,9 +371,9 @@ mod tests {
         for bad in ["", "a", "/", "/a//b", "/a~", "/a~2", "/01"] {
             assert!(field("f", bad).is_err(), "{bad}");
         }
-        let ix = crate::index::Index::new("c", "i", ["/a", "/a"]);
+        let ix = crate::records::Index::new("c", "i", ["/a", "/a"]);
         assert!(index(&ix).is_err());
-        assert!(index(&crate::index::Index::new("c", "i", Vec::<String>::new())).is_err());
+        assert!(index(&crate::records::Index::new("c", "i", Vec::<String>::new())).is_err());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Administration: capabilities, counts, purge, clear, import.
 
 use async_trait::async_trait;
-use persistkit_core::archive::not_empty;
-use persistkit_core::unique_conflict;
+use persistkit_core::backend::not_empty;
+use persistkit_core::backend::unique_conflict;
 use persistkit_core::{
     AdminStore, ArchiveItem, ArchiveNamespace, Capabilities, Counts, ImportProgress, PurgeCutoffs,
     PurgeReport, Result, SchemaVersions, StoredMetric, Timestamp,

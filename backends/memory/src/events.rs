@@ -1,7 +1,7 @@
 //! The event log: positions, a time index and the dedupe map.
 
 use async_trait::async_trait;
-use persistkit_core::next_position;
+use persistkit_core::backend::next_position;
 use persistkit_core::{Appended, Event, EventQuery, EventStore, PreparedEvent, Result, Timestamp};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;

@@ -1,7 +1,7 @@
 //! Idempotency keys.
 
 use async_trait::async_trait;
-use persistkit_core::check_live_claim;
+use persistkit_core::backend::check_live_claim;
 use persistkit_core::{Claim, IdempotencyEntry, IdempotencyStore, Result, Timestamp};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Metrics: points ordered by time, then series and sequence.
 
 use async_trait::async_trait;
-use persistkit_core::metrics::aggregate_sorted;
+use persistkit_core::backend::aggregate_sorted;
 use persistkit_core::{
     AggregateQuery, AggregateRow, MetricPoint, MetricQuery, MetricStore, Result, StoredMetric,
     Timestamp,

@@ -1,8 +1,8 @@
 //! Records, their indexes and `find`.
 
 use async_trait::async_trait;
-use persistkit_core::index::{index_differs, no_such_index};
-use persistkit_core::{check_expect, expectation_error, next_version, unique_conflict};
+use persistkit_core::backend::{check_expect, expectation_error, next_version, unique_conflict};
+use persistkit_core::backend::{index_differs, no_such_index};
 use persistkit_core::{
     Error, Expect, FindQuery, Found, Index, PutRecord, Record, RecordStore, Result, Timestamp,
 };

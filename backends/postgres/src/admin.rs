@@ -2,6 +2,7 @@
 //! import and native backup.
 
 use async_trait::async_trait;
+use persistkit_core::backend::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use sqlx::postgres::PgConnection;
@@ -212,7 +213,7 @@ impl AdminStore for PgStore {
                 .await
                 .map_err(map)?;
             if m + e + k + r > 0 {
-                return Err(archive::not_empty(&a.name));
+                return Err(not_empty(&a.name));
             }
         }
         let mut done = 0u64;

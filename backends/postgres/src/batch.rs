@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use persistkit_core::backend::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use sqlx::postgres::PgConnection;

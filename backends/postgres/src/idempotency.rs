@@ -1,6 +1,7 @@
 //! Idempotency keys: claims, completion, release and reads.
 
 use async_trait::async_trait;
+use persistkit_core::backend::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use serde_json::Value;

@@ -2,6 +2,7 @@
 //! import and native backup.
 
 use async_trait::async_trait;
+use persistkit_core::backend::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use rusqlite::{params, Connection};
@@ -131,7 +132,7 @@ pub(crate) fn import_in(
     for a in archive {
         let n = counts_in(&tx, &a.name)?;
         if n.metrics + n.events + n.idempotency_keys + n.records > 0 {
-            return Err(archive::not_empty(&a.name));
+            return Err(not_empty(&a.name));
         }
     }
     let mut done = 0u64;

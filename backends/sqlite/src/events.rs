@@ -1,6 +1,7 @@
 //! The event log: gap-free appends in commit order, listings and log reads.
 
 use async_trait::async_trait;
+use persistkit_core::backend::*;
 use persistkit_core::*;
 use rusqlite::{params, Connection};
 

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{ArchiveItem, ArchiveNamespace};
+use crate::deadline::within;
 use crate::error::{Error, Result};
-use crate::handle::within;
 use crate::metrics::{MetricKey, MetricQuery};
 use crate::store::Store;
 use crate::time::Timestamp;

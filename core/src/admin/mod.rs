@@ -13,6 +13,11 @@ use crate::metrics::MetricPoint;
 use crate::records::Record;
 use crate::time::Timestamp;
 
+pub mod archive;
+mod health;
+
+pub(crate) use health::health;
+
 /// What a backend declares it supports. A feature not declared returns
 /// `Unsupported`; the conformance suite checks both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -298,7 +303,7 @@ pub enum ArchiveItem {
     /// A record, with its version and times.
     Record(Record),
     /// An index declaration; import creates it before loading records.
-    Index(crate::index::Index),
+    Index(crate::records::Index),
 }
 
 /// One namespace of an archive, with its items in archive order, as

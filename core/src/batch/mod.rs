@@ -14,8 +14,7 @@ use crate::events::{Appended, NewEvent, PreparedEvent};
 use crate::records::{Expect, PutRecord, Record};
 use crate::time::Timestamp;
 
-/// Most writes one batch may hold.
-pub const MAX_BATCH_ITEMS: usize = 1_000;
+pub use crate::limits::MAX_BATCH_ITEMS;
 
 /// A list of writes to commit together, built with its methods and handed
 /// to [`Handle::apply`](crate::Handle::apply).

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_SEQUENCE;
 use crate::time::Timestamp;
-use crate::validate::MAX_SEQUENCE;
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

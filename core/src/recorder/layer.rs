@@ -2,9 +2,9 @@
 //! per namespace, so any code written against a store (the conformance
 //! suite included) runs through the recorder.
 
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,11 +14,13 @@ use async_trait::async_trait;
 use super::{Recorder, RecorderConfig};
 use crate::admin::{Capabilities, Telemetry};
 use crate::error::{Error, Result};
-use crate::handle::{Handle, DEFAULT_TIMEOUT};
-use crate::layer::Layer;
-use crate::metrics::{
-    AggregateQuery, AggregateRow, MetricPoint, MetricQuery, MetricStore, StoredMetric,
+use crate::handle::Handle;
+use crate::layer::{
+    ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
+    ForwardRecords, Layer,
 };
+use crate::limits::DEFAULT_TIMEOUT;
+use crate::metrics::{AggregateQuery, AggregateRow, MetricPoint, MetricQuery, StoredMetric};
 use crate::store::Store;
 
 /// A layer whose metric writes are queued and written in batches by a
@@ -107,15 +109,11 @@ impl Recorded {
         }
     }
 
-    /// Before an administrative call: flush every recorder so the call sees
-    /// every acknowledged write; before `close`, shut them down.
-    async fn around<T>(
-        &self,
-        op: &'static str,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
+    /// Before an administrative call that reads or changes data: flush
+    /// every recorder so the call sees every acknowledged write; before
+    /// `close`, shut them down. Other calls go straight through.
+    async fn before(&self, op: &'static str) {
         match op {
-            "ping" | "schema_versions" | "storage_bytes" | "migrate" => {}
             "close" => {
                 // `all` takes the lock after this: it sees every recorder made
                 // before, and `recorder` makes none after.
@@ -125,24 +123,12 @@ impl Recorded {
                     r.shutdown().await;
                 }
             }
-            _ => {
+            "counts" | "purge" | "clear" | "namespaces" | "import" | "backup" => {
                 for r in self.all() {
                     let _ = r.flush().await;
                 }
             }
-        }
-        call.await
-    }
-
-    fn add_stats(&self, mut t: Telemetry) -> Telemetry {
-        t.recorders.extend(self.all().iter().map(Recorder::stats));
-        t
-    }
-
-    fn not_durable(&self, c: Capabilities) -> Capabilities {
-        Capabilities {
-            durable: false,
-            ..c
+            _ => {}
         }
     }
 }
@@ -151,10 +137,21 @@ impl Layer for Recorded {
     fn inner(&self) -> &Arc<dyn Store> {
         &self.inner
     }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        call: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            self.before(op).await;
+            call.await
+        })
+    }
 }
 
 #[async_trait]
-impl MetricStore for Recorded {
+impl ForwardMetrics for Recorded {
     async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
         self.recorder(ns)?.write(points).await
     }
@@ -176,8 +173,23 @@ impl MetricStore for Recorded {
     }
 }
 
-crate::forward_event_store!(Recorded, inner);
-crate::forward_idempotency_store!(Recorded, inner);
-crate::forward_record_store!(Recorded, inner);
-crate::forward_batch_store!(Recorded, inner);
-crate::forward_admin_store!(Recorded, inner, around; telemetry = add_stats; capabilities = not_durable);
+impl ForwardEvents for Recorded {}
+impl ForwardIdempotency for Recorded {}
+impl ForwardRecords for Recorded {}
+impl ForwardBatches for Recorded {}
+
+impl ForwardAdmin for Recorded {
+    fn telemetry(&self) -> Telemetry {
+        let mut t = self.inner.telemetry();
+        t.recorders.extend(self.all().iter().map(Recorder::stats));
+        t
+    }
+
+    /// Points are acknowledged once queued, before they are written.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            durable: false,
+            ..self.inner.capabilities()
+        }
+    }
+}

@@ -47,8 +47,9 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::admin::RecorderStats;
+use crate::error::error_chain;
 use crate::error::{Error, Result};
-use crate::handle::{error_chain, Handle};
+use crate::handle::Handle;
 use crate::metrics::{MetricKind, MetricPoint};
 use crate::time::Timestamp;
 use crate::validate;

@@ -18,13 +18,8 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::record::Record;
 use crate::error::{Error, Result};
-use crate::records::Record;
-
-/// Most fields one index may name.
-pub const MAX_INDEX_FIELDS: usize = 8;
-/// Most indexes one collection may have.
-pub const MAX_INDEXES_PER_COLLECTION: usize = 16;
 
 /// A declared index on a collection's records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use persistkit_core::layer::{ForwardEvents, ForwardIdempotency, ForwardMetrics};
 use persistkit_core::*;
 
 mod local;
@@ -204,21 +205,6 @@ impl Cached {
         })
     }
 
-    /// The admin calls that change records without naming them drop
-    /// everything once they are done, whether they succeeded or not (a
-    /// failed call may still have changed the store).
-    async fn admin_around<T>(
-        &self,
-        op: &'static str,
-        call: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let r = call.await;
-        if matches!(op, "purge" | "clear" | "import") {
-            self.tier.invalidate_all().await;
-        }
-        r
-    }
-
     fn add_stats(&self, mut t: Telemetry) -> Telemetry {
         let (evictions, entries) = match &self.tier {
             Tier::Local(l) => (l.evictions(), l.entries()),
@@ -255,10 +241,74 @@ impl Layer for Cached {
     }
 }
 
-persistkit_core::forward_metric_store!(Cached, inner);
-persistkit_core::forward_event_store!(Cached, inner);
-persistkit_core::forward_idempotency_store!(Cached, inner);
-persistkit_core::forward_admin_store!(Cached, inner, admin_around; telemetry = add_stats; capabilities = capabilities_of);
+impl ForwardMetrics for Cached {}
+impl ForwardEvents for Cached {}
+impl ForwardIdempotency for Cached {}
+
+/// By hand, not [`ForwardAdmin`]: the cache must see every call that
+/// changes records, so an administrative write added to the contract does
+/// not compile here until the cache decides what it drops.
+#[async_trait]
+impl AdminStore for Cached {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities_of(self.inner.capabilities())
+    }
+    async fn migrate(&self) -> Result<SchemaVersions> {
+        self.inner.migrate().await
+    }
+    async fn schema_versions(&self) -> Result<SchemaVersions> {
+        self.inner.schema_versions().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn counts(&self, ns: &str) -> Result<Counts> {
+        self.inner.counts(ns).await
+    }
+    async fn storage_bytes(&self) -> Result<Option<u64>> {
+        self.inner.storage_bytes().await
+    }
+    fn pool_stats(&self) -> Option<PoolStats> {
+        self.inner.pool_stats()
+    }
+    fn telemetry(&self) -> Telemetry {
+        self.add_stats(self.inner.telemetry())
+    }
+    // Purge, clear and import change records without naming them: they
+    // drop everything once done, whether they succeeded or not (a failed
+    // call may still have changed the store).
+    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
+        let r = self.inner.purge(ns, cutoffs).await;
+        self.tier.invalidate_all().await;
+        r
+    }
+    async fn clear(&self, ns: &str) -> Result<Counts> {
+        let r = self.inner.clear(ns).await;
+        self.tier.invalidate_all().await;
+        r
+    }
+    async fn namespaces(&self) -> Result<Vec<String>> {
+        self.inner.namespaces().await
+    }
+    async fn import(
+        &self,
+        archive: &[ArchiveNamespace],
+        progress: ImportProgress<'_>,
+    ) -> Result<()> {
+        let r = self.inner.import(archive, progress).await;
+        self.tier.invalidate_all().await;
+        r
+    }
+    async fn backup(&self, dest: &std::path::Path) -> Result<()> {
+        self.inner.backup(dest).await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
 
 #[async_trait]
 impl RecordStore for Cached {

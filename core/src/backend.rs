@@ -1,0 +1,13 @@
+//! The kit for backend authors: the helpers a backend should use rather
+//! than write again, so that its errors, versions, keys and digests agree
+//! with every other backend's. Callers never need these.
+
+pub use crate::admin::archive::not_empty;
+pub use crate::events::next_position;
+pub use crate::idempotency::check_live_claim;
+pub use crate::metrics::{aggregate_sorted, quantile_rank, quantiles_of};
+pub use crate::records::index::{index_differs, no_such_index, unique_conflict};
+pub use crate::records::{
+    check_expect, expectation_error, next_version, put_refused, version_exhausted,
+};
+pub use crate::validate::{canonical_json, json, MAX_SEQUENCE};

@@ -1,0 +1,85 @@
+//! Idempotency keys through a handle.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::idempotency::{Claim, KeyStatus};
+use crate::validate;
+use crate::validate::{check_key, expiry};
+
+use super::Handle;
+
+impl Handle {
+    /// Claim `(scope, key)` for `ttl`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for bad names or a TTL of zero or over 100 years.
+    pub async fn claim(&self, scope: &str, key: &str, ttl: Duration) -> Result<Claim> {
+        check_key(scope, key)?;
+        let now = self.checked_now()?;
+        let expires_at = expiry(now, ttl)?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.timed(
+            "claim",
+            self.store
+                .claim(&self.ns, scope, key, &token, now, expires_at),
+        )
+        .await
+    }
+
+    /// The state of `(scope, key)` now, read-only: `None` when the key is
+    /// absent or expired, else whether it is in progress or completed (with
+    /// its response) and its times. It never claims, takes over or extends
+    /// a key, and shows no token.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad scope or key.
+    pub async fn key_state(&self, scope: &str, key: &str) -> Result<Option<KeyStatus>> {
+        check_key(scope, key)?;
+        let now = self.checked_now()?;
+        let entry = self
+            .timed("key_state", self.store.get_key(&self.ns, scope, key))
+            .await?;
+        Ok(entry.and_then(|e| e.status(now)))
+    }
+
+    /// Store the outcome of a claimed key, for replay.
+    ///
+    /// # Errors
+    /// `Conflict` for a wrong token or a key already completed; `NotFound`
+    /// for an absent or expired key; `InvalidInput` for a bad response.
+    pub async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+    ) -> Result<()> {
+        check_key(scope, key)?;
+        validate::json("response", response)?;
+        let now = self.checked_now()?;
+        self.timed(
+            "complete",
+            self.store
+                .complete(&self.ns, scope, key, token, response, now),
+        )
+        .await
+    }
+
+    /// Give up a claim so a retry can acquire the key.
+    ///
+    /// # Errors
+    /// `Conflict` for a wrong token or a completed key; `NotFound` for an
+    /// absent or expired key.
+    pub async fn release(&self, scope: &str, key: &str, token: &str) -> Result<()> {
+        check_key(scope, key)?;
+        let now = self.checked_now()?;
+        self.timed(
+            "release",
+            self.store.release(&self.ns, scope, key, token, now),
+        )
+        .await
+    }
+}
