@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use persistkit::layer::*;
 use persistkit::memory::MemoryStore;
+use persistkit::op::*;
 use persistkit::*;
 use serde_json::json;
 
@@ -22,14 +23,15 @@ struct Slow {
 
 #[async_trait::async_trait]
 impl ForwardEvents for Slow {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let events = op.events;
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.largest.fetch_max(events.len(), Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(30)).await;
         if events.iter().any(|e| e.kind == "poison") {
             return Err(Error::invalid("poisoned batch"));
         }
-        self.inner.append(ns, events).await
+        self.inner.append(cx, op).await
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use persistkit::layer::*;
 use persistkit::memory::MemoryStore;
+use persistkit::op::*;
 use persistkit::*;
 
 /// What the stand-in database does with metric writes.
@@ -30,12 +31,12 @@ struct Troubled {
 
 #[async_trait::async_trait]
 impl ForwardMetrics for Troubled {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         match self.db {
             Db::Slow(d) => {
                 tokio::time::sleep(d).await;
-                self.inner.write_metrics(ns, points).await
+                self.inner.write_metrics(cx, op).await
             }
             Db::Blocked => std::future::pending().await,
             Db::Dead => Err(Error::unavailable("connection refused")),

@@ -153,4 +153,38 @@ impl Ctx {
     pub fn capabilities(&self) -> Capabilities {
         self.fixture.store.capabilities()
     }
+
+    /// `Unsupported` unless the store declares every optional part named
+    /// (`indexes`, `unique_indexes`, `record_ttl`, `batches`): a case of an
+    /// optional part runs only where that part is declared, and is reported
+    /// unsupported, never passed, elsewhere.
+    pub fn needs(&self, parts: &[&str]) -> Result<(), CaseError> {
+        let c = self.capabilities();
+        let missing: Vec<&str> = parts.iter().copied().filter(|p| !declares(&c, p)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(CaseError::Unsupported(format!(
+            "needs `{}`, which the store does not declare",
+            missing.join("`, `")
+        )))
+    }
+
+    /// Whether the store declares the optional part `part`.
+    pub fn declares(&self, part: &str) -> bool {
+        declares(&self.capabilities(), part)
+    }
+}
+
+fn declares(c: &Capabilities, part: &str) -> bool {
+    match part {
+        "indexes" => c.indexes,
+        "unique_indexes" => c.unique_indexes,
+        "record_ttl" => c.record_ttl,
+        "batches" => c.batches,
+        "durable" => c.durable,
+        "shared_across_processes" => c.shared_across_processes,
+        "native_backup" => c.native_backup,
+        other => panic!("no capability is called {other:?}"),
+    }
 }

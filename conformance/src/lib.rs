@@ -179,6 +179,7 @@ macro_rules! __with_cases {
                 reads_follow_every_write,
                 reads_follow_writes_across_processes,
                 reads_never_go_back,
+                count_is_the_live_records_of_a_collection,
             }
             admin {
                 migrate_twice_is_a_no_op,

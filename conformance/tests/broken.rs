@@ -12,9 +12,9 @@ use persistkit_conformance::{all_cases, run_case, Fixture, Harness, SetupError, 
 use persistkit_core::layer::{
     ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics, ForwardRecords,
 };
+use persistkit_core::op::*;
 use persistkit_core::*;
 use rstest::rstest;
-use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Bug {
@@ -88,6 +88,8 @@ enum Bug {
     VersionIgnored,
     /// Reads of a record ignore its expiry.
     ExpiredStillVisible,
+    /// `count` counts expired records too.
+    CountIncludesExpired,
     /// Purge leaves expired records behind.
     PurgeKeepsExpired,
     /// A unique index is created as a plain one.
@@ -146,26 +148,27 @@ impl Buggy {
 
 #[async_trait]
 impl MetricStore for Buggy {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        let points = op.points;
         if self.bug == Bug::PartialBatch && points.len() > 1 {
             return self
                 .inner
-                .write_metrics(ns, &points[..points.len() / 2])
+                .write_metrics(cx, &WriteMetrics::new(&points[..points.len() / 2]))
                 .await;
         }
         match self.bug {
             Bug::AckBeforeCommit => {
-                let (inner, ns, points) = (self.inner.clone(), ns.to_string(), points.to_vec());
+                let (inner, cx, points) = (self.inner.clone(), cx.clone(), points.to_vec());
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    let _ = inner.write_metrics(&ns, &points).await;
+                    let _ = inner.write_metrics(&cx, &WriteMetrics::new(&points)).await;
                 });
                 Ok(())
             }
             Bug::PointByPoint => {
                 for (i, p) in points.iter().enumerate() {
                     self.inner
-                        .write_metrics(ns, std::slice::from_ref(p))
+                        .write_metrics(cx, &WriteMetrics::new(std::slice::from_ref(p)))
                         .await?;
                     if i % 100 == 0 {
                         tokio::task::yield_now().await;
@@ -184,7 +187,9 @@ impl MetricStore for Buggy {
                         }
                     })
                     .collect();
-                self.inner.write_metrics(ns, &lossy).await
+                self.inner
+                    .write_metrics(cx, &WriteMetrics::new(&lossy))
+                    .await
             }
             Bug::TruncatedNames => {
                 let cut: Vec<MetricPoint> = points
@@ -200,26 +205,26 @@ impl MetricStore for Buggy {
                         }
                     })
                     .collect();
-                self.inner.write_metrics(ns, &cut).await
+                self.inner.write_metrics(cx, &WriteMetrics::new(&cut)).await
             }
-            _ => self.inner.write_metrics(ns, points).await,
+            _ => self.inner.write_metrics(cx, op).await,
         }
     }
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        self.inner.read_metrics(ns, q).await
+    async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        self.inner.read_metrics(cx, q).await
     }
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        let mut v = self.inner.list_components(ns).await?;
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        let mut v = self.inner.list_components(cx).await?;
         if self.bug == Bug::LocaleSort {
             v.sort_by_key(|s| s.to_lowercase());
         }
         Ok(v)
     }
-    async fn list_metric_names(&self, ns: &str, c: &str) -> Result<Vec<String>> {
-        self.inner.list_metric_names(ns, c).await
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        self.inner.list_metric_names(cx, op).await
     }
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        let mut rows = self.inner.aggregate(ns, q).await?;
+    async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let mut rows = self.inner.aggregate(cx, q).await?;
         if self.bug == Bug::InterpolatedQuantiles && !q.quantiles.is_empty() {
             // Read the points back and interpolate, as percentile_cont does.
             let mut values: HashMap<(Timestamp, String, String), Vec<f64>> = HashMap::new();
@@ -228,7 +233,7 @@ impl MetricStore for Buggy {
                 let page = self
                     .inner
                     .read_metrics(
-                        ns,
+                        cx,
                         &MetricQuery {
                             component: q.component.clone(),
                             name: q.name.clone(),
@@ -276,7 +281,8 @@ impl MetricStore for Buggy {
 
 #[async_trait]
 impl EventStore for Buggy {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let events = op.events;
         if self.bug == Bug::NoDedupe {
             // Salt the digest so nothing ever matches.
             let salted: Vec<PreparedEvent> = events
@@ -286,7 +292,7 @@ impl EventStore for Buggy {
                     ..e.clone()
                 })
                 .collect();
-            return self.inner.append(ns, &salted).await;
+            return self.inner.append(cx, &Append::new(&salted)).await;
         }
         if self.bug == Bug::ReserveThenWrite {
             let mut out = Vec::new();
@@ -314,7 +320,11 @@ impl EventStore for Buggy {
         if self.bug == Bug::AppendOneByOne {
             let mut out = Vec::new();
             for (i, e) in events.iter().enumerate() {
-                out.extend(self.inner.append(ns, std::slice::from_ref(e)).await?);
+                out.extend(
+                    self.inner
+                        .append(cx, &Append::new(std::slice::from_ref(e)))
+                        .await?,
+                );
                 if i % 50 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -330,11 +340,11 @@ impl EventStore for Buggy {
                     ..*a
                 }]);
             }
-            let out = self.inner.append(ns, events).await?;
+            let out = self.inner.append(cx, op).await?;
             self.seen.lock().unwrap().insert(key, out[0]);
             return Ok(out);
         }
-        match self.inner.append(ns, events).await {
+        match self.inner.append(cx, op).await {
             Err(e) if self.bug == Bug::SilentOverflow && e.kind() == ErrorKind::InvalidInput => {
                 Ok(events
                     .iter()
@@ -348,21 +358,22 @@ impl EventStore for Buggy {
             other => self.closed_as_unavailable(other),
         }
     }
-    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+    async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
         if self.bug == Bug::NewestFirstPagesForward && q.newest_first && q.after.is_some() {
             let forward = EventQuery {
                 newest_first: false,
                 ..q.clone()
             };
-            return self.inner.list_events(ns, &forward).await;
+            return self.inner.list_events(cx, &forward).await;
         }
-        let mut v = self.inner.list_events(ns, q).await?;
+        let mut v = self.inner.list_events(cx, q).await?;
         if self.bug == Bug::TieOrder {
             v.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at).then(b.id.cmp(&a.id)));
         }
         Ok(v)
     }
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        let ReadLog { after, limit, .. } = *op;
         if self.bug == Bug::ReserveThenWrite {
             let log = self.log.lock().unwrap();
             return Ok(log
@@ -371,12 +382,12 @@ impl EventStore for Buggy {
                 .map(|(_, e)| e.clone())
                 .collect());
         }
-        let after = if self.bug == Bug::EndlessPages {
+        let _after = if self.bug == Bug::EndlessPages {
             0
         } else {
             after
         };
-        self.inner.read_log(ns, after, limit).await
+        self.inner.read_log(cx, op).await
     }
 }
 
@@ -388,15 +399,13 @@ fn uuid() -> u128 {
 
 #[async_trait]
 impl IdempotencyStore for Buggy {
-    async fn claim(
-        &self,
-        ns: &str,
-        s: &str,
-        k: &str,
-        tok: &str,
-        now: Timestamp,
-        exp: Timestamp,
-    ) -> Result<Claim> {
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        let ns = cx.ns();
+        let s = op.scope;
+        let k = op.key;
+        let tok = op.token;
+        let now = cx.now();
+        let exp = op.expires_at;
         if self.bug == Bug::CheckThenInsert {
             let key = (ns.to_string(), s.to_string(), k.to_string());
             let taken = self.claims.lock().unwrap().contains(&key);
@@ -413,7 +422,7 @@ impl IdempotencyStore for Buggy {
                 expires_at: exp,
             });
         }
-        let c = self.inner.claim(ns, s, k, tok, now, exp).await?;
+        let c = self.inner.claim(cx, op).await?;
         if self.bug == Bug::EveryoneWins {
             return Ok(Claim::Acquired {
                 token: tok.into(),
@@ -422,50 +431,43 @@ impl IdempotencyStore for Buggy {
         }
         Ok(c)
     }
-    async fn complete(
-        &self,
-        ns: &str,
-        s: &str,
-        k: &str,
-        tok: &str,
-        r: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.inner.complete(ns, s, k, tok, r, now).await
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        self.inner.complete(cx, op).await
     }
-    async fn release(&self, ns: &str, s: &str, k: &str, tok: &str, now: Timestamp) -> Result<()> {
-        self.inner.release(ns, s, k, tok, now).await
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        self.inner.release(cx, op).await
     }
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        let GetKey { scope, key, .. } = *op;
         if self.bug == Bug::LookupClaims {
             // A lookup written as "claim, then read": it creates the key.
             self.inner
-                .claim(ns, scope, key, "observer", Timestamp::MIN, Timestamp::MAX)
+                .claim(
+                    &cx.at(Timestamp::MIN),
+                    &ClaimKey::new(scope, key, "observer", Timestamp::MAX),
+                )
                 .await?;
         }
-        self.inner.get_key(ns, scope, key).await
+        self.inner.get_key(cx, op).await
     }
 
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
-        self.inner.scan_keys(ns, after, limit).await
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        self.inner.scan_keys(cx, op).await
     }
 }
 
 #[async_trait]
 impl RecordStore for Buggy {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let now = cx.now();
         let mut put = *put;
         if self.bug == Bug::VersionIgnored && matches!(put.expect, Expect::Version(_)) {
             // An UPDATE that forgot `AND version = $n`.
             put.expect = Expect::Any;
         }
         self.forget(Some((ns, put.collection, put.id)));
-        match self.inner.put(ns, &put, now).await {
+        match self.inner.put(cx, &put).await {
             Err(err)
                 if self.bug == Bug::SilentOverflow && err.kind() == ErrorKind::InvalidInput =>
             {
@@ -483,7 +485,11 @@ impl RecordStore for Buggy {
             other => self.closed_as_unavailable(other),
         }
     }
-    async fn get(&self, ns: &str, c: &str, id: &str, now: Timestamp) -> Result<Option<Record>> {
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        let ns = cx.ns();
+        let c = op.collection;
+        let id = op.id;
+        let now = cx.now();
         if self.bug == Bug::NeverYields {
             // Holds its thread far past any case timeout, never awaiting.
             let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -491,7 +497,7 @@ impl RecordStore for Buggy {
                 std::hint::spin_loop();
             }
         }
-        let now = if self.bug == Bug::ExpiredStillVisible {
+        let _now = if self.bug == Bug::ExpiredStillVisible {
             // A read that forgot `AND expires_at > now`.
             Timestamp::MIN
         } else {
@@ -502,7 +508,7 @@ impl RecordStore for Buggy {
             if let Some(hit) = self.cache.lock().unwrap().get(&key) {
                 return Ok(hit.clone());
             }
-            let r = self.inner.get(ns, c, id, now).await?;
+            let r = self.inner.get(cx, op).await?;
             if self.bug == Bug::CacheStoresStaleReads {
                 // The time a remote cache takes to answer: writes land here.
                 tokio::task::yield_now().await;
@@ -510,40 +516,50 @@ impl RecordStore for Buggy {
             self.cache.lock().unwrap().insert(key, r.clone());
             return Ok(r);
         }
-        let r = self.inner.get(ns, c, id, now).await;
+        let r = self.inner.get(cx, op).await;
         self.closed_as_unavailable(r)
     }
-    async fn delete(&self, ns: &str, c: &str, id: &str, e: Expect, now: Timestamp) -> Result<()> {
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let c = op.collection;
+        let id = op.id;
         if self.bug != Bug::CacheForgetsDelete {
             self.forget(Some((ns, c, id)));
         }
-        self.inner.delete(ns, c, id, e, now).await
+        self.inner.delete(cx, op).await
     }
-    async fn list_records(
-        &self,
-        ns: &str,
-        c: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
-        let after = if self.bug == Bug::EndlessPages {
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        let after = op.after;
+        let _after = if self.bug == Bug::EndlessPages {
             None
         } else {
             after
         };
-        self.inner.list_records(ns, c, after, limit, now).await
+        self.inner.list_records(cx, op).await
     }
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        let mut v = self.inner.list_collections(ns).await?;
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        let now = cx.now();
+        let _now = if self.bug == Bug::CountIncludesExpired {
+            // A count that forgot `AND expires_at > now`.
+            Timestamp::MIN
+        } else {
+            now
+        };
+        self.inner.count(cx, op).await
+    }
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        let mut v = self.inner.list_collections(cx).await?;
         if self.bug == Bug::CollectionLocaleSort {
             v.sort_by_key(|s| s.to_lowercase());
         }
         Ok(v)
     }
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
         if self.bug == Bug::IndexNameOnly {
-            let taken = self.inner.list_indexes(ns, Some(&index.collection)).await?;
+            let taken = self
+                .inner
+                .list_indexes(cx, &ListIndexes::new(Some(&index.collection)))
+                .await?;
             if taken.iter().any(|i| i.name == index.name) {
                 return Ok(false);
             }
@@ -554,21 +570,16 @@ impl RecordStore for Buggy {
                 unique: false,
                 ..index.clone()
             };
-            return self.inner.create_index(ns, &plain, now).await;
+            return self.inner.create_index(cx, &plain).await;
         }
-        self.inner.create_index(ns, index, now).await
+        self.inner.create_index(cx, index).await
     }
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
-        self.inner.list_indexes(ns, collection).await
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        self.inner.list_indexes(cx, op).await
     }
-    async fn find(
-        &self,
-        ns: &str,
-        c: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        let c = op.collection;
+        let FindRecords { query, limit, .. } = *op;
         match self.bug {
             Bug::FindByIdOrder => {
                 // Reads the whole range, then orders by id, not by key.
@@ -576,7 +587,10 @@ impl RecordStore for Buggy {
                     after: None,
                     ..query.clone()
                 };
-                let mut v = self.inner.find(ns, c, &all, usize::MAX, now).await?;
+                let mut v = self
+                    .inner
+                    .find(cx, &FindRecords::new(c, &all, usize::MAX))
+                    .await?;
                 v.sort_by(|a, b| a.record.id.cmp(&b.record.id));
                 if let Some((_, after)) = &query.after {
                     v.retain(|f| f.record.id > *after);
@@ -591,16 +605,20 @@ impl RecordStore for Buggy {
                     to: vec![0xFF],
                     ..query.clone()
                 };
-                self.inner.find(ns, c, &everything, limit, now).await
+                self.inner
+                    .find(cx, &FindRecords::new(c, &everything, limit))
+                    .await
             }
-            _ => self.inner.find(ns, c, query, limit, now).await,
+            _ => self.inner.find(cx, op).await,
         }
     }
 }
 
 #[async_trait]
 impl BatchStore for Buggy {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        let ns = cx.ns();
+        let items = op.items;
         for item in items {
             if let BatchItem::Put { collection, id, .. }
             | BatchItem::Delete { collection, id, .. } = item
@@ -609,13 +627,13 @@ impl BatchStore for Buggy {
             }
         }
         if self.bug != Bug::BatchItemByItem {
-            return self.inner.apply(ns, items, now).await;
+            return self.inner.apply(cx, op).await;
         }
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let one = self
                 .inner
-                .apply(ns, std::slice::from_ref(item), now)
+                .apply(cx, &Apply::new(std::slice::from_ref(item)))
                 .await
                 .map_err(|e| Error::new(e.kind(), e.message().to_string()).at_index(i))?;
             out.extend(one);
@@ -646,35 +664,35 @@ impl AdminStore for Buggy {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
-    async fn counts(&self, ns: &str) -> Result<Counts> {
-        self.inner.counts(ns).await
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        self.inner.counts(cx).await
     }
-    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+    async fn purge(&self, cx: &Cx, c: &PurgeCutoffs) -> Result<PurgeReport> {
         self.forget(None);
         if self.bug == Bug::OneRetentionPeriod {
             let mut flat = c.clone();
             flat.metrics_by_component.clear();
             flat.records_by_collection.clear();
-            return self.inner.purge(ns, &flat).await;
+            return self.inner.purge(cx, &flat).await;
         }
         if self.bug == Bug::PurgeKeepsExpired {
             // Purges by age only: nothing has expired as of the beginning
             // of time (expired idempotency keys stay too).
             let mut by_age = c.clone();
             by_age.now = Timestamp::MIN;
-            return self.inner.purge(ns, &by_age).await;
+            return self.inner.purge(cx, &by_age).await;
         }
-        self.inner.purge(ns, c).await
+        self.inner.purge(cx, c).await
     }
-    async fn clear(&self, ns: &str) -> Result<Counts> {
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
         if self.bug != Bug::CacheForgetsClear {
             self.forget(None);
         }
         if self.bug == Bug::ClearAllNamespaces {
             // A DELETE that forgot its `WHERE ns = …`.
-            let mut n = self.inner.clear(ns).await?;
+            let mut n = self.inner.clear(cx).await?;
             for other in self.inner.namespaces().await? {
-                let more = self.inner.clear(&other).await?;
+                let more = self.inner.clear(&cx.in_namespace(&other)?).await?;
                 n.metrics += more.metrics;
                 n.events += more.events;
                 n.idempotency_keys += more.idempotency_keys;
@@ -682,7 +700,7 @@ impl AdminStore for Buggy {
             }
             return Ok(n);
         }
-        self.inner.clear(ns).await
+        self.inner.clear(cx).await
     }
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner.namespaces().await
@@ -753,13 +771,16 @@ impl AdminStore for Buggy {
                         match item {
                             ArchiveItem::Metric(p) => {
                                 self.inner
-                                    .write_metrics(&a.name, std::slice::from_ref(p))
+                                    .write_metrics(
+                                        &Cx::new(&a.name, Timestamp::MIN)?,
+                                        &WriteMetrics::new(std::slice::from_ref(p)),
+                                    )
                                     .await?
                             }
                             ArchiveItem::Record(r) => {
                                 self.inner
                                     .put(
-                                        &a.name,
+                                        &Cx::new(&a.name, r.updated_at)?,
                                         &PutRecord {
                                             collection: &r.collection,
                                             id: &r.id,
@@ -767,7 +788,6 @@ impl AdminStore for Buggy {
                                             expect: Expect::Any,
                                             expires_at: r.expires_at,
                                         },
-                                        r.updated_at,
                                     )
                                     .await?;
                             }
@@ -1202,6 +1222,12 @@ async fn outcome(bug: Bug, domain: &str, name: &str) -> (Status, String) {
     "REC-7"
 )]
 #[case(
+    Bug::CountIncludesExpired,
+    "records",
+    "count_is_the_live_records_of_a_collection",
+    "REC-11"
+)]
+#[case(
     Bug::PurgeKeepsExpired,
     "records",
     "expired_records_are_absent",
@@ -1474,10 +1500,9 @@ impl ForwardBatches for ClaimsShared {}
 
 impl ForwardAdmin for ClaimsShared {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            shared_across_processes: true,
-            ..self.inner.capabilities()
-        }
+        let mut c = self.inner.capabilities();
+        c.shared_across_processes = true;
+        c
     }
 }
 
@@ -1531,4 +1556,119 @@ async fn a_process_local_cache_claiming_sharing_fails_the_cross_process_read_cas
         let r = run(name).await;
         assert_eq!(r.status, Status::Passed, "{name}: {:?}", r.message);
     }
+}
+
+/// Memory that declares none of the optional record parts (indexes, unique
+/// indexes, record TTL, batches): what a minimal fourth backend declares.
+#[derive(Debug)]
+struct DeclaresNoRecordParts {
+    inner: Arc<dyn Store>,
+}
+
+impl Layer for DeclaresNoRecordParts {
+    fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+}
+impl ForwardMetrics for DeclaresNoRecordParts {}
+impl ForwardEvents for DeclaresNoRecordParts {}
+impl ForwardIdempotency for DeclaresNoRecordParts {}
+impl ForwardRecords for DeclaresNoRecordParts {}
+impl ForwardBatches for DeclaresNoRecordParts {}
+
+impl ForwardAdmin for DeclaresNoRecordParts {
+    fn capabilities(&self) -> Capabilities {
+        let mut c = self.inner.capabilities();
+        c.indexes = false;
+        c.unique_indexes = false;
+        c.record_ttl = false;
+        c.batches = false;
+        c
+    }
+}
+
+struct NoRecordPartsHarness;
+
+#[async_trait]
+impl Harness for NoRecordPartsHarness {
+    fn name(&self) -> String {
+        "memory declaring no optional record parts".into()
+    }
+    async fn fresh(&self) -> std::result::Result<Fixture, SetupError> {
+        let inner = MemoryHarness.fresh().await?.store;
+        Ok(Fixture::shared(Arc::new(DeclaresNoRecordParts { inner })))
+    }
+}
+
+/// ADM-7: a part a store does not declare is refused with `Unsupported` by
+/// the handle, and its cases report unsupported, never passed; every case
+/// that needs none of those parts still runs and passes.
+#[tokio::test]
+async fn undeclared_parts_are_refused_and_reported_unsupported() {
+    let needs_a_part = [
+        "records::indexes_are_declared_once",
+        "records::find_orders_by_index_then_id",
+        "records::find_pages_and_follows_writes",
+        "records::unique_index_refuses_a_second_record",
+        "records::unique_key_race_has_one_winner",
+        "records::expired_records_are_absent",
+        "records::archive_carries_indexes_and_expiry",
+        "records::batch_commits_all_or_nothing",
+        "common::record_batches_are_visible_whole",
+    ];
+    // Cases memory reports unsupported whatever it declares of records.
+    let memory_lacks = [
+        "admin::native_backup_matches_capability",
+        "admin::durable_across_reopen",
+        "admin::shared_across_processes_holds",
+        "admin::acknowledged_writes_survive_a_killed_writer",
+        "records::reads_follow_writes_across_processes",
+    ];
+    let harness = Arc::new(NoRecordPartsHarness);
+    for case in all_cases() {
+        let id = format!("{}::{}", case.domain, case.name);
+        let r = run_case(harness.clone(), &case).await;
+        if needs_a_part.contains(&id.as_str()) {
+            assert_eq!(r.status, Status::Unsupported, "{id}: {:?}", r.message);
+            assert!(
+                r.message
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("does not declare"),
+                "{id}: the report says which part is missing: {:?}",
+                r.message
+            );
+        } else if !memory_lacks.contains(&id.as_str()) {
+            assert_eq!(r.status, Status::Passed, "{id}: {:?}", r.message);
+        }
+    }
+
+    let h = Handle::new(Arc::new(DeclaresNoRecordParts {
+        inner: Arc::new(persistkit_memory::MemoryStore::new()),
+    }));
+    let refused = [
+        h.create_index(&Index::new("c", "i", ["/a"])).await.err(),
+        h.find("c", &Find::new().eq("/a", 1)).await.err(),
+        h.put_with_ttl(
+            "c",
+            "1",
+            &serde_json::json!({}),
+            Expect::Any,
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .err(),
+        h.apply(&Batch::new().delete("c", "1", Expect::Any))
+            .await
+            .err(),
+    ];
+    for e in refused {
+        let e = e.expect("an undeclared part is refused");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    }
+    assert_eq!(
+        h.get("c", "1").await.unwrap(),
+        None,
+        "nothing of a refused call was written"
+    );
 }

@@ -26,12 +26,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
+use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::events::{Appended, PreparedEvent};
 use crate::layer::{
     ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
     ForwardRecords, Layer,
 };
+use crate::op::*;
 use crate::store::Store;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>>>;
@@ -105,7 +107,7 @@ impl Drop for WriterGuard {
 
 /// The writer of one namespace: appends what is queued, group by group,
 /// until the queue is empty.
-async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
+async fn write(inner: Arc<dyn Store>, cx: Cx, queue: Arc<Mutex<Queue>>) {
     let mut guard = WriterGuard {
         queue: queue.clone(),
         done: false,
@@ -135,7 +137,7 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
             q.pending.drain(..take).collect()
         };
         if let [one] = group.as_slice() {
-            let r = inner.append(&ns, &one.events).await;
+            let r = inner.append(&cx, &Append::new(&one.events)).await;
             let one = group.into_iter().next().expect("one request");
             let _ = one.reply.send(r);
             continue;
@@ -149,7 +151,7 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
             all.extend(r.events);
             replies.push((start..all.len(), r.reply));
         }
-        match inner.append(&ns, &all).await {
+        match inner.append(&cx, &Append::new(&all)).await {
             Ok(results) if results.len() == all.len() => {
                 let mut results = results.into_iter();
                 for (range, reply) in replies {
@@ -162,7 +164,7 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
             // own answer.
             _ => {
                 for (range, reply) in replies {
-                    let result = inner.append(&ns, &all[range]).await;
+                    let result = inner.append(&cx, &Append::new(&all[range])).await;
                     let _ = reply.send(result);
                 }
             }
@@ -172,7 +174,9 @@ async fn write(inner: Arc<dyn Store>, ns: String, queue: Arc<Mutex<Queue>>) {
 
 #[async_trait]
 impl ForwardEvents for GroupCommit {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let ns = cx.ns();
+        let events = op.events;
         let queue = self.queue(ns);
         let (reply, answer) = oneshot::channel();
         let start = {
@@ -184,7 +188,7 @@ impl ForwardEvents for GroupCommit {
             !std::mem::replace(&mut q.writing, true)
         };
         if start {
-            tokio::spawn(write(self.inner.clone(), ns.to_string(), queue));
+            tokio::spawn(write(self.inner.clone(), cx.clone(), queue));
         }
         answer.await.unwrap_or_else(|_| {
             Err(Error::internal(

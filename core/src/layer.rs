@@ -53,22 +53,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use serde_json::Value;
 
 use crate::admin::{
     AdminStore, ArchiveNamespace, Capabilities, Counts, ImportProgress, PoolStats, PurgeCutoffs,
     PurgeReport, SchemaVersions, Telemetry,
 };
-use crate::batch::{Applied, BatchItem, BatchStore};
+use crate::batch::{Applied, BatchStore};
+use crate::cx::Cx;
 use crate::error::Result;
-use crate::events::{Appended, Event, EventQuery, EventStore, PreparedEvent};
+use crate::events::{Appended, Event, EventQuery, EventStore};
 use crate::idempotency::{Claim, IdempotencyEntry, IdempotencyStore};
-use crate::metrics::{
-    AggregateQuery, AggregateRow, MetricPoint, MetricQuery, MetricStore, StoredMetric,
-};
-use crate::records::{Expect, FindQuery, Found, Index, PutRecord, Record, RecordStore};
+use crate::metrics::{AggregateQuery, AggregateRow, MetricQuery, MetricStore, StoredMetric};
+use crate::op::*;
+use crate::records::{Found, Index, PutRecord, Record, RecordStore};
 use crate::store::Store;
-use crate::time::Timestamp;
 
 /// A store that wraps another one.
 pub trait Layer: Debug + Send + Sync {
@@ -91,51 +89,48 @@ pub trait Layer: Debug + Send + Sync {
 #[async_trait]
 pub trait ForwardMetrics: Layer {
     /// See [`MetricStore::write_metrics`].
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
-        self.around("write_metrics", self.inner().write_metrics(ns, points))
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        self.around("write_metrics", self.inner().write_metrics(cx, op))
             .await
     }
     /// See [`MetricStore::read_metrics`].
-    async fn read_metrics(&self, ns: &str, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        self.around("read_metrics", self.inner().read_metrics(ns, query))
+    async fn read_metrics(&self, cx: &Cx, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        self.around("read_metrics", self.inner().read_metrics(cx, query))
             .await
     }
     /// See [`MetricStore::list_components`].
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        self.around("list_components", self.inner().list_components(ns))
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        self.around("list_components", self.inner().list_components(cx))
             .await
     }
     /// See [`MetricStore::list_metric_names`].
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        self.around(
-            "list_metric_names",
-            self.inner().list_metric_names(ns, component),
-        )
-        .await
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        self.around("list_metric_names", self.inner().list_metric_names(cx, op))
+            .await
     }
     /// See [`MetricStore::aggregate`].
-    async fn aggregate(&self, ns: &str, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        self.around("aggregate", self.inner().aggregate(ns, query))
+    async fn aggregate(&self, cx: &Cx, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        self.around("aggregate", self.inner().aggregate(cx, query))
             .await
     }
 }
 
 #[async_trait]
 impl<L: ForwardMetrics> MetricStore for L {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
-        ForwardMetrics::write_metrics(self, ns, points).await
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        ForwardMetrics::write_metrics(self, cx, op).await
     }
-    async fn read_metrics(&self, ns: &str, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        ForwardMetrics::read_metrics(self, ns, query).await
+    async fn read_metrics(&self, cx: &Cx, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        ForwardMetrics::read_metrics(self, cx, query).await
     }
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        ForwardMetrics::list_components(self, ns).await
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        ForwardMetrics::list_components(self, cx).await
     }
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        ForwardMetrics::list_metric_names(self, ns, component).await
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        ForwardMetrics::list_metric_names(self, cx, op).await
     }
-    async fn aggregate(&self, ns: &str, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        ForwardMetrics::aggregate(self, ns, query).await
+    async fn aggregate(&self, cx: &Cx, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        ForwardMetrics::aggregate(self, cx, query).await
     }
 }
 
@@ -143,31 +138,30 @@ impl<L: ForwardMetrics> MetricStore for L {
 #[async_trait]
 pub trait ForwardEvents: Layer {
     /// See [`EventStore::append`].
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        self.around("append", self.inner().append(ns, events)).await
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        self.around("append", self.inner().append(cx, op)).await
     }
     /// See [`EventStore::list_events`].
-    async fn list_events(&self, ns: &str, query: &EventQuery) -> Result<Vec<Event>> {
-        self.around("list_events", self.inner().list_events(ns, query))
+    async fn list_events(&self, cx: &Cx, query: &EventQuery) -> Result<Vec<Event>> {
+        self.around("list_events", self.inner().list_events(cx, query))
             .await
     }
     /// See [`EventStore::read_log`].
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        self.around("read_log", self.inner().read_log(ns, after, limit))
-            .await
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        self.around("read_log", self.inner().read_log(cx, op)).await
     }
 }
 
 #[async_trait]
 impl<L: ForwardEvents> EventStore for L {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        ForwardEvents::append(self, ns, events).await
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        ForwardEvents::append(self, cx, op).await
     }
-    async fn list_events(&self, ns: &str, query: &EventQuery) -> Result<Vec<Event>> {
-        ForwardEvents::list_events(self, ns, query).await
+    async fn list_events(&self, cx: &Cx, query: &EventQuery) -> Result<Vec<Event>> {
+        ForwardEvents::list_events(self, cx, query).await
     }
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        ForwardEvents::read_log(self, ns, after, limit).await
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        ForwardEvents::read_log(self, cx, op).await
     }
 }
 
@@ -176,110 +170,44 @@ impl<L: ForwardEvents> EventStore for L {
 #[async_trait]
 pub trait ForwardIdempotency: Layer {
     /// See [`IdempotencyStore::claim`].
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim> {
-        self.around(
-            "claim",
-            self.inner().claim(ns, scope, key, token, now, expires_at),
-        )
-        .await
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        self.around("claim", self.inner().claim(cx, op)).await
     }
     /// See [`IdempotencyStore::complete`].
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.around(
-            "complete",
-            self.inner().complete(ns, scope, key, token, response, now),
-        )
-        .await
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        self.around("complete", self.inner().complete(cx, op)).await
     }
     /// See [`IdempotencyStore::release`].
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.around("release", self.inner().release(ns, scope, key, token, now))
-            .await
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        self.around("release", self.inner().release(cx, op)).await
     }
     /// See [`IdempotencyStore::get_key`].
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
-        self.around("get_key", self.inner().get_key(ns, scope, key))
-            .await
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        self.around("get_key", self.inner().get_key(cx, op)).await
     }
     /// See [`IdempotencyStore::scan_keys`].
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
-        self.around("scan_keys", self.inner().scan_keys(ns, after, limit))
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        self.around("scan_keys", self.inner().scan_keys(cx, op))
             .await
     }
 }
 
 #[async_trait]
 impl<L: ForwardIdempotency> IdempotencyStore for L {
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim> {
-        ForwardIdempotency::claim(self, ns, scope, key, token, now, expires_at).await
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        ForwardIdempotency::claim(self, cx, op).await
     }
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
-        ForwardIdempotency::complete(self, ns, scope, key, token, response, now).await
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        ForwardIdempotency::complete(self, cx, op).await
     }
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()> {
-        ForwardIdempotency::release(self, ns, scope, key, token, now).await
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        ForwardIdempotency::release(self, cx, op).await
     }
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
-        ForwardIdempotency::get_key(self, ns, scope, key).await
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        ForwardIdempotency::get_key(self, cx, op).await
     }
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
-        ForwardIdempotency::scan_keys(self, ns, after, limit).await
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        ForwardIdempotency::scan_keys(self, cx, op).await
     }
 }
 
@@ -289,131 +217,75 @@ impl<L: ForwardIdempotency> IdempotencyStore for L {
 #[async_trait]
 pub trait ForwardRecords: Layer {
     /// See [`RecordStore::put`].
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
-        self.around("put", self.inner().put(ns, put, now)).await
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        self.around("put", self.inner().put(cx, put)).await
     }
     /// See [`RecordStore::get`].
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
-        self.around("get", self.inner().get(ns, collection, id, now))
-            .await
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        self.around("get", self.inner().get(cx, op)).await
     }
     /// See [`RecordStore::delete`].
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.around(
-            "delete",
-            self.inner().delete(ns, collection, id, expect, now),
-        )
-        .await
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        self.around("delete", self.inner().delete(cx, op)).await
     }
     /// See [`RecordStore::list_records`].
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
-        self.around(
-            "list_records",
-            self.inner().list_records(ns, collection, after, limit, now),
-        )
-        .await
-    }
-    /// See [`RecordStore::list_collections`].
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        self.around("list_collections", self.inner().list_collections(ns))
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        self.around("list_records", self.inner().list_records(cx, op))
             .await
     }
+    /// See [`RecordStore::list_collections`].
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        self.around("list_collections", self.inner().list_collections(cx))
+            .await
+    }
+    /// See [`RecordStore::count`].
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        self.around("count", self.inner().count(cx, op)).await
+    }
     /// See [`RecordStore::create_index`].
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
-        self.around("create_index", self.inner().create_index(ns, index, now))
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
+        self.around("create_index", self.inner().create_index(cx, index))
             .await
     }
     /// See [`RecordStore::list_indexes`].
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
-        self.around("list_indexes", self.inner().list_indexes(ns, collection))
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        self.around("list_indexes", self.inner().list_indexes(cx, op))
             .await
     }
     /// See [`RecordStore::find`].
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
-        self.around("find", self.inner().find(ns, collection, query, limit, now))
-            .await
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        self.around("find", self.inner().find(cx, op)).await
     }
 }
 
 #[async_trait]
 impl<L: ForwardRecords> RecordStore for L {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
-        ForwardRecords::put(self, ns, put, now).await
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        ForwardRecords::put(self, cx, put).await
     }
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
-        ForwardRecords::get(self, ns, collection, id, now).await
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        ForwardRecords::get(self, cx, op).await
     }
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
-        ForwardRecords::delete(self, ns, collection, id, expect, now).await
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        ForwardRecords::delete(self, cx, op).await
     }
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
-        ForwardRecords::list_records(self, ns, collection, after, limit, now).await
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        ForwardRecords::list_records(self, cx, op).await
     }
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        ForwardRecords::list_collections(self, ns).await
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        ForwardRecords::list_collections(self, cx).await
     }
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
-        ForwardRecords::create_index(self, ns, index, now).await
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        ForwardRecords::count(self, cx, op).await
     }
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
-        ForwardRecords::list_indexes(self, ns, collection).await
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
+        ForwardRecords::create_index(self, cx, index).await
     }
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
-        ForwardRecords::find(self, ns, collection, query, limit, now).await
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        ForwardRecords::list_indexes(self, cx, op).await
+    }
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        ForwardRecords::find(self, cx, op).await
     }
 }
 
@@ -421,16 +293,15 @@ impl<L: ForwardRecords> RecordStore for L {
 #[async_trait]
 pub trait ForwardBatches: Layer {
     /// See [`BatchStore::apply`].
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
-        self.around("apply", self.inner().apply(ns, items, now))
-            .await
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        self.around("apply", self.inner().apply(cx, op)).await
     }
 }
 
 #[async_trait]
 impl<L: ForwardBatches> BatchStore for L {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
-        ForwardBatches::apply(self, ns, items, now).await
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        ForwardBatches::apply(self, cx, op).await
     }
 }
 
@@ -461,8 +332,8 @@ pub trait ForwardAdmin: Layer {
         self.around("ping", self.inner().ping()).await
     }
     /// See [`AdminStore::counts`].
-    async fn counts(&self, ns: &str) -> Result<Counts> {
-        self.around("counts", self.inner().counts(ns)).await
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        self.around("counts", self.inner().counts(cx)).await
     }
     /// See [`AdminStore::storage_bytes`].
     async fn storage_bytes(&self) -> Result<Option<u64>> {
@@ -478,12 +349,12 @@ pub trait ForwardAdmin: Layer {
         self.inner().telemetry()
     }
     /// See [`AdminStore::purge`].
-    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
-        self.around("purge", self.inner().purge(ns, cutoffs)).await
+    async fn purge(&self, cx: &Cx, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
+        self.around("purge", self.inner().purge(cx, cutoffs)).await
     }
     /// See [`AdminStore::clear`].
-    async fn clear(&self, ns: &str) -> Result<Counts> {
-        self.around("clear", self.inner().clear(ns)).await
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        self.around("clear", self.inner().clear(cx)).await
     }
     /// See [`AdminStore::namespaces`].
     async fn namespaces(&self) -> Result<Vec<String>> {
@@ -529,8 +400,8 @@ impl<L: ForwardAdmin> AdminStore for L {
     async fn ping(&self) -> Result<()> {
         ForwardAdmin::ping(self).await
     }
-    async fn counts(&self, ns: &str) -> Result<Counts> {
-        ForwardAdmin::counts(self, ns).await
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        ForwardAdmin::counts(self, cx).await
     }
     async fn storage_bytes(&self) -> Result<Option<u64>> {
         ForwardAdmin::storage_bytes(self).await
@@ -541,11 +412,11 @@ impl<L: ForwardAdmin> AdminStore for L {
     fn telemetry(&self) -> Telemetry {
         ForwardAdmin::telemetry(self)
     }
-    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
-        ForwardAdmin::purge(self, ns, cutoffs).await
+    async fn purge(&self, cx: &Cx, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
+        ForwardAdmin::purge(self, cx, cutoffs).await
     }
-    async fn clear(&self, ns: &str) -> Result<Counts> {
-        ForwardAdmin::clear(self, ns).await
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        ForwardAdmin::clear(self, cx).await
     }
     async fn namespaces(&self) -> Result<Vec<String>> {
         ForwardAdmin::namespaces(self).await

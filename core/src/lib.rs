@@ -1,10 +1,13 @@
 //! The persistkit contract.
 //!
-//! Backends implement the five domain traits ([`MetricStore`], [`EventStore`],
-//! [`IdempotencyStore`], [`RecordStore`], [`AdminStore`]), which together make
-//! a [`Store`]. Callers use a [`Handle`]: it scopes every call to one
-//! namespace, validates input once (see [`validate`]) before any backend sees
-//! it, and takes time from an injectable [`Clock`].
+//! Backends implement six small traits ([`MetricStore`], [`EventStore`],
+//! [`IdempotencyStore`], [`RecordStore`], [`BatchStore`], [`AdminStore`]),
+//! which together make a [`Store`]. Every method takes the call's context
+//! ([`Cx`]: namespace, clock reading) and one operation from [`op`].
+//! Callers use a [`Handle`]: it scopes every call to one namespace,
+//! validates input once (see [`validate`]) before any backend sees it, and
+//! takes time from an injectable [`Clock`]. Helpers that keep backends in
+//! agreement are in [`backend`]; layers are built on [`layer`].
 //!
 //! The behaviour is specified in the project's `docs/contract.md` and checked by
 //! the `persistkit-conformance` suite.
@@ -14,6 +17,7 @@ pub mod admin;
 pub mod backend;
 pub mod batch;
 mod cursor;
+pub mod cx;
 mod deadline;
 pub mod error;
 pub mod events;
@@ -24,6 +28,7 @@ pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod op;
 pub mod recorder;
 pub mod records;
 pub mod retry;
@@ -41,6 +46,7 @@ pub use admin::{
 };
 pub use batch::{Applied, Batch, BatchItem, BatchOp, BatchStore};
 pub use cursor::Page;
+pub use cx::Cx;
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
 pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent};
 pub use group_commit::GroupCommit;

@@ -9,7 +9,7 @@ use crate::idempotency::IdempotencyStore;
 use crate::metrics::MetricStore;
 use crate::records::RecordStore;
 
-/// Everything a backend implements: the five domain traits and batches. Implemented for
+/// Everything a backend implements: the six domain traits. Implemented for
 /// every type that implements them, and usable as `Arc<dyn Store>`.
 ///
 /// Backends receive validated input only: callers go through

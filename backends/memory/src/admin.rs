@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use persistkit_core::backend::not_empty;
 use persistkit_core::backend::unique_conflict;
+use persistkit_core::Cx;
 use persistkit_core::{
     AdminStore, ArchiveItem, ArchiveNamespace, Capabilities, Counts, ImportProgress, PurgeCutoffs,
     PurgeReport, Result, SchemaVersions, StoredMetric, Timestamp,
@@ -22,7 +23,7 @@ impl AdminStore for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        Capabilities::in_memory()
     }
 
     async fn migrate(&self) -> Result<SchemaVersions> {
@@ -41,12 +42,14 @@ impl AdminStore for MemoryStore {
         Ok(())
     }
 
-    async fn counts(&self, ns: &str) -> Result<Counts> {
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        let ns = cx.ns();
         let s = self.lock()?;
         Ok(counts(&s, ns))
     }
 
-    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+    async fn purge(&self, cx: &Cx, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        let ns = cx.ns();
         let mut s = self.lock()?;
         let mut report = PurgeReport::default();
         if let Some(series) = s.metrics.get_mut(ns) {
@@ -90,7 +93,8 @@ impl AdminStore for MemoryStore {
         Ok(report)
     }
 
-    async fn clear(&self, ns: &str) -> Result<Counts> {
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        let ns = cx.ns();
         let mut s = self.lock()?;
         Ok(Counts {
             metrics: s.metrics.remove(ns).map_or(0, |m| m.len() as u64),

@@ -1,14 +1,19 @@
 //! Batches: planned on a copy of the namespace, swapped in whole.
 
 use async_trait::async_trait;
-use persistkit_core::{Applied, BatchItem, BatchStore, Result, Timestamp};
+use persistkit_core::op::*;
+use persistkit_core::Cx;
+use persistkit_core::{Applied, BatchItem, BatchStore, Result};
 
 use crate::idempotency::*;
 use crate::store::*;
 
 #[async_trait]
 impl BatchStore for MemoryStore {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        let ns = cx.ns();
+        let items = op.items;
+        let now = cx.now();
         let mut s = self.lock()?;
         // The batch runs on copies of what it touches; they replace the
         // originals only when every item succeeded.

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::next_position;
+use persistkit_core::op::*;
+use persistkit_core::Cx;
 use persistkit_core::{Appended, Event, EventQuery, EventStore, PreparedEvent, Result, Timestamp};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -67,7 +69,9 @@ impl Log {
 
 #[async_trait]
 impl EventStore for MemoryStore {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let ns = cx.ns();
+        let events = op.events;
         let mut s = self.lock()?;
         s.events
             .entry(ns.to_string())
@@ -75,7 +79,8 @@ impl EventStore for MemoryStore {
             .append(ns, events)
     }
 
-    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+    async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
+        let ns = cx.ns();
         let s = self.lock()?;
         let Some(log) = s.events.get(ns) else {
             return Ok(Vec::new());
@@ -111,7 +116,9 @@ impl EventStore for MemoryStore {
         Ok(page)
     }
 
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        let ns = cx.ns();
+        let ReadLog { after, limit, .. } = *op;
         let s = self.lock()?;
         let Some(log) = s.events.get(ns) else {
             return Ok(Vec::new());

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::check_live_claim;
+use persistkit_core::op::*;
+use persistkit_core::Cx;
 use persistkit_core::{Claim, IdempotencyEntry, IdempotencyStore, Result, Timestamp};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -11,15 +13,16 @@ use crate::store::*;
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim> {
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ClaimKey {
+            scope,
+            key,
+            token,
+            expires_at,
+            ..
+        } = *op;
         let mut s = self.lock()?;
         let keys = s.keys.entry(ns.to_string()).or_default();
         let k = (scope.to_string(), key.to_string());
@@ -43,15 +46,16 @@ impl IdempotencyStore for MemoryStore {
         })
     }
 
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let CompleteKey {
+            scope,
+            key,
+            token,
+            response,
+            ..
+        } = *op;
         let mut s = self.lock()?;
         complete_in(
             s.keys.entry(ns.to_string()).or_default(),
@@ -63,14 +67,12 @@ impl IdempotencyStore for MemoryStore {
         )
     }
 
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ReleaseKey {
+            scope, key, token, ..
+        } = *op;
         let mut s = self.lock()?;
         claimed(&mut s, ns, scope, key, token, now, "released")?;
         s.keys
@@ -80,7 +82,9 @@ impl IdempotencyStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        let ns = cx.ns();
+        let GetKey { scope, key, .. } = *op;
         let s = self.lock()?;
         Ok(s.keys
             .get(ns)
@@ -88,12 +92,9 @@ impl IdempotencyStore for MemoryStore {
             .cloned())
     }
 
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        let ns = cx.ns();
+        let ScanKeys { after, limit, .. } = *op;
         let s = self.lock()?;
         let Some(keys) = s.keys.get(ns) else {
             return Ok(Vec::new());

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::aggregate_sorted;
+use persistkit_core::op::*;
+use persistkit_core::Cx;
 use persistkit_core::{
     AggregateQuery, AggregateRow, MetricPoint, MetricQuery, MetricStore, Result, StoredMetric,
     Timestamp,
@@ -36,7 +38,9 @@ pub(crate) fn matches_metric(
 
 #[async_trait]
 impl MetricStore for MemoryStore {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let points = op.points;
         let mut s = self.lock()?;
         let mut seq = s.next_seq;
         let series = s.metrics.entry(ns.to_string()).or_default();
@@ -52,7 +56,8 @@ impl MetricStore for MemoryStore {
         Ok(())
     }
 
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+    async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let ns = cx.ns();
         let s = self.lock()?;
         let Some(series) = s.metrics.get(ns) else {
             return Ok(Vec::new());
@@ -70,7 +75,8 @@ impl MetricStore for MemoryStore {
             .collect())
     }
 
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         let s = self.lock()?;
         let mut v: Vec<String> = s
             .metrics
@@ -82,7 +88,9 @@ impl MetricStore for MemoryStore {
         Ok(v)
     }
 
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        let ns = cx.ns();
+        let component = op.component;
         let s = self.lock()?;
         let mut v: Vec<String> = s
             .metrics
@@ -99,7 +107,8 @@ impl MetricStore for MemoryStore {
         Ok(v)
     }
 
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+    async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let ns = cx.ns();
         let s = self.lock()?;
         let Some(series) = s.metrics.get(ns) else {
             return Ok(Vec::new());

@@ -3,8 +3,10 @@
 use async_trait::async_trait;
 use persistkit_core::backend::{check_expect, expectation_error, next_version, unique_conflict};
 use persistkit_core::backend::{index_differs, no_such_index};
+use persistkit_core::op::*;
+use persistkit_core::Cx;
 use persistkit_core::{
-    Error, Expect, FindQuery, Found, Index, PutRecord, Record, RecordStore, Result, Timestamp,
+    Error, Expect, Found, Index, PutRecord, Record, RecordStore, Result, Timestamp,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -234,18 +236,17 @@ impl Records {
 
 #[async_trait]
 impl RecordStore for MemoryStore {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let now = cx.now();
         let mut s = self.lock()?;
         s.records.entry(ns.to_string()).or_default().put(put, now)
     }
 
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let GetRecord { collection, id, .. } = *op;
         let s = self.lock()?;
         Ok(s.records
             .get(ns)
@@ -253,14 +254,15 @@ impl RecordStore for MemoryStore {
             .cloned())
     }
 
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let DeleteRecord {
+            collection,
+            id,
+            expect,
+            ..
+        } = *op;
         let mut s = self.lock()?;
         s.records
             .entry(ns.to_string())
@@ -268,14 +270,15 @@ impl RecordStore for MemoryStore {
             .delete(collection, id, expect, now)
     }
 
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ListRecords {
+            collection,
+            after,
+            limit,
+            ..
+        } = *op;
         let s = self.lock()?;
         let Some(recs) = s.records.get(ns) else {
             return Ok(Vec::new());
@@ -294,7 +297,26 @@ impl RecordStore for MemoryStore {
             .collect())
     }
 
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        let ns = cx.ns();
+        let collection = op.collection;
+        let now = cx.now();
+        let s = self.lock()?;
+        let Some(recs) = s.records.get(ns) else {
+            return Ok(0);
+        };
+        let from = (collection.to_string(), String::new());
+        let n = recs
+            .by_id
+            .range(from..)
+            .take_while(|((c, _), _)| c == collection)
+            .filter(|(_, r)| r.is_live(now))
+            .count();
+        Ok(n as u64)
+    }
+
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         let s = self.lock()?;
         let mut v: Vec<String> = s
             .records
@@ -305,7 +327,9 @@ impl RecordStore for MemoryStore {
         Ok(v)
     }
 
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
+        let ns = cx.ns();
+        let now = cx.now();
         let mut s = self.lock()?;
         s.records
             .entry(ns.to_string())
@@ -313,7 +337,9 @@ impl RecordStore for MemoryStore {
             .create_index(index, now)
     }
 
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        let ns = cx.ns();
+        let collection = op.collection;
         let s = self.lock()?;
         Ok(s.records
             .get(ns)
@@ -327,14 +353,15 @@ impl RecordStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let FindRecords {
+            collection,
+            query,
+            limit,
+            ..
+        } = *op;
         let s = self.lock()?;
         let Some(recs) = s.records.get(ns) else {
             return Ok(Vec::new());

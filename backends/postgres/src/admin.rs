@@ -72,11 +72,9 @@ impl AdminStore for PgStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            durable: true,
-            shared_across_processes: true,
-            native_backup: false,
-        }
+        let mut c = Capabilities::all();
+        c.native_backup = false;
+        c
     }
 
     async fn migrate(&self) -> Result<SchemaVersions> {
@@ -94,7 +92,8 @@ impl AdminStore for PgStore {
         one!(self, |c| self.q(PING).execute(&mut *c).await.map_err(map)).map(|_| ())
     }
 
-    async fn counts(&self, ns: &str) -> Result<Counts> {
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        let ns = cx.ns();
         let (m, e, k, r): (i64, i64, i64, i64) = one!(read self, |c| self
             .qa(COUNTS)
             .bind(ns)
@@ -121,7 +120,8 @@ impl AdminStore for PgStore {
         })
     }
 
-    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+    async fn purge(&self, cx: &Cx, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        let ns = cx.ns();
         let mut tx = self.begin().await?;
         let mut report = PurgeReport {
             metrics: self
@@ -174,7 +174,8 @@ impl AdminStore for PgStore {
         Ok(report)
     }
 
-    async fn clear(&self, ns: &str) -> Result<Counts> {
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        let ns = cx.ns();
         let (m, e, k, r, _heads): (i64, i64, i64, i64, i64) = one!(self, |c| self
             .qa(CLEAR)
             .bind(ns)

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use sqlx::postgres::PgConnection;
@@ -24,7 +25,10 @@ pub(crate) enum Stop {
 
 #[async_trait]
 impl BatchStore for PgStore {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        let ns = cx.ns();
+        let items = op.items;
+        let now = cx.now();
         for _ in 0..PUT_ATTEMPTS {
             let mut tx = self.begin().await?;
             let mut out = Vec::with_capacity(items.len());

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::*;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Postgres, QueryBuilder};
@@ -32,7 +33,9 @@ pub(crate) fn appended_row(r: &PgRow) -> Result<Appended> {
 
 #[async_trait]
 impl EventStore for PgStore {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let ns = cx.ns();
+        let events = op.events;
         // One round trip: the migrations' `append_events` takes the log head
         // (locked until commit, so positions follow commit order), dedupes,
         // inserts and moves the head, in the call's own transaction.
@@ -53,7 +56,8 @@ impl EventStore for PgStore {
         rows.iter().map(appended_row).collect()
     }
 
-    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+    async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
+        let ns = cx.ns();
         let mut b = QueryBuilder::<Postgres>::new(self.sql.render(LIST_EVENTS_FROM));
         b.push_bind(ns.to_string());
         if let Some(f) = q.from {
@@ -88,7 +92,9 @@ impl EventStore for PgStore {
         rows.iter().map(event_row).collect()
     }
 
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        let ns = cx.ns();
+        let ReadLog { after, limit, .. } = *op;
         let rows = one!(read self, |c| self
             .q(READ_LOG)
             .bind(ns)

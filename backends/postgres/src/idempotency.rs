@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
-use serde_json::Value;
 use sqlx::postgres::PgConnection;
 
 use crate::error::map;
@@ -50,15 +50,16 @@ impl PgStore {
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim> {
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ClaimKey {
+            scope,
+            key,
+            token,
+            expires_at,
+            ..
+        } = *op;
         // INSERT … ON CONFLICT DO UPDATE … WHERE expired is atomic: concurrent
         // claimers queue on the row, and only an expired row is taken over.
         for _ in 0..16 {
@@ -92,15 +93,16 @@ impl IdempotencyStore for PgStore {
         ))
     }
 
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let CompleteKey {
+            scope,
+            key,
+            token,
+            response,
+            ..
+        } = *op;
         let done = one!(self, |c| self
             .q(COMPLETE_KEY)
             .bind(ns)
@@ -120,14 +122,12 @@ impl IdempotencyStore for PgStore {
             .await)
     }
 
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ReleaseKey {
+            scope, key, token, ..
+        } = *op;
         let done = one!(self, |c| self
             .q(RELEASE_KEY)
             .bind(ns)
@@ -146,16 +146,15 @@ impl IdempotencyStore for PgStore {
             .await)
     }
 
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        let ns = cx.ns();
+        let GetKey { scope, key, .. } = *op;
         self.read_key(ns, scope, key).await
     }
 
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        let ns = cx.ns();
+        let ScanKeys { after, limit, .. } = *op;
         let rows = one!(read self, |c| self
             .q(SCAN_KEYS)
             .bind(ns)

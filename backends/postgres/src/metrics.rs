@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use persistkit_core::op::*;
 use persistkit_core::*;
 use sqlx::postgres::PgConnection;
 use sqlx::{Postgres, QueryBuilder};
@@ -69,7 +70,9 @@ pub(crate) fn metric_filters(
 
 #[async_trait]
 impl MetricStore for PgStore {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let points = op.points;
         if points.len() >= COPY_FROM {
             let rows = binary_copy(ns, points)?;
             let sql = self.sql.render(COPY_METRICS);
@@ -101,7 +104,8 @@ impl MetricStore for PgStore {
         Ok(())
     }
 
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+    async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let ns = cx.ns();
         let mut b = QueryBuilder::<Postgres>::new(self.sql.render(READ_METRICS_FROM));
         b.push_bind(ns.to_string());
         metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
@@ -121,7 +125,8 @@ impl MetricStore for PgStore {
         rows.iter().map(metric_row).collect()
     }
 
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         one!(read self, |c| self
             .qs(LIST_COMPONENTS)
             .bind(ns)
@@ -130,7 +135,9 @@ impl MetricStore for PgStore {
             .map_err(map))
     }
 
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        let ns = cx.ns();
+        let component = op.component;
         one!(read self, |c| self
             .qs(LIST_METRIC_NAMES)
             .bind(ns)
@@ -140,7 +147,8 @@ impl MetricStore for PgStore {
             .map_err(map))
     }
 
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+    async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let ns = cx.ns();
         let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_HEAD));
         b.push_bind(ns.to_string());
         metric_filters(&mut b, &q.component, &q.name, q.from, q.to);

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use sqlx::postgres::PgConnection;
@@ -59,7 +60,9 @@ impl PgStore {
 
 #[async_trait]
 impl RecordStore for PgStore {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let now = cx.now();
         let PutRecord {
             collection,
             id,
@@ -147,13 +150,10 @@ impl RecordStore for PgStore {
         ))
     }
 
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let GetRecord { collection, id, .. } = *op;
         let row = one!(read self, |c| self
             .q(GET_RECORD)
             .bind(ns)
@@ -166,14 +166,15 @@ impl RecordStore for PgStore {
         row.as_ref().map(record_row).transpose()
     }
 
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let DeleteRecord {
+            collection,
+            id,
+            expect,
+            ..
+        } = *op;
         let version = match expect {
             Expect::Absent => {
                 return match self.record_version(ns, collection, id, now).await? {
@@ -207,14 +208,15 @@ impl RecordStore for PgStore {
         }
     }
 
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ListRecords {
+            collection,
+            after,
+            limit,
+            ..
+        } = *op;
         let rows = one!(read self, |c| self
             .q(LIST_RECORDS)
             .bind(ns)
@@ -228,7 +230,23 @@ impl RecordStore for PgStore {
         rows.iter().map(record_row).collect()
     }
 
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        let ns = cx.ns();
+        let collection = op.collection;
+        let now = cx.now();
+        let n: i64 = one!(read self, |c| self
+            .qs(COUNT_RECORDS)
+            .bind(ns)
+            .bind(collection)
+            .bind(dt(now))
+            .fetch_one(&mut *c)
+            .await
+            .map_err(map))?;
+        Ok(u64_of(n))
+    }
+
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         one!(read self, |c| self
             .qs(LIST_COLLECTIONS)
             .bind(ns)
@@ -237,14 +255,18 @@ impl RecordStore for PgStore {
             .map_err(map))
     }
 
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
+        let ns = cx.ns();
+        let now = cx.now();
         let mut tx = self.begin().await?;
         let created = self.create_index_in(&mut tx, ns, index, now).await?;
         tx.commit().await.map_err(map)?;
         Ok(created)
     }
 
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        let ns = cx.ns();
+        let collection = op.collection;
         let rows = one!(read self, |c| self
             .q(LIST_INDEXES)
             .bind(ns)
@@ -255,14 +277,15 @@ impl RecordStore for PgStore {
         rows.iter().map(index_row).collect()
     }
 
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let FindRecords {
+            collection,
+            query,
+            limit,
+            ..
+        } = *op;
         let rows = one!(read self, |c| {
             let q = match &query.after {
                 None => self.q(FIND_FIRST),

@@ -127,6 +127,11 @@ RETURNING collection, id, data::text, version, created_at, updated_at, expires_a
 pub(crate) const GET_RECORD: &str = "
 SELECT collection, id, data::text, version, created_at, updated_at, expires_at FROM {s}.records
 WHERE ns = $1 AND collection = $2 AND id = $3 AND (expires_at IS NULL OR expires_at > $4)";
+/// A range of the primary key (ns, collection, id): the collection's
+/// records and nothing else are read.
+pub(crate) const COUNT_RECORDS: &str = "
+SELECT COUNT(*) FROM {s}.records
+WHERE ns = $1 AND collection = $2 AND (expires_at IS NULL OR expires_at > $3)";
 pub(crate) const RECORD_VERSION: &str = "
 SELECT version FROM {s}.records
 WHERE ns = $1 AND collection = $2 AND id = $3 AND (expires_at IS NULL OR expires_at > $4)";
@@ -275,6 +280,7 @@ const ALL: &[&str] = &[
     UPSERT_RECORD,
     UPDATE_RECORD_AT_VERSION,
     GET_RECORD,
+    COUNT_RECORDS,
     RECORD_VERSION,
     DELETE_RECORD,
     LIST_RECORDS,

@@ -223,11 +223,7 @@ impl AdminStore for SqliteStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            durable: true,
-            shared_across_processes: true,
-            native_backup: true,
-        }
+        Capabilities::all()
     }
 
     async fn migrate(&self) -> Result<SchemaVersions> {
@@ -247,7 +243,8 @@ impl AdminStore for SqliteStore {
             .await
     }
 
-    async fn counts(&self, ns: &str) -> Result<Counts> {
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        let ns = cx.ns();
         self.pool.run(|c| counts_in(c, ns)).await
     }
 
@@ -263,11 +260,13 @@ impl AdminStore for SqliteStore {
         Some(PoolStats { size, idle, max })
     }
 
-    async fn purge(&self, ns: &str, c: &PurgeCutoffs) -> Result<PurgeReport> {
+    async fn purge(&self, cx: &Cx, c: &PurgeCutoffs) -> Result<PurgeReport> {
+        let ns = cx.ns();
         self.pool.run(|conn| purge_in(conn, ns, c)).await
     }
 
-    async fn clear(&self, ns: &str) -> Result<Counts> {
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        let ns = cx.ns();
         self.pool.run(|c| clear_in(c, ns)).await
     }
 

@@ -2,6 +2,7 @@
 //! per-item bodies the single calls use.
 
 use async_trait::async_trait;
+use persistkit_core::op::*;
 use persistkit_core::*;
 
 use crate::error::map;
@@ -12,7 +13,10 @@ use crate::store::*;
 
 #[async_trait]
 impl BatchStore for SqliteStore {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        let ns = cx.ns();
+        let items = op.items;
+        let now = cx.now();
         self.pool
             .run(|c| {
                 // One IMMEDIATE transaction: dropped (rolled back) at the

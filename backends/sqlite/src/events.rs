@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::*;
 use rusqlite::{params, Connection};
 
@@ -137,16 +138,21 @@ pub(crate) fn append_on(
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let ns = cx.ns();
+        let events = op.events;
         self.pool.run(|c| append_in(c, ns, events)).await
     }
 
-    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
+    async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
+        let ns = cx.ns();
         let b = list_events_statement(ns, q);
         self.pool.run(|c| b.rows(c, event_row)).await
     }
 
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        let ns = cx.ns();
+        let ReadLog { after, limit, .. } = *op;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.pool
             .run(|c| all(c, READ_LOG, params![ns, after, limit as i64], event_row))

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use rusqlite::{params, Connection};
@@ -72,15 +73,16 @@ pub(crate) fn explain_key_miss(
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim> {
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ClaimKey {
+            scope,
+            key,
+            token,
+            expires_at,
+            ..
+        } = *op;
         self.pool
             .run(|c| {
                 // The upsert is one statement, so exactly one concurrent
@@ -120,28 +122,27 @@ impl IdempotencyStore for SqliteStore {
             .await
     }
 
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let CompleteKey {
+            scope,
+            key,
+            token,
+            response,
+            ..
+        } = *op;
         self.pool
             .run(|c| complete_on(c, ns, scope, key, token, response, now))
             .await
     }
 
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ReleaseKey {
+            scope, key, token, ..
+        } = *op;
         self.pool
             .run(|c| {
                 let done = exec(
@@ -157,16 +158,15 @@ impl IdempotencyStore for SqliteStore {
             .await
     }
 
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        let ns = cx.ns();
+        let GetKey { scope, key, .. } = *op;
         self.pool.run(|c| get_key_in(c, ns, scope, key)).await
     }
 
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        let ns = cx.ns();
+        let ScanKeys { after, limit, .. } = *op;
         self.pool
             .run(|c| {
                 all(

@@ -1,6 +1,7 @@
 //! Metrics: batched inserts, windowed reads and aggregates.
 
 use async_trait::async_trait;
+use persistkit_core::op::*;
 use persistkit_core::*;
 use rusqlite::{params, Connection};
 use std::sync::OnceLock;
@@ -144,7 +145,9 @@ pub(crate) fn insert_metrics(c: &Connection, ns: &str, mut points: &[MetricPoint
 
 #[async_trait]
 impl MetricStore for SqliteStore {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let points = op.points;
         self.pool
             .run(|c| {
                 let tx = immediate(c)?;
@@ -154,24 +157,29 @@ impl MetricStore for SqliteStore {
             .await
     }
 
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+    async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let ns = cx.ns();
         let b = read_metrics_statement(ns, q);
         self.pool.run(|c| b.rows(c, metric_row)).await
     }
 
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         self.pool
             .run(|c| all(c, LIST_COMPONENTS, [ns], |r| col(r, 0, "component")))
             .await
     }
 
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        let ns = cx.ns();
+        let component = op.component;
         self.pool
             .run(|c| all(c, LIST_METRIC_NAMES, [ns, component], |r| col(r, 0, "name")))
             .await
     }
 
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+    async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let ns = cx.ns();
         let b = aggregate_statement(ns, q);
         let quantiles = q.quantiles.len();
         self.pool

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use persistkit_core::backend::*;
+use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
 use rusqlite::{params, Connection, Row};
@@ -152,17 +153,16 @@ pub(crate) fn create_index_in(
 
 #[async_trait]
 impl RecordStore for SqliteStore {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let now = cx.now();
         self.pool.run(|c| put_in(c, ns, put, now)).await
     }
 
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let GetRecord { collection, id, .. } = *op;
         self.pool
             .run(|c| {
                 first(
@@ -175,27 +175,29 @@ impl RecordStore for SqliteStore {
             .await
     }
 
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let DeleteRecord {
+            collection,
+            id,
+            expect,
+            ..
+        } = *op;
         self.pool
             .run(|c| delete_in(c, ns, collection, id, expect, now))
             .await
     }
 
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ListRecords {
+            collection,
+            after,
+            limit,
+            ..
+        } = *op;
         self.pool
             .run(|c| {
                 all(
@@ -208,13 +210,33 @@ impl RecordStore for SqliteStore {
             .await
     }
 
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        let ns = cx.ns();
+        let collection = op.collection;
+        let now = cx.now();
+        self.pool
+            .run(|c| {
+                first(
+                    c,
+                    COUNT_RECORDS,
+                    params![ns, collection, now.as_micros()],
+                    |r| seq(r, 0, "count"),
+                )
+            })
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         self.pool
             .run(|c| all(c, LIST_COLLECTIONS, [ns], |r| col(r, 0, "collection")))
             .await
     }
 
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
+        let ns = cx.ns();
+        let now = cx.now();
         self.pool
             .run(|c| {
                 let tx = immediate(c)?;
@@ -225,20 +247,23 @@ impl RecordStore for SqliteStore {
             .await
     }
 
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        let ns = cx.ns();
+        let collection = op.collection;
         self.pool
             .run(|c| all(c, LIST_INDEXES, params![ns, collection], index_row))
             .await
     }
 
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let FindRecords {
+            collection,
+            query,
+            limit,
+            ..
+        } = *op;
         self.pool
             .run(|c| {
                 let row = |r: &Row<'_>| {

@@ -109,6 +109,11 @@ RETURNING collection, id, data, version, created_at, updated_at, expires_at";
 pub(crate) const GET_RECORD: &str = "
 SELECT collection, id, data, version, created_at, updated_at, expires_at FROM records
 WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND (expires_at IS NULL OR expires_at > ?4)";
+/// A range of the primary key (ns, collection, id): the collection's
+/// records and nothing else are read.
+pub(crate) const COUNT_RECORDS: &str = "
+SELECT COUNT(*) FROM records
+WHERE ns = ?1 AND collection = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 pub(crate) const RECORD_VERSION: &str = "
 SELECT version FROM records
 WHERE ns = ?1 AND collection = ?2 AND id = ?3 AND (expires_at IS NULL OR expires_at > ?4)";

@@ -502,6 +502,7 @@ pub async fn event_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
 /// Batches of record puts and an append, applied with `Handle::apply`,
 /// are visible whole or not at all to a reader on another handle.
 pub async fn record_batches_are_visible_whole(ctx: &Ctx) -> CaseResult {
+    ctx.needs(&["batches"])?;
     const PUTS: usize = 25;
     let writer = ctx.handle();
     let reader = ctx.second().await?;

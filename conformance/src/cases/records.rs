@@ -554,3 +554,57 @@ pub async fn last_version_refuses_writes(ctx: &Ctx) -> CaseResult {
     );
     Ok(())
 }
+
+/// `count` is the number of live records of one collection: what paging
+/// through `list_records` finds, no more (expired, deleted, other
+/// collections and other namespaces are not counted).
+pub async fn count_is_the_live_records_of_a_collection(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    ensure_eq!(
+        h.count("jobs").await?,
+        0,
+        "count: a collection with no records counts 0"
+    );
+    // Neighbours on both sides of "jobs" in byte order, and a namespace of
+    // its own, none of which may be counted.
+    for c in ["job", "jobs", "jobs!", "jobt"] {
+        for i in 0..3 {
+            h.put(c, &format!("r{i}"), &json!({"i": i}), Expect::Absent)
+                .await?;
+        }
+    }
+    ctx.ns("other")
+        .put("jobs", "x", &json!({}), Expect::Absent)
+        .await?;
+    h.delete("jobs", "r1", Expect::Any).await?;
+    if ctx.declares("record_ttl") {
+        h.put_with_ttl("jobs", "short", &json!({}), Expect::Absent, secs(60))
+            .await?;
+        ensure_eq!(
+            h.count("jobs").await?,
+            3,
+            "count: r0, r2 and the record that has not expired yet; not the deleted one, \
+             not other collections, not other namespaces"
+        );
+        ctx.advance(secs(60));
+    }
+    let listed = h.list_records("jobs", None, 100).await?.items.len() as u64;
+    ensure_eq!(
+        (h.count("jobs").await?, listed),
+        (2, 2),
+        "count: r0 and r2: not an expired or deleted record, not other collections or \
+         namespaces; as many as list_records lists"
+    );
+    h.put("jobs", "short", &json!({}), Expect::Absent).await?;
+    ensure_eq!(
+        h.count("jobs").await?,
+        3,
+        "count: a record put over an expired one counts once"
+    );
+    expect_err(
+        h.count("").await,
+        ErrorKind::InvalidInput,
+        "count: an empty collection name",
+    )?;
+    Ok(())
+}

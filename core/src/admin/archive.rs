@@ -22,14 +22,17 @@
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{ArchiveItem, ArchiveNamespace};
+use crate::cx::Cx;
 use crate::deadline::within;
 use crate::error::{Error, Result};
 use crate::metrics::{MetricKey, MetricQuery};
+use crate::op::{ListIndexes, ListRecords, ReadLog, ScanKeys};
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::validate;
@@ -119,6 +122,9 @@ pub(crate) async fn export(
     )?;
     for ns in &namespaces {
         write_line(out, &Control::Namespace { name: ns.clone() })?;
+        // Records are read at the start of time: expired ones too (an
+        // archive is a faithful copy; purge removes them after import).
+        let cx = Cx::checked(Arc::from(ns.as_str()), Timestamp::MIN);
         // Metrics, in read order.
         let mut after: Option<MetricKey> = None;
         loop {
@@ -134,7 +140,7 @@ pub(crate) async fn export(
                 limit,
                 store.backend_name(),
                 "export metrics",
-                store.read_metrics(ns, &q),
+                store.read_metrics(&cx, &q),
             )
             .await?;
             let done = page.len() < PAGE;
@@ -158,7 +164,7 @@ pub(crate) async fn export(
                 limit,
                 store.backend_name(),
                 "export events",
-                store.read_log(ns, pos, PAGE),
+                store.read_log(&cx, &ReadLog::new(pos, PAGE)),
             )
             .await?;
             let done = page.len() < PAGE;
@@ -178,7 +184,7 @@ pub(crate) async fn export(
                 limit,
                 store.backend_name(),
                 "export idempotency keys",
-                store.scan_keys(ns, a, PAGE),
+                store.scan_keys(&cx, &ScanKeys::new(a, PAGE)),
             )
             .await?;
             let done = page.len() < PAGE;
@@ -195,7 +201,7 @@ pub(crate) async fn export(
             limit,
             store.backend_name(),
             "export indexes",
-            store.list_indexes(ns, None),
+            store.list_indexes(&cx, &ListIndexes::new(None)),
         )
         .await?
         {
@@ -207,7 +213,7 @@ pub(crate) async fn export(
             limit,
             store.backend_name(),
             "export collections",
-            store.list_collections(ns),
+            store.list_collections(&cx),
         )
         .await?
         {
@@ -217,7 +223,7 @@ pub(crate) async fn export(
                     limit,
                     store.backend_name(),
                     "export records",
-                    store.list_records(ns, &coll, after.as_deref(), PAGE, Timestamp::MIN),
+                    store.list_records(&cx, &ListRecords::new(&coll, after.as_deref(), PAGE)),
                 )
                 .await?;
                 let done = page.len() < PAGE;
@@ -501,7 +507,8 @@ pub(crate) async fn import(
 ) -> Result<ImportSummary> {
     let backend = store.backend_name();
     for ns in namespaces {
-        let c = within(limit, backend, "import", store.counts(&ns.name)).await?;
+        let cx = Cx::new(&ns.name, Timestamp::MIN)?;
+        let c = within(limit, backend, "import", store.counts(&cx)).await?;
         if c.total() > 0 {
             return Err(not_empty(&ns.name));
         }

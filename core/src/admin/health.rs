@@ -3,11 +3,13 @@
 use std::time::{Duration, Instant};
 
 use crate::admin::{HealthReport, HealthStatus};
+use crate::cx::Cx;
 use crate::error::{error_chain, Error};
 use crate::store::Store;
 
 /// The health of `store`, seen from namespace `ns`.
-pub(crate) async fn health(store: &dyn Store, ns: &str) -> HealthReport {
+pub(crate) async fn health(store: &dyn Store, cx: &Cx) -> HealthReport {
+    let ns = cx.ns();
     let mut report = HealthReport {
         status: HealthStatus::Healthy,
         backend: store.backend_name().to_string(),
@@ -31,7 +33,7 @@ pub(crate) async fn health(store: &dyn Store, ns: &str) -> HealthReport {
         let schema = store.schema_versions().await?;
         // Tables of an older schema may not hold what this code counts.
         let counts = if schema.current == schema.expected {
-            Some(store.counts(ns).await?)
+            Some(store.counts(cx).await?)
         } else {
             None
         };

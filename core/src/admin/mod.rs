@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::idempotency::IdempotencyEntry;
@@ -18,9 +19,17 @@ mod health;
 
 pub(crate) use health::health;
 
-/// What a backend declares it supports. A feature not declared returns
-/// `Unsupported`; the conformance suite checks both directions.
+/// What a backend declares it supports, part by optional part. A call that
+/// needs a part the store does not declare is `Unsupported` (the handle
+/// refuses it before the backend sees it), and the conformance suite
+/// reports the cases of that part as unsupported, never as passed. Checking
+/// goes both ways: a store that declares a part must pass its cases.
+///
+/// Start from [`Capabilities::none`] or [`Capabilities::all`] and set
+/// fields; new parts arrive as new fields, so the struct cannot be built
+/// by a literal outside this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// Acknowledged writes survive closing and reopening the store.
     pub durable: bool,
@@ -28,6 +37,58 @@ pub struct Capabilities {
     pub shared_across_processes: bool,
     /// [`AdminStore::backup`] writes a native snapshot.
     pub native_backup: bool,
+    /// Declared indexes and `find` (REC-4, REC-5).
+    #[serde(default)]
+    pub indexes: bool,
+    /// Unique indexes (REC-6); only with `indexes`.
+    #[serde(default)]
+    pub unique_indexes: bool,
+    /// Records that expire (`put_with_ttl`, a TTL in a batch; REC-7).
+    #[serde(default)]
+    pub record_ttl: bool,
+    /// Atomic batches (`apply`; REC-9, COM-9).
+    #[serde(default)]
+    pub batches: bool,
+}
+
+impl Capabilities {
+    /// Nothing optional: where a minimal backend starts.
+    pub const fn none() -> Self {
+        Capabilities {
+            durable: false,
+            shared_across_processes: false,
+            native_backup: false,
+            indexes: false,
+            unique_indexes: false,
+            record_ttl: false,
+            batches: false,
+        }
+    }
+
+    /// Every optional part of the contract.
+    pub const fn all() -> Self {
+        Capabilities {
+            durable: true,
+            shared_across_processes: true,
+            native_backup: true,
+            indexes: true,
+            unique_indexes: true,
+            record_ttl: true,
+            batches: true,
+        }
+    }
+
+    /// The record features (indexes, unique indexes, TTL, batches) and no
+    /// durability, sharing or backup: what a store in one process's memory
+    /// has.
+    pub const fn in_memory() -> Self {
+        Capabilities {
+            durable: false,
+            shared_across_processes: false,
+            native_backup: false,
+            ..Capabilities::all()
+        }
+    }
 }
 
 /// Schema versions: what the database has and what this code expects.
@@ -346,7 +407,7 @@ pub trait AdminStore: Send + Sync {
     /// A trivial round trip.
     async fn ping(&self) -> Result<()>;
     /// Row counts in `ns`.
-    async fn counts(&self, ns: &str) -> Result<Counts>;
+    async fn counts(&self, cx: &Cx) -> Result<Counts>;
     /// Storage size in bytes, if the backend can tell.
     async fn storage_bytes(&self) -> Result<Option<u64>> {
         Ok(None)
@@ -360,11 +421,11 @@ pub trait AdminStore: Send + Sync {
         Telemetry::default()
     }
     /// Delete what the cut-offs name, in `ns` only.
-    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport>;
+    async fn purge(&self, cx: &Cx, cutoffs: &PurgeCutoffs) -> Result<PurgeReport>;
     /// Delete everything in `ns` (metrics, events and the log's head,
     /// idempotency keys, records) in one transaction; other namespaces are
     /// untouched. Returns how many of each were deleted.
-    async fn clear(&self, ns: &str) -> Result<Counts>;
+    async fn clear(&self, cx: &Cx) -> Result<Counts>;
     /// Namespaces holding any data, sorted byte-wise.
     async fn namespaces(&self) -> Result<Vec<String>>;
     /// Load a checked archive into empty namespaces, all of it or nothing.

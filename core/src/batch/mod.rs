@@ -9,10 +9,15 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cx::Cx;
 use crate::error::Result;
 use crate::events::{Appended, NewEvent, PreparedEvent};
 use crate::records::{Expect, PutRecord, Record};
 use crate::time::Timestamp;
+
+pub mod op;
+
+use op::Apply;
 
 pub use crate::limits::MAX_BATCH_ITEMS;
 
@@ -214,5 +219,5 @@ pub enum Applied {
 #[async_trait]
 pub trait BatchStore: Send + Sync {
     /// Apply `items` in one transaction.
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>>;
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>>;
 }

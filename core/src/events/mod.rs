@@ -4,9 +4,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::limits::MAX_SEQUENCE;
 use crate::time::Timestamp;
+
+pub mod op;
+
+use op::{Append, ReadLog};
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,11 +127,11 @@ pub struct EventQuery {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Append events; one result per input, in input order.
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>>;
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>>;
     /// List by time.
-    async fn list_events(&self, ns: &str, query: &EventQuery) -> Result<Vec<Event>>;
+    async fn list_events(&self, cx: &Cx, query: &EventQuery) -> Result<Vec<Event>>;
     /// Read the log after a position.
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>>;
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>>;
 }
 
 /// The position after `head` in the log of `ns`.

@@ -33,13 +33,15 @@ impl Handle {
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn counts(&self) -> Result<Counts> {
-        self.timed("counts", self.store.counts(&self.ns)).await
+        self.timed("counts", self.store.counts(&self.cx(self.now())))
+            .await
     }
 
     /// A health report. Never fails: a down database is `unhealthy` with the
     /// error.
     pub async fn health(&self) -> HealthReport {
-        let checked = health(self.store.as_ref(), &self.ns);
+        let cx = self.cx(self.now());
+        let checked = health(self.store.as_ref(), &cx);
         match self.timeout {
             None => checked.await,
             Some(limit) => match tokio::time::timeout(limit, checked).await {
@@ -106,7 +108,7 @@ impl Handle {
                 .map(|(c, d)| (c.clone(), before(d)))
                 .collect(),
         };
-        self.timed("purge", self.store.purge(&self.ns, &cutoffs))
+        self.timed("purge", self.store.purge(&self.cx(self.now()), &cutoffs))
             .await
     }
 
@@ -121,7 +123,8 @@ impl Handle {
     /// As any write: `Unavailable` when the store cannot be reached (then
     /// nothing was deleted).
     pub async fn clear(&self) -> Result<Counts> {
-        self.timed("clear", self.store.clear(&self.ns)).await
+        self.timed("clear", self.store.clear(&self.cx(self.now())))
+            .await
     }
 
     /// Write the portable archive of this namespace to `out`. `progress` is

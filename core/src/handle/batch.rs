@@ -8,6 +8,7 @@ use crate::validate;
 use crate::validate::{check_key, check_record, expiry, prepare_event};
 
 use super::Handle;
+use crate::op::*;
 
 impl Handle {
     /// Commit the writes of `batch` (record puts and deletes with
@@ -21,6 +22,15 @@ impl Handle {
     /// ([`Error::index`]); nothing is written then. `InvalidInput` for bad
     /// input in any write, or more than 1 000 writes.
     pub async fn apply(&self, batch: &Batch) -> Result<Vec<Applied>> {
+        let caps = self.capabilities();
+        self.require(caps.batches, "batches")?;
+        if batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, BatchOp::Put { ttl: Some(_), .. }))
+        {
+            self.require(caps.record_ttl, "record_ttl")?;
+        }
         if batch.ops.len() > MAX_BATCH_ITEMS {
             return Err(Error::invalid(format!(
                 "a batch holds at most {MAX_BATCH_ITEMS} writes, got {}",
@@ -35,8 +45,11 @@ impl Handle {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        self.timed("apply", self.store.apply(&self.ns, &items, now))
-            .await
+        self.timed(
+            "apply",
+            self.store.apply(&self.cx(now), &Apply::new(&items)),
+        )
+        .await
     }
 }
 

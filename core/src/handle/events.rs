@@ -9,6 +9,7 @@ use crate::validate;
 use crate::validate::{check_range, prepare_event};
 
 use super::{paginate, Handle};
+use crate::op::*;
 
 impl Handle {
     /// Append events idempotently; one result per event, in order.
@@ -23,8 +24,12 @@ impl Handle {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        self.timed("append", self.store.append(&self.ns, &prepared))
-            .await
+        self.timed(
+            "append",
+            self.store
+                .append(&self.cx(self.now()), &Append::new(&prepared)),
+        )
+        .await
     }
 
     /// List events ordered by `(occurred_at, id)`, oldest first, or newest
@@ -60,7 +65,10 @@ impl Handle {
             newest_first: filter.newest_first,
         };
         let items = self
-            .timed("list_events", self.store.list_events(&self.ns, &query))
+            .timed(
+                "list_events",
+                self.store.list_events(&self.cx(self.now()), &query),
+            )
             .await?;
         Ok(paginate(items, limit, |e| {
             cursor::encode("events", &(e.occurred_at, e.id))
@@ -73,7 +81,11 @@ impl Handle {
     /// `InvalidInput` for a limit outside 1..=10 000.
     pub async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         validate::limit(limit)?;
-        self.timed("read_log", self.store.read_log(&self.ns, after, limit))
-            .await
+        self.timed(
+            "read_log",
+            self.store
+                .read_log(&self.cx(self.now()), &ReadLog::new(after, limit)),
+        )
+        .await
     }
 }

@@ -10,6 +10,7 @@ use crate::validate;
 use crate::validate::{check_key, expiry};
 
 use super::Handle;
+use crate::op::*;
 
 impl Handle {
     /// Claim `(scope, key)` for `ttl`.
@@ -23,8 +24,10 @@ impl Handle {
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.timed(
             "claim",
-            self.store
-                .claim(&self.ns, scope, key, &token, now, expires_at),
+            self.store.claim(
+                &self.cx(now),
+                &ClaimKey::new(scope, key, &token, expires_at),
+            ),
         )
         .await
     }
@@ -40,7 +43,10 @@ impl Handle {
         check_key(scope, key)?;
         let now = self.checked_now()?;
         let entry = self
-            .timed("key_state", self.store.get_key(&self.ns, scope, key))
+            .timed(
+                "key_state",
+                self.store.get_key(&self.cx(now), &GetKey::new(scope, key)),
+            )
             .await?;
         Ok(entry.and_then(|e| e.status(now)))
     }
@@ -62,8 +68,10 @@ impl Handle {
         let now = self.checked_now()?;
         self.timed(
             "complete",
-            self.store
-                .complete(&self.ns, scope, key, token, response, now),
+            self.store.complete(
+                &self.cx(now),
+                &CompleteKey::new(scope, key, token, response),
+            ),
         )
         .await
     }
@@ -78,7 +86,8 @@ impl Handle {
         let now = self.checked_now()?;
         self.timed(
             "release",
-            self.store.release(&self.ns, scope, key, token, now),
+            self.store
+                .release(&self.cx(now), &ReleaseKey::new(scope, key, token)),
         )
         .await
     }

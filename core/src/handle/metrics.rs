@@ -11,6 +11,7 @@ use crate::validate;
 use crate::validate::{check_opt_name, check_range};
 
 use super::{paginate, Handle};
+use crate::op::*;
 
 impl Handle {
     /// Append points: all of them or, if any is invalid, none. Negative zero
@@ -39,11 +40,19 @@ impl Handle {
                 })
                 .collect();
             return self
-                .timed("write_metrics", self.store.write_metrics(&self.ns, &fixed))
+                .timed(
+                    "write_metrics",
+                    self.store
+                        .write_metrics(&self.cx(self.now()), &WriteMetrics::new(&fixed)),
+                )
                 .await;
         }
-        self.timed("write_metrics", self.store.write_metrics(&self.ns, points))
-            .await
+        self.timed(
+            "write_metrics",
+            self.store
+                .write_metrics(&self.cx(self.now()), &WriteMetrics::new(points)),
+        )
+        .await
     }
 
     /// Read points ordered by `(at, component, name, insertion sequence)`.
@@ -73,7 +82,10 @@ impl Handle {
             after,
         };
         let items = self
-            .timed("read_metrics", self.store.read_metrics(&self.ns, &query))
+            .timed(
+                "read_metrics",
+                self.store.read_metrics(&self.cx(self.now()), &query),
+            )
             .await?;
         Ok(paginate(items, limit, |m| {
             cursor::encode(
@@ -93,8 +105,11 @@ impl Handle {
     /// # Errors
     /// `Unavailable` when the database cannot be reached.
     pub async fn list_components(&self) -> Result<Vec<String>> {
-        self.timed("list_components", self.store.list_components(&self.ns))
-            .await
+        self.timed(
+            "list_components",
+            self.store.list_components(&self.cx(self.now())),
+        )
+        .await
     }
 
     /// Distinct metric names of `component`, sorted byte-wise.
@@ -105,7 +120,8 @@ impl Handle {
         validate::name("component", component)?;
         self.timed(
             "list_metric_names",
-            self.store.list_metric_names(&self.ns, component),
+            self.store
+                .list_metric_names(&self.cx(self.now()), &ListMetricNames::new(component)),
         )
         .await
     }
@@ -139,7 +155,10 @@ impl Handle {
             bucket,
             quantiles,
         };
-        self.timed("aggregate", self.store.aggregate(&self.ns, &query))
-            .await
+        self.timed(
+            "aggregate",
+            self.store.aggregate(&self.cx(self.now()), &query),
+        )
+        .await
     }
 }

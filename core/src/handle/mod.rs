@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::admin::Capabilities;
 use crate::cursor::Page;
+use crate::cx::Cx;
 use crate::deadline::within;
 use crate::error::{Error, Result};
 use crate::limits::{DEFAULT_NAMESPACE, DEFAULT_TIMEOUT};
@@ -123,6 +124,23 @@ impl Handle {
     /// is part of the store; `None` otherwise.
     pub fn latency(&self) -> Option<std::collections::BTreeMap<String, crate::LatencySummary>> {
         self.store.telemetry().latency
+    }
+
+    /// `Unsupported` unless the store declares the part of the contract a
+    /// call needs (`declared`, named `part` as in [`Capabilities`]).
+    pub(crate) fn require(&self, declared: bool, part: &str) -> Result<()> {
+        if declared {
+            return Ok(());
+        }
+        Err(Error::unsupported(format!(
+            "this {} store does not declare `{part}` in its capabilities",
+            self.store.backend_name()
+        )))
+    }
+
+    /// The context of one call at clock reading `now`.
+    pub(crate) fn cx(&self, now: Timestamp) -> Cx {
+        Cx::checked(self.ns.clone(), now)
     }
 
     /// The same store seen through namespace `ns`.

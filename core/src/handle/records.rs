@@ -8,6 +8,7 @@ use super::{paginate, Handle};
 use crate::cursor::{self, Page};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{DEFAULT_LIMIT, MAX_INDEXES_PER_COLLECTION, UPDATE_ATTEMPTS};
+use crate::op::*;
 use crate::records::{Expect, PutRecord, Record};
 use crate::records::{Find, FindQuery, Index};
 use crate::validate;
@@ -47,6 +48,7 @@ impl Handle {
         expect: Expect,
         ttl: Duration,
     ) -> Result<Record> {
+        self.require(self.capabilities().record_ttl, "record_ttl")?;
         self.put_record(collection, id, data, expect, Some(ttl))
             .await
     }
@@ -70,7 +72,7 @@ impl Handle {
             expect,
             expires_at,
         };
-        self.timed("put", self.store.put(&self.ns, &put, now)).await
+        self.timed("put", self.store.put(&self.cx(now), &put)).await
     }
 
     /// Fetch a record (`None` when absent or expired).
@@ -80,8 +82,20 @@ impl Handle {
     pub async fn get(&self, collection: &str, id: &str) -> Result<Option<Record>> {
         check_record(collection, id, Expect::Any)?;
         let now = self.checked_now()?;
-        self.read("get", || self.store.get(&self.ns, collection, id, now))
-            .await
+        let (cx, op) = (self.cx(now), GetRecord::new(collection, id));
+        self.read("get", || self.store.get(&cx, &op)).await
+    }
+
+    /// How many records of `collection` are live by this handle's clock
+    /// (expired ones are not counted), without reading them.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad collection name.
+    pub async fn count(&self, collection: &str) -> Result<u64> {
+        validate::name("collection", collection)?;
+        let now = self.checked_now()?;
+        let (cx, op) = (self.cx(now), CountRecords::new(collection));
+        self.read("count", || self.store.count(&cx, &op)).await
     }
 
     /// Delete a record if `expect` holds.
@@ -94,7 +108,8 @@ impl Handle {
         let now = self.checked_now()?;
         self.timed(
             "delete",
-            self.store.delete(&self.ns, collection, id, expect, now),
+            self.store
+                .delete(&self.cx(now), &DeleteRecord::new(collection, id, expect)),
         )
         .await
     }
@@ -116,11 +131,12 @@ impl Handle {
             None => None,
         };
         let now = self.checked_now()?;
+        let (cx, op) = (
+            self.cx(now),
+            ListRecords::new(collection, after.as_deref(), limit + 1),
+        );
         let items = self
-            .read("list_records", || {
-                self.store
-                    .list_records(&self.ns, collection, after.as_deref(), limit + 1, now)
-            })
+            .read("list_records", || self.store.list_records(&cx, &op))
             .await?;
         Ok(paginate(items, limit, |r| cursor::encode("records", &r.id)))
     }
@@ -136,10 +152,18 @@ impl Handle {
     /// created).
     pub async fn create_index(&self, index: &Index) -> Result<bool> {
         validate::index(index)?;
+        let caps = self.capabilities();
+        self.require(caps.indexes, "indexes")?;
+        if index.unique {
+            self.require(caps.unique_indexes, "unique_indexes")?;
+        }
         let existing = self
             .timed(
                 "list_indexes",
-                self.store.list_indexes(&self.ns, Some(&index.collection)),
+                self.store.list_indexes(
+                    &self.cx(self.now()),
+                    &ListIndexes::new(Some(&index.collection)),
+                ),
             )
             .await?;
         if existing.len() >= MAX_INDEXES_PER_COLLECTION
@@ -153,7 +177,7 @@ impl Handle {
         let now = self.checked_now()?;
         self.timed(
             "create_index",
-            self.store.create_index(&self.ns, index, now),
+            self.store.create_index(&self.cx(now), index),
         )
         .await
     }
@@ -165,10 +189,9 @@ impl Handle {
     /// `InvalidInput` for a bad collection name.
     pub async fn indexes(&self, collection: Option<&str>) -> Result<Vec<Index>> {
         check_opt_name("collection", collection)?;
-        self.read("list_indexes", || {
-            self.store.list_indexes(&self.ns, collection)
-        })
-        .await
+        let (cx, op) = (self.cx(self.now()), ListIndexes::new(collection));
+        self.read("list_indexes", || self.store.list_indexes(&cx, &op))
+            .await
     }
 
     /// Records of `collection` matching `query`, through an index: ordered
@@ -179,6 +202,7 @@ impl Handle {
     /// `InvalidInput` when no index serves the query (naming the field), for
     /// an array or object value, a bad limit, or a cursor of another query.
     pub async fn find(&self, collection: &str, query: &Find) -> Result<Page<Record>> {
+        self.require(self.capabilities().indexes, "indexes")?;
         validate::name("collection", collection)?;
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
         validate::limit(limit)?;
@@ -213,11 +237,8 @@ impl Handle {
             after,
         };
         let now = self.checked_now()?;
-        let found = self
-            .read("find", || {
-                self.store.find(&self.ns, collection, &q, limit + 1, now)
-            })
-            .await?;
+        let (cx, op) = (self.cx(now), FindRecords::new(collection, &q, limit + 1));
+        let found = self.read("find", || self.store.find(&cx, &op)).await?;
         let page = paginate(found, limit, |f| {
             cursor::encode("find", &(&index.name, hex::encode(&f.key), &f.record.id))
         });
@@ -263,7 +284,7 @@ impl Handle {
                 expect,
                 expires_at: expires_at.filter(|e| *e > now),
             };
-            match self.timed("put", self.store.put(&self.ns, &put, now)).await {
+            match self.timed("put", self.store.put(&self.cx(now), &put)).await {
                 Err(e) if e.kind() == ErrorKind::Conflict && e.unique_conflict().is_none() => {
                     let Some(pause) = pauses.next() else {
                         return Err(Error::conflict(

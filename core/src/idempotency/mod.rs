@@ -4,8 +4,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
+
+pub mod op;
+
+use op::{ClaimKey, CompleteKey, GetKey, ReleaseKey, ScanKeys};
 
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,45 +139,17 @@ impl IdempotencyEntry {
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claim a key.
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim>;
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim>;
     /// Store the outcome.
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()>;
     /// Give the key up.
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()>;
     /// The entry of `(scope, key)`, expired or not, or `None`. Reads only:
     /// it never claims, takes over or changes anything.
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>>;
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>>;
     /// Keys after `(scope, key)`, ordered by `(scope, key)` byte-wise, expired
     /// ones included.
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>>;
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>>;
 }
 
 /// Whether `complete` or `release` with `token` may act on `entry` at `now`:

@@ -3,8 +3,13 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
+
+pub mod op;
+
+use op::{ListMetricNames, WriteMetrics};
 
 /// Counter or gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -274,15 +279,15 @@ pub struct AggregateFilter {
 #[async_trait]
 pub trait MetricStore: Send + Sync {
     /// Append points atomically.
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()>;
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()>;
     /// Read points in order.
-    async fn read_metrics(&self, ns: &str, query: &MetricQuery) -> Result<Vec<StoredMetric>>;
+    async fn read_metrics(&self, cx: &Cx, query: &MetricQuery) -> Result<Vec<StoredMetric>>;
     /// Distinct components.
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>>;
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>>;
     /// Distinct metric names of a component.
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>>;
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>>;
     /// Aggregate points into epoch-aligned buckets.
-    async fn aggregate(&self, ns: &str, query: &AggregateQuery) -> Result<Vec<AggregateRow>>;
+    async fn aggregate(&self, cx: &Cx, query: &AggregateQuery) -> Result<Vec<AggregateRow>>;
 }
 
 /// Build aggregate rows from points already in read order, for backends that

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::{Recorder, RecorderConfig};
 use crate::admin::{Capabilities, Telemetry};
+use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::handle::Handle;
 use crate::layer::{
@@ -20,7 +21,8 @@ use crate::layer::{
     ForwardRecords, Layer,
 };
 use crate::limits::DEFAULT_TIMEOUT;
-use crate::metrics::{AggregateQuery, AggregateRow, MetricPoint, MetricQuery, StoredMetric};
+use crate::metrics::{AggregateQuery, AggregateRow, MetricQuery, StoredMetric};
+use crate::op::*;
 use crate::store::Store;
 
 /// A layer whose metric writes are queued and written in batches by a
@@ -152,24 +154,30 @@ impl Layer for Recorded {
 
 #[async_trait]
 impl ForwardMetrics for Recorded {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let points = op.points;
         self.recorder(ns)?.write(points).await
     }
-    async fn read_metrics(&self, ns: &str, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
+    async fn read_metrics(&self, cx: &Cx, query: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        let ns = cx.ns();
         self.flush(ns).await;
-        self.inner.read_metrics(ns, query).await
+        self.inner.read_metrics(cx, query).await
     }
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        let ns = cx.ns();
         self.flush(ns).await;
-        self.inner.list_components(ns).await
+        self.inner.list_components(cx).await
     }
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        let ns = cx.ns();
         self.flush(ns).await;
-        self.inner.list_metric_names(ns, component).await
+        self.inner.list_metric_names(cx, op).await
     }
-    async fn aggregate(&self, ns: &str, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+    async fn aggregate(&self, cx: &Cx, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let ns = cx.ns();
         self.flush(ns).await;
-        self.inner.aggregate(ns, query).await
+        self.inner.aggregate(cx, query).await
     }
 }
 

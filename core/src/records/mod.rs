@@ -3,13 +3,15 @@
 
 use async_trait::async_trait;
 
+use crate::cx::Cx;
 use crate::error::Result;
-use crate::time::Timestamp;
 
 pub mod index;
+pub mod op;
 mod record;
 
 pub use index::{Find, FindQuery, Found, Index};
+use op::{CountRecords, DeleteRecord, FindRecords, GetRecord, ListIndexes, ListRecords};
 pub use record::{
     check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect,
     PutRecord, Record,
@@ -37,37 +39,21 @@ pub use record::{
 #[async_trait]
 pub trait RecordStore: Send + Sync {
     /// Create or replace.
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record>;
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record>;
     /// Fetch one, unless expired at `now`.
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>>;
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>>;
     /// Delete one.
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()>;
     /// Records with id after `after`, ordered by id, skipping those expired
     /// at `now`.
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>>;
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>>;
     /// Collections with at least one record (expired ones included until
     /// purged), sorted byte-wise.
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>>;
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>>;
+    /// How many records of `collection` are live at `now`: the number a
+    /// full `list_records` would page through. Answered from the
+    /// collection's own key range, never a scan of the namespace.
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64>;
     /// Declare an index and index the records already there, in one
     /// transaction, after removing the collection's records expired at
     /// `now`. `Ok(false)` when the same index exists already.
@@ -76,19 +62,12 @@ pub trait RecordStore: Send + Sync {
     /// `Conflict` when an index of that name has other fields or
     /// uniqueness, or when a unique index finds two records with one key
     /// (nothing is created then).
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool>;
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool>;
     /// The indexes of `collection` (of every collection when `None`),
     /// ordered by collection then name.
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>>;
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>>;
     /// Records of `collection` whose key in `query.index` is within
     /// `query.from..query.to` and after `query.after`, in (key, id) order,
     /// skipping those expired at `now`.
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>>;
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>>;
 }

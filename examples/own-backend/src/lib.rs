@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use persistkit_core::op::*;
 use persistkit_core::*;
-use serde_json::Value;
 
 /// Forwards everything to `inner`, counting write calls.
 #[derive(Debug)]
@@ -30,166 +30,109 @@ impl CountingStore {
         self.writes.load(Ordering::Relaxed)
     }
 
-    fn count(&self) {
+    fn tally(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 #[async_trait]
 impl MetricStore for CountingStore {
-    async fn write_metrics(&self, ns: &str, points: &[MetricPoint]) -> Result<()> {
-        self.count();
-        self.inner.write_metrics(ns, points).await
+    async fn write_metrics(&self, cx: &Cx, op: &WriteMetrics<'_>) -> Result<()> {
+        self.tally();
+        self.inner.write_metrics(cx, op).await
     }
-    async fn read_metrics(&self, ns: &str, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
-        self.inner.read_metrics(ns, q).await
+    async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
+        self.inner.read_metrics(cx, q).await
     }
-    async fn list_components(&self, ns: &str) -> Result<Vec<String>> {
-        self.inner.list_components(ns).await
+    async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
+        self.inner.list_components(cx).await
     }
-    async fn list_metric_names(&self, ns: &str, component: &str) -> Result<Vec<String>> {
-        self.inner.list_metric_names(ns, component).await
+    async fn list_metric_names(&self, cx: &Cx, op: &ListMetricNames<'_>) -> Result<Vec<String>> {
+        self.inner.list_metric_names(cx, op).await
     }
-    async fn aggregate(&self, ns: &str, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
-        self.inner.aggregate(ns, q).await
+    async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        self.inner.aggregate(cx, q).await
     }
 }
 
 #[async_trait]
 impl EventStore for CountingStore {
-    async fn append(&self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        self.count();
-        self.inner.append(ns, events).await
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        self.tally();
+        self.inner.append(cx, op).await
     }
-    async fn list_events(&self, ns: &str, q: &EventQuery) -> Result<Vec<Event>> {
-        self.inner.list_events(ns, q).await
+    async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
+        self.inner.list_events(cx, q).await
     }
-    async fn read_log(&self, ns: &str, after: u64, limit: usize) -> Result<Vec<Event>> {
-        self.inner.read_log(ns, after, limit).await
+    async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
+        self.inner.read_log(cx, op).await
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for CountingStore {
-    async fn claim(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<Claim> {
-        self.count();
-        self.inner
-            .claim(ns, scope, key, token, now, expires_at)
-            .await
+    async fn claim(&self, cx: &Cx, op: &ClaimKey<'_>) -> Result<Claim> {
+        self.tally();
+        self.inner.claim(cx, op).await
     }
-    async fn complete(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        response: &Value,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.count();
-        self.inner
-            .complete(ns, scope, key, token, response, now)
-            .await
+    async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()> {
+        self.tally();
+        self.inner.complete(cx, op).await
     }
-    async fn release(
-        &self,
-        ns: &str,
-        scope: &str,
-        key: &str,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.count();
-        self.inner.release(ns, scope, key, token, now).await
+    async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
+        self.tally();
+        self.inner.release(cx, op).await
     }
-    async fn get_key(&self, ns: &str, scope: &str, key: &str) -> Result<Option<IdempotencyEntry>> {
-        self.count();
-        self.inner.get_key(ns, scope, key).await
+    async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
+        self.tally();
+        self.inner.get_key(cx, op).await
     }
 
-    async fn scan_keys(
-        &self,
-        ns: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<IdempotencyEntry>> {
-        self.inner.scan_keys(ns, after, limit).await
+    async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
+        self.inner.scan_keys(cx, op).await
     }
 }
 
 #[async_trait]
 impl RecordStore for CountingStore {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
-        self.count();
-        self.inner.put(ns, put, now).await
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        self.tally();
+        self.inner.put(cx, put).await
     }
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
-        self.inner.get(ns, collection, id, now).await
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        self.inner.get(cx, op).await
     }
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.count();
-        self.inner.delete(ns, collection, id, expect, now).await
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        self.tally();
+        self.inner.delete(cx, op).await
     }
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
-        self.inner
-            .list_records(ns, collection, after, limit, now)
-            .await
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        self.inner.list_records(cx, op).await
     }
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        self.inner.list_collections(ns).await
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        self.inner.list_collections(cx).await
     }
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
-        self.count();
-        self.inner.create_index(ns, index, now).await
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        self.tally();
+        self.inner.count(cx, op).await
     }
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
-        self.inner.list_indexes(ns, collection).await
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
+        self.tally();
+        self.inner.create_index(cx, index).await
     }
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
-        self.inner.find(ns, collection, query, limit, now).await
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        self.inner.list_indexes(cx, op).await
+    }
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        self.inner.find(cx, op).await
     }
 }
 
 #[async_trait]
 impl BatchStore for CountingStore {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
-        self.count();
-        self.inner.apply(ns, items, now).await
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        self.tally();
+        self.inner.apply(cx, op).await
     }
 }
 
@@ -210,16 +153,16 @@ impl AdminStore for CountingStore {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
-    async fn counts(&self, ns: &str) -> Result<Counts> {
-        self.inner.counts(ns).await
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        self.inner.counts(cx).await
     }
-    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
-        self.count();
-        self.inner.purge(ns, cutoffs).await
+    async fn purge(&self, cx: &Cx, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
+        self.tally();
+        self.inner.purge(cx, cutoffs).await
     }
-    async fn clear(&self, ns: &str) -> Result<Counts> {
-        self.count();
-        self.inner.clear(ns).await
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        self.tally();
+        self.inner.clear(cx).await
     }
     async fn namespaces(&self) -> Result<Vec<String>> {
         self.inner.namespaces().await
@@ -229,7 +172,7 @@ impl AdminStore for CountingStore {
         archive: &[ArchiveNamespace],
         progress: ImportProgress<'_>,
     ) -> Result<()> {
-        self.count();
+        self.tally();
         self.inner.import(archive, progress).await
     }
     async fn close(&self) {

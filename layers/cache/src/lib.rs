@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use persistkit_core::layer::{ForwardEvents, ForwardIdempotency, ForwardMetrics};
+use persistkit_core::op::*;
 use persistkit_core::*;
 
 mod local;
@@ -226,10 +227,11 @@ impl Cached {
 
     fn capabilities_of(&self, c: Capabilities) -> Capabilities {
         match self.tier {
-            Tier::Local(_) => Capabilities {
-                shared_across_processes: false,
-                ..c
-            },
+            Tier::Local(_) => {
+                let mut c = c;
+                c.shared_across_processes = false;
+                c
+            }
             Tier::Redis(_) => c,
         }
     }
@@ -265,8 +267,8 @@ impl AdminStore for Cached {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
-    async fn counts(&self, ns: &str) -> Result<Counts> {
-        self.inner.counts(ns).await
+    async fn counts(&self, cx: &Cx) -> Result<Counts> {
+        self.inner.counts(cx).await
     }
     async fn storage_bytes(&self) -> Result<Option<u64>> {
         self.inner.storage_bytes().await
@@ -280,13 +282,13 @@ impl AdminStore for Cached {
     // Purge, clear and import change records without naming them: they
     // drop everything once done, whether they succeeded or not (a failed
     // call may still have changed the store).
-    async fn purge(&self, ns: &str, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
-        let r = self.inner.purge(ns, cutoffs).await;
+    async fn purge(&self, cx: &Cx, cutoffs: &PurgeCutoffs) -> Result<PurgeReport> {
+        let r = self.inner.purge(cx, cutoffs).await;
         self.tier.invalidate_all().await;
         r
     }
-    async fn clear(&self, ns: &str) -> Result<Counts> {
-        let r = self.inner.clear(ns).await;
+    async fn clear(&self, cx: &Cx) -> Result<Counts> {
+        let r = self.inner.clear(cx).await;
         self.tier.invalidate_all().await;
         r
     }
@@ -312,21 +314,19 @@ impl AdminStore for Cached {
 
 #[async_trait]
 impl RecordStore for Cached {
-    async fn put(&self, ns: &str, put: &PutRecord<'_>, now: Timestamp) -> Result<Record> {
-        let r = self.inner.put(ns, put, now).await;
+    async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let r = self.inner.put(cx, put).await;
         self.tier.invalidate(&[(ns, put.collection, put.id)]).await;
         r
     }
 
-    async fn get(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Record>> {
+    async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let GetRecord { collection, id, .. } = *op;
         if self.config.ttl_of(collection).is_zero() {
-            return self.inner.get(ns, collection, id, now).await;
+            return self.inner.get(cx, op).await;
         }
         let k = (ns, collection, id);
         let ticket = match self.tier.lookup(k).await {
@@ -337,12 +337,12 @@ impl RecordStore for Cached {
             Lookup::Miss(ticket) => ticket,
             Lookup::Unavailable => {
                 self.fallbacks.fetch_add(1, SeqCst);
-                return self.inner.get(ns, collection, id, now).await;
+                return self.inner.get(cx, op).await;
             }
         };
         self.misses.fetch_add(1, SeqCst);
         // The record whatever its expiry: each caller's clock decides.
-        let stored = self.inner.get(ns, collection, id, Timestamp::MIN).await?;
+        let stored = self.inner.get(&cx.at(Timestamp::MIN), op).await?;
         let entry = Arc::new(stored);
         self.tier
             .fill(k, ticket, entry.clone(), self.config.ttl_of(collection))
@@ -350,63 +350,48 @@ impl RecordStore for Cached {
         Ok(entry.as_ref().clone().filter(|r| r.is_live(now)))
     }
 
-    async fn delete(
-        &self,
-        ns: &str,
-        collection: &str,
-        id: &str,
-        expect: Expect,
-        now: Timestamp,
-    ) -> Result<()> {
-        let r = self.inner.delete(ns, collection, id, expect, now).await;
+    async fn delete(&self, cx: &Cx, op: &DeleteRecord<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let DeleteRecord { collection, id, .. } = *op;
+        let r = self.inner.delete(cx, op).await;
         self.tier.invalidate(&[(ns, collection, id)]).await;
         r
     }
 
-    async fn list_records(
-        &self,
-        ns: &str,
-        collection: &str,
-        after: Option<&str>,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Record>> {
-        self.inner
-            .list_records(ns, collection, after, limit, now)
-            .await
+    async fn list_records(&self, cx: &Cx, op: &ListRecords<'_>) -> Result<Vec<Record>> {
+        self.inner.list_records(cx, op).await
     }
 
-    async fn list_collections(&self, ns: &str) -> Result<Vec<String>> {
-        self.inner.list_collections(ns).await
+    async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
+        self.inner.list_collections(cx).await
     }
 
-    async fn create_index(&self, ns: &str, index: &Index, now: Timestamp) -> Result<bool> {
+    async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
+        self.inner.count(cx, op).await
+    }
+
+    async fn create_index(&self, cx: &Cx, index: &Index) -> Result<bool> {
         // Declaring an index removes the collection's expired records.
-        let r = self.inner.create_index(ns, index, now).await;
+        let r = self.inner.create_index(cx, index).await;
         self.tier.invalidate_all().await;
         r
     }
 
-    async fn list_indexes(&self, ns: &str, collection: Option<&str>) -> Result<Vec<Index>> {
-        self.inner.list_indexes(ns, collection).await
+    async fn list_indexes(&self, cx: &Cx, op: &ListIndexes<'_>) -> Result<Vec<Index>> {
+        self.inner.list_indexes(cx, op).await
     }
 
-    async fn find(
-        &self,
-        ns: &str,
-        collection: &str,
-        query: &FindQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Result<Vec<Found>> {
-        self.inner.find(ns, collection, query, limit, now).await
+    async fn find(&self, cx: &Cx, op: &FindRecords<'_>) -> Result<Vec<Found>> {
+        self.inner.find(cx, op).await
     }
 }
 
 #[async_trait]
 impl BatchStore for Cached {
-    async fn apply(&self, ns: &str, items: &[BatchItem], now: Timestamp) -> Result<Vec<Applied>> {
-        let r = self.inner.apply(ns, items, now).await;
+    async fn apply(&self, cx: &Cx, op: &Apply<'_>) -> Result<Vec<Applied>> {
+        let ns = cx.ns();
+        let items = op.items;
+        let r = self.inner.apply(cx, op).await;
         let keys: Vec<RecordKey<'_>> = items
             .iter()
             .filter_map(|item| match item {
