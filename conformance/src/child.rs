@@ -209,7 +209,7 @@ async fn read_write_read(h: &Handle) {
 }
 
 pub(crate) fn contended_event(i: usize) -> NewEvent {
-    let at = Timestamp::from_secs(crate::ctx::START).expect("in range");
+    let at = Timestamp::from_secs(crate::clock::START).expect("in range");
     NewEvent::new("procs", at, json!({"i": i}))
 }
 
@@ -220,7 +220,7 @@ pub(crate) const CRASH_EVENTS: usize = 50;
 /// Write batch after batch until killed, saying `ack N` once batch N's
 /// metrics, events and record are all acknowledged.
 async fn write_forever(h: &Handle) {
-    let at = Timestamp::from_secs(crate::ctx::START).expect("in range");
+    let at = Timestamp::from_secs(crate::clock::START).expect("in range");
     for b in 0u64.. {
         let points: Vec<MetricPoint> = (0..CRASH_POINTS)
             .map(|i| MetricPoint::gauge(at, "crash", &format!("b{b}"), i as f64))

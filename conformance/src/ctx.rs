@@ -9,8 +9,7 @@ use crate::child::{MaybeChild, Running};
 use crate::harness::{Fixture, Harness, SetupError};
 use crate::outcome::CaseError;
 
-/// The clock every case starts at: 2024-01-01T00:00:00Z.
-pub const START: i64 = 1_704_067_200;
+pub use crate::clock::START;
 
 /// The context of one case.
 pub struct Ctx {

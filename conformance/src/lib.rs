@@ -24,6 +24,7 @@
 
 pub mod cases;
 pub mod child;
+mod clock;
 mod ctx;
 pub mod differential;
 mod harness;

@@ -10,8 +10,8 @@ use persistkit_core::{
 };
 use std::sync::atomic::Ordering;
 
-use crate::metrics::*;
-use crate::records::*;
+use crate::metrics::order_of;
+use crate::state::*;
 use crate::store::*;
 
 pub(crate) const SCHEMA_VERSION: u32 = 1;

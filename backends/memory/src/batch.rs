@@ -5,7 +5,7 @@ use persistkit_core::op::*;
 use persistkit_core::Cx;
 use persistkit_core::{Applied, BatchItem, BatchStore, Result};
 
-use crate::idempotency::*;
+use crate::idempotency::complete_in;
 use crate::store::*;
 
 #[async_trait]

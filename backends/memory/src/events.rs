@@ -1,71 +1,12 @@
 //! The event log: positions, a time index and the dedupe map.
 
 use async_trait::async_trait;
-use persistkit_core::backend::next_position;
 use persistkit_core::op::*;
 use persistkit_core::Cx;
-use persistkit_core::{Appended, Event, EventQuery, EventStore, PreparedEvent, Result, Timestamp};
-use std::collections::{BTreeMap, HashMap};
+use persistkit_core::{Appended, Event, EventQuery, EventStore, Result, Timestamp};
 use std::ops::Bound;
 
 use crate::store::*;
-
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Log {
-    pub(crate) last_position: u64,
-    pub(crate) by_position: BTreeMap<u64, Event>,
-    pub(crate) by_time: BTreeMap<(Timestamp, u64), u64>,
-    /// (kind, occurred_at, digest) → (id, position).
-    pub(crate) dedupe: HashMap<(String, Timestamp, String), (u64, u64)>,
-}
-
-impl Log {
-    /// Append `events`, all of them or (on a full log) none.
-    pub(crate) fn append(&mut self, ns: &str, events: &[PreparedEvent]) -> Result<Vec<Appended>> {
-        let log = self;
-        // Plan the whole batch first, so a full log rejects all of it.
-        let mut head = log.last_position;
-        let mut planned: HashMap<(String, Timestamp, String), (u64, u64)> = HashMap::new();
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let key = (e.kind.clone(), e.occurred_at, e.digest.clone());
-            if let Some(&(id, position)) = log.dedupe.get(&key).or_else(|| planned.get(&key)) {
-                out.push(Appended {
-                    id,
-                    position,
-                    duplicate: true,
-                });
-                continue;
-            }
-            head = next_position(ns, head)?;
-            planned.insert(key, (head, head));
-            out.push(Appended {
-                id: head,
-                position: head,
-                duplicate: false,
-            });
-        }
-        for (e, a) in events.iter().zip(&out).filter(|(_, a)| !a.duplicate) {
-            log.dedupe.insert(
-                (e.kind.clone(), e.occurred_at, e.digest.clone()),
-                (a.id, a.position),
-            );
-            log.by_time.insert((e.occurred_at, a.id), a.position);
-            log.by_position.insert(
-                a.position,
-                Event {
-                    id: a.id,
-                    position: a.position,
-                    kind: e.kind.clone(),
-                    occurred_at: e.occurred_at,
-                    data: e.data.clone(),
-                },
-            );
-        }
-        log.last_position = head;
-        Ok(out)
-    }
-}
 
 #[async_trait]
 impl EventStore for MemoryStore {

@@ -6,9 +6,9 @@ use persistkit_core::op::*;
 use persistkit_core::Cx;
 use persistkit_core::{Claim, IdempotencyEntry, IdempotencyStore, Result, Timestamp};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use crate::state::*;
 use crate::store::*;
 
 #[async_trait]
@@ -110,8 +110,6 @@ impl IdempotencyStore for MemoryStore {
             .collect())
     }
 }
-
-pub(crate) type Keys = BTreeMap<(String, String), IdempotencyEntry>;
 
 /// Complete the live claim `token` holds on `(scope, key)` in `keys`.
 pub(crate) fn complete_in(

@@ -11,6 +11,7 @@ mod events;
 mod idempotency;
 mod metrics;
 mod records;
+mod state;
 mod store;
 
 pub use store::MemoryStore;

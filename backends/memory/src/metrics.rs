@@ -10,9 +10,8 @@ use persistkit_core::{
 };
 use std::ops::Bound;
 
+use crate::state::*;
 use crate::store::*;
-
-pub(crate) type MetricOrder = (Timestamp, String, String, u64);
 
 pub(crate) fn order_of(m: &StoredMetric) -> MetricOrder {
     (

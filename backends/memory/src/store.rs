@@ -1,16 +1,12 @@
-//! The store: shared state behind one lock. Each domain is a module of
-//! its own beside this one, holding its part of the state.
+//! The store: one lock over the state (`state.rs`); each domain is a
+//! module of its own beside this one.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use persistkit_core::{Error, Result, StoredMetric};
+use persistkit_core::{Error, Result};
 
-use crate::events::Log;
-use crate::idempotency::Keys;
-use crate::metrics::MetricOrder;
-use crate::records::Records;
+use crate::state::State;
 
 /// An in-memory store. Clones share the same data, which is how the
 /// conformance suite gets a "second handle". Closing one closes them all.
@@ -18,15 +14,6 @@ use crate::records::Records;
 pub struct MemoryStore {
     pub(crate) state: Arc<Mutex<State>>,
     pub(crate) closed: Arc<AtomicBool>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    pub(crate) next_seq: u64,
-    pub(crate) metrics: HashMap<String, BTreeMap<MetricOrder, StoredMetric>>,
-    pub(crate) events: HashMap<String, Log>,
-    pub(crate) keys: HashMap<String, Keys>,
-    pub(crate) records: HashMap<String, Records>,
 }
 
 impl MemoryStore {

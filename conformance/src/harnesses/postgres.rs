@@ -560,6 +560,9 @@ impl FixtureHooks for PgHooks {
             "UPDATE \"{}\".persistkit_schema SET version = version + 1",
             self.config.schema
         )))
+        // Unnamed: behind a transaction-pooling PgBouncer a named statement
+        // may be prepared on one server connection and run on another.
+        .persistent(false)
         .execute(self.first.pool())
         .await;
         if let Err(e) = bump {

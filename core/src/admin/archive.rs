@@ -507,7 +507,7 @@ pub(crate) async fn import(
 ) -> Result<ImportSummary> {
     let backend = store.backend_name();
     for ns in namespaces {
-        let cx = Cx::new(&ns.name, Timestamp::MIN)?;
+        let cx = Cx::new(&ns.name, Timestamp::MIN);
         let c = within(limit, backend, "import", store.counts(&cx)).await?;
         if c.total() > 0 {
             return Err(not_empty(&ns.name));

@@ -32,6 +32,7 @@
 //!   and the last error; through the [`Recorded`] layer they appear in
 //!   `health`.
 
+mod config;
 mod facade;
 mod layer;
 
@@ -54,55 +55,9 @@ use crate::metrics::{MetricKind, MetricPoint};
 use crate::time::Timestamp;
 use crate::validate;
 
+pub use config::{Overflow, RecorderConfig};
 pub use facade::MetricsFacade;
 pub use layer::Recorded;
-
-/// What recording does when the queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    /// Drop the point and count it (the default): the caller never waits.
-    Drop,
-    /// Wait for room up to this long, then drop and count. The wait blocks
-    /// the recording thread (briefly spinning, then sleeping); a batch
-    /// written with [`Recorder::write`] waits asynchronously.
-    Wait(Duration),
-}
-
-/// How a [`Recorder`] queues and writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecorderConfig {
-    /// Queue bound, in entries: a point, or one batch given to
-    /// [`Recorder::write`]. Default 65 536.
-    pub capacity: usize,
-    /// Write as soon as this many entries are queued. Default 10 000.
-    pub batch_size: usize,
-    /// Write whatever is queued at least this often. Default 200 ms.
-    pub interval: Duration,
-    /// What to do when the queue is full. Default [`Overflow::Drop`].
-    pub overflow: Overflow,
-    /// Retries of a failed batch before its points are dropped. Default 5.
-    pub max_retries: usize,
-    /// Delay before the first retry; it doubles, with jitter, up to 5 s.
-    /// Default 50 ms.
-    pub retry_delay: Duration,
-    /// How often the background task reads the clock and checks the
-    /// queue. Default 1 ms.
-    pub clock_tick: Duration,
-}
-
-impl Default for RecorderConfig {
-    fn default() -> Self {
-        RecorderConfig {
-            capacity: 65_536,
-            batch_size: 10_000,
-            interval: Duration::from_millis(200),
-            overflow: Overflow::Drop,
-            max_retries: 5,
-            retry_delay: Duration::from_millis(50),
-            clock_tick: Duration::from_millis(1),
-        }
-    }
-}
 
 /// One queue entry.
 enum Entry {
