@@ -43,7 +43,7 @@
 //!
 //! Every forwarded call goes through [`Layer::around`], which the observer
 //! layer uses to time every call. Whatever a layer wants in `health` goes
-//! in [`Telemetry`](crate::Telemetry), by overriding
+//! in [`Telemetry`], by overriding
 //! [`ForwardAdmin::telemetry`]: a layer adds its part to what the store
 //! beneath reports.
 

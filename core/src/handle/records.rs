@@ -196,7 +196,7 @@ impl Handle {
 
     /// Records of `collection` matching `query`, through an index: ordered
     /// by the index's remaining fields, then id, and paged like every
-    /// listing. See [`crate::index`] for how values compare.
+    /// listing. See [`crate::records::index`] for how values compare.
     ///
     /// # Errors
     /// `InvalidInput` when no index serves the query (naming the field), for

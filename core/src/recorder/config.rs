@@ -13,7 +13,7 @@ pub enum Overflow {
     Wait(Duration),
 }
 
-/// How a [`Recorder`] queues and writes.
+/// How a [`Recorder`](super::Recorder) queues and writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecorderConfig {
     /// Queue bound, in entries: a point, or one batch given to

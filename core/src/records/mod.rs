@@ -27,13 +27,13 @@ pub use record::{
 ///   call that takes `now`: not returned, `NotFound` to delete, and a put
 ///   over it creates (version 1). It holds no unique key.
 /// - `list_records` orders by id byte-wise.
-/// - Every write keeps the collection's indexes (see [`crate::index`]) in
+/// - Every write keeps the collection's indexes (see [`crate::records::index`]) in
 ///   step, in the same transaction; `find` reads one index's key range in
 ///   (key, id) order.
 ///
 /// # Errors
 /// `Conflict` carrying the current version (`None` when absent) when `expect`
-/// fails, or built by [`crate::index::unique_conflict`] when a unique index
+/// fails, or built by [`crate::backend::unique_conflict`] when a unique index
 /// already has the key; `NotFound` when deleting a record that does not
 /// exist (and `expect` does not name a version).
 #[async_trait]

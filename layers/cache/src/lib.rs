@@ -247,7 +247,7 @@ impl ForwardMetrics for Cached {}
 impl ForwardEvents for Cached {}
 impl ForwardIdempotency for Cached {}
 
-/// By hand, not [`ForwardAdmin`]: the cache must see every call that
+/// By hand, not [`ForwardAdmin`](persistkit_core::layer::ForwardAdmin): the cache must see every call that
 /// changes records, so an administrative write added to the contract does
 /// not compile here until the cache decides what it drops.
 #[async_trait]
