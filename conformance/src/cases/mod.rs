@@ -5,8 +5,10 @@ pub mod admin;
 pub mod common;
 pub mod events;
 pub mod idempotency;
+mod indexes;
 pub mod metrics;
-mod queries;
+mod read_your_writes;
+mod record_lifecycle;
 pub mod records;
 
 use std::time::Duration;

@@ -2,11 +2,15 @@
 
 use persistkit_core::{ErrorKind, Expect};
 
-pub use super::queries::{
-    archive_carries_indexes_and_expiry, batch_commits_all_or_nothing, expired_records_are_absent,
+pub use super::indexes::{
     find_orders_by_index_then_id, find_pages_and_follows_writes, indexes_are_declared_once,
-    reads_follow_every_write, reads_follow_writes_across_processes, reads_never_go_back,
     unique_index_refuses_a_second_record, unique_key_race_has_one_winner,
+};
+pub use super::read_your_writes::{
+    reads_follow_every_write, reads_follow_writes_across_processes, reads_never_go_back,
+};
+pub use super::record_lifecycle::{
+    archive_carries_indexes_and_expiry, batch_commits_all_or_nothing, expired_records_are_absent,
     update_and_incr_lose_nothing,
 };
 use super::*;
