@@ -20,6 +20,11 @@
 use std::sync::Arc;
 
 pub use persistkit_core::*;
+pub use persistkit_group_commit::GroupCommit;
+pub use persistkit_observe::{Observed, ObserverConfig};
+pub use persistkit_recorder::{
+    Counter, Gauge, MetricsFacade, Overflow, Recorded, Recorder, RecorderConfig,
+};
 
 #[cfg(feature = "memory")]
 pub use persistkit_memory as memory;

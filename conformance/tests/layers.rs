@@ -2,7 +2,8 @@
 //! store, so it is held to the contract like a backend.
 
 use persistkit_conformance::harnesses::{Layered, MemoryHarness, PostgresHarness, SqliteHarness};
-use persistkit_core::{Observed, ObserverConfig, Recorded, RecorderConfig};
+use persistkit_observe::{Observed, ObserverConfig};
+use persistkit_recorder::{Recorded, RecorderConfig};
 
 fn observed(
     s: std::sync::Arc<dyn persistkit_core::Store>,
@@ -34,7 +35,7 @@ persistkit_conformance::suite!(
 fn grouped(
     s: std::sync::Arc<dyn persistkit_core::Store>,
 ) -> std::sync::Arc<dyn persistkit_core::Store> {
-    persistkit_core::GroupCommit::wrap(s)
+    persistkit_group_commit::GroupCommit::wrap(s)
 }
 
 // Group commit keeps the log gap-free and commit-ordered, and dedupe exact,

@@ -21,15 +21,12 @@ pub mod cx;
 mod deadline;
 pub mod error;
 pub mod events;
-pub mod group_commit;
 mod handle;
 pub mod idempotency;
 pub mod layer;
 pub mod limits;
 pub mod metrics;
-pub mod observe;
 pub mod op;
-pub mod recorder;
 pub mod records;
 pub mod retry;
 mod store;
@@ -49,7 +46,6 @@ pub use cursor::Page;
 pub use cx::Cx;
 pub use error::{error_chain, BoxError, Error, ErrorKind, Result};
 pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent, PreparedEvent};
-pub use group_commit::GroupCommit;
 pub use handle::{AdminHandle, Handle};
 pub use idempotency::{Claim, IdempotencyEntry, IdempotencyStore, KeyState, KeyStatus};
 pub use layer::Layer;
@@ -60,8 +56,6 @@ pub use metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
     MetricPoint, MetricQuery, MetricStore, StoredMetric,
 };
-pub use observe::{Observed, ObserverConfig};
-pub use recorder::{Counter, Gauge, MetricsFacade, Overflow, Recorded, Recorder, RecorderConfig};
 pub use records::{Expect, Find, FindQuery, Found, Index, PutRecord, Record, RecordStore};
 pub use retry::RetryPolicy;
 pub use store::Store;

@@ -22,7 +22,7 @@ pub type ScopedWrap = Arc<dyn Fn(Arc<dyn Store>, &str) -> Arc<dyn Store> + Send 
 ///
 /// ```
 /// use persistkit_conformance::harnesses::{Layered, MemoryHarness};
-/// use persistkit_core::{Observed, ObserverConfig};
+/// use persistkit_observe::{Observed, ObserverConfig};
 /// let h = Layered::new(MemoryHarness, "observed", |s| Observed::wrap(s, ObserverConfig::default()));
 /// ```
 #[derive(Clone)]

@@ -120,7 +120,7 @@ impl Handle {
         .await
     }
 
-    /// Latency per operation, when an [`Observed`](crate::Observed) layer
+    /// Latency per operation, when an `Observed` (`persistkit-observe`) layer
     /// is part of the store; `None` otherwise.
     pub fn latency(&self) -> Option<std::collections::BTreeMap<String, crate::LatencySummary>> {
         self.store.telemetry().latency

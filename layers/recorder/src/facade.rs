@@ -4,8 +4,8 @@
 //! Install it in one line, at start-up:
 //!
 //! ```no_run
-//! # fn demo(rec: persistkit_core::Recorder) -> persistkit_core::Result<()> {
-//! persistkit_core::recorder::MetricsFacade::install(rec)?;
+//! # fn demo(rec: persistkit_recorder::Recorder) -> persistkit_core::Result<()> {
+//! persistkit_recorder::MetricsFacade::install(rec)?;
 //! metrics::counter!("http.requests", "method" => "GET").increment(1);
 //! # Ok(()) }
 //! ```
@@ -33,7 +33,7 @@ use arc_swap::ArcSwap;
 use metrics::{Key, KeyName, Metadata, SharedString, Unit};
 
 use super::{Counter, Gauge, Recorder};
-use crate::error::{Error, Result};
+use persistkit_core::error::{Error, Result};
 
 type Cache<T> = ArcSwap<hashbrown::HashMap<Key, Arc<T>>>;
 

@@ -18,6 +18,7 @@
 //! A caller that stops waiting (a handle timeout) does not take its batch
 //! back: it is appended with the group, as a database call whose answer
 //! was lost may have committed.
+#![deny(missing_docs)]
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,15 +27,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-use crate::cx::Cx;
-use crate::error::{Error, Result};
-use crate::events::{Appended, PreparedEvent};
-use crate::layer::{
+use persistkit_core::error::{Error, Result};
+use persistkit_core::events::{Appended, PreparedEvent};
+use persistkit_core::layer::{
     ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
     ForwardRecords, Layer,
 };
-use crate::op::*;
-use crate::store::Store;
+use persistkit_core::op::*;
+use persistkit_core::Cx;
+use persistkit_core::Store;
 
 type Reply = oneshot::Sender<Result<Vec<Appended>>>;
 

@@ -12,18 +12,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Recorder, RecorderConfig};
-use crate::admin::{Capabilities, Telemetry};
-use crate::cx::Cx;
-use crate::error::{Error, Result};
-use crate::handle::Handle;
-use crate::layer::{
+use persistkit_core::admin::{Capabilities, Telemetry};
+use persistkit_core::error::{Error, Result};
+use persistkit_core::layer::{
     ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
     ForwardRecords, Layer,
 };
-use crate::limits::DEFAULT_TIMEOUT;
-use crate::metrics::{AggregateQuery, AggregateRow, MetricQuery, StoredMetric};
-use crate::op::*;
-use crate::store::Store;
+use persistkit_core::limits::DEFAULT_TIMEOUT;
+use persistkit_core::metrics::{AggregateQuery, AggregateRow, MetricQuery, StoredMetric};
+use persistkit_core::op::*;
+use persistkit_core::Cx;
+use persistkit_core::Handle;
+use persistkit_core::Store;
 
 /// A layer whose metric writes are queued and written in batches by a
 /// [`Recorder`] per namespace.
@@ -195,9 +195,8 @@ impl ForwardAdmin for Recorded {
 
     /// Points are acknowledged once queued, before they are written.
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            durable: false,
-            ..self.inner.capabilities()
-        }
+        let mut c = self.inner.capabilities();
+        c.durable = false;
+        c
     }
 }

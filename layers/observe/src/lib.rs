@@ -3,7 +3,8 @@
 //!
 //! ```
 //! # async fn demo(store: std::sync::Arc<dyn persistkit_core::Store>) {
-//! use persistkit_core::{Handle, Observed, ObserverConfig};
+//! use persistkit_core::Handle;
+//! use persistkit_observe::{Observed, ObserverConfig};
 //! let handle = Handle::new(Observed::wrap(store, ObserverConfig::default()));
 //! // … calls …
 //! for (op, l) in handle.latency().unwrap_or_default() {
@@ -12,9 +13,10 @@
 //! # }
 //! ```
 //!
-//! Every call through a [`Handle`](crate::Handle) also runs in a `tracing`
+//! Every call through a [`Handle`](persistkit_core::Handle) also runs in a `tracing`
 //! span named `persistkit` with the operation, namespace, backend and
 //! outcome, with or without this layer.
+#![deny(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,13 +26,13 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 
-use crate::admin::{LatencySummary, Telemetry};
-use crate::error::Result;
-use crate::layer::{
+use persistkit_core::admin::{LatencySummary, Telemetry};
+use persistkit_core::error::Result;
+use persistkit_core::layer::{
     ForwardAdmin, ForwardBatches, ForwardEvents, ForwardIdempotency, ForwardMetrics,
     ForwardRecords, Layer,
 };
-use crate::store::Store;
+use persistkit_core::Store;
 
 /// What the observer keeps and when it warns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo(handle: persistkit_core::Handle) -> persistkit_core::Result<()> {
-//! use persistkit_core::{Recorder, RecorderConfig};
+//! use persistkit_recorder::{Recorder, RecorderConfig};
 //! let rec = Recorder::new(handle, RecorderConfig::default())?;
 //! let requests = rec.counter("api", "requests")?; // once, at start-up
 //! requests.incr(1); // the hot path: a few nanoseconds
@@ -31,6 +31,7 @@
 //! - [`Recorder::stats`] reports queued, written, dropped and failed counts
 //!   and the last error; through the [`Recorded`] layer they appear in
 //!   `health`.
+#![deny(missing_docs)]
 
 mod config;
 mod facade;
@@ -47,13 +48,13 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::admin::RecorderStats;
-use crate::error::error_chain;
-use crate::error::{Error, Result};
-use crate::handle::Handle;
-use crate::metrics::{MetricKind, MetricPoint};
-use crate::time::Timestamp;
-use crate::validate;
+use persistkit_core::admin::RecorderStats;
+use persistkit_core::error::error_chain;
+use persistkit_core::error::{Error, Result};
+use persistkit_core::metrics::{MetricKind, MetricPoint};
+use persistkit_core::time::Timestamp;
+use persistkit_core::validate;
+use persistkit_core::Handle;
 
 pub use config::{Overflow, RecorderConfig};
 pub use facade::MetricsFacade;
