@@ -3,7 +3,7 @@ use persistkit_core::*;
 
 use crate::events::list_events_statement;
 use crate::metrics::read_metrics_statement;
-use crate::sql::{FIND_AFTER, FIND_FIRST};
+use crate::sql::{COUNT_RECORDS, FIND_AFTER, FIND_FIRST};
 use crate::SqliteStore;
 
 async fn plan(store: &SqliteStore, sql: &str) -> String {
@@ -109,4 +109,20 @@ async fn find_is_an_index_range_scan() {
             "{p}"
         );
     }
+}
+
+/// `count` reads the collection's range of the primary key, never the
+/// whole table or namespace (REC-11).
+#[tokio::test]
+async fn count_is_a_primary_key_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
+        .await
+        .unwrap();
+    let p = plan(&store, COUNT_RECORDS).await;
+    assert!(
+        p.contains("SEARCH records USING PRIMARY KEY (ns=? AND collection=?)")
+            && !p.contains("SCAN"),
+        "{p}"
+    );
 }
