@@ -1,7 +1,6 @@
 //! Batches: every item in one transaction.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use persistkit_core::backend::*;
 use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
@@ -9,7 +8,6 @@ use persistkit_core::*;
 use sqlx::postgres::PgConnection;
 
 use crate::error::map;
-use crate::events::*;
 use crate::records::*;
 use crate::sql::*;
 use crate::store::*;
@@ -113,23 +111,15 @@ impl PgStore {
                 expect,
                 expires_at,
             } => {
-                let text = canonical_json(data);
-                let exp = expires_at.map(dt);
-                let q = match expect {
-                    Expect::Any => self.q(UPSERT_RECORD),
-                    Expect::Absent => self.q(INSERT_RECORD_IF_ABSENT),
-                    Expect::Version(_) => self.q(UPDATE_RECORD_AT_VERSION),
-                }
-                .bind(ns)
-                .bind(collection)
-                .bind(id)
-                .bind(&text)
-                .bind(dt(now));
-                let q = match expect {
-                    Expect::Version(v) => q.bind(*v as i64).bind(exp),
-                    _ => q.bind(exp),
+                let put = PutRecord {
+                    collection,
+                    id,
+                    data,
+                    expect: *expect,
+                    expires_at: *expires_at,
                 };
-                match q.fetch_optional(&mut *tx).await.map_err(map) {
+                let text = canonical_json(data);
+                match self.put_on(tx, ns, &put, &text, now).await {
                     Ok(Some(r)) => record_row(&r).map(Applied::Put).map_err(failed),
                     Ok(None) => {
                         let current = self
@@ -168,17 +158,11 @@ impl PgStore {
                 }
                 // The version read above is the version deleted: the row is
                 // ours (locked by the DELETE) until commit.
-                let done = self
-                    .q(DELETE_RECORD)
-                    .bind(ns)
-                    .bind(collection)
-                    .bind(id)
-                    .bind(current.map(|v| v as i64))
-                    .bind(dt(now))
-                    .execute(&mut *tx)
+                let deleted = self
+                    .delete_on(tx, ns, collection, id, current.map(|v| v as i64), now)
                     .await
-                    .map_err(|e| failed(map(e)))?;
-                if done.rows_affected() == 1 {
+                    .map_err(failed)?;
+                if deleted {
                     Ok(Applied::Deleted)
                 } else {
                     Err(failed(Error::conflict(
@@ -187,27 +171,11 @@ impl PgStore {
                     )))
                 }
             }
-            BatchItem::Append(events) => {
-                let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-                let times: Vec<DateTime<Utc>> = events.iter().map(|e| dt(e.occurred_at)).collect();
-                let digests: Vec<&str> = events.iter().map(|e| e.digest.as_str()).collect();
-                let datas: Vec<&str> = events.iter().map(|e| e.canonical.as_str()).collect();
-                let rows = self
-                    .q(APPEND_EVENTS)
-                    .bind(ns)
-                    .bind(&kinds)
-                    .bind(&times)
-                    .bind(&digests)
-                    .bind(&datas)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|e| failed(append_error(ns, e)))?;
-                rows.iter()
-                    .map(appended_row)
-                    .collect::<Result<_>>()
-                    .map(Applied::Appended)
-                    .map_err(failed)
-            }
+            BatchItem::Append(events) => self
+                .append_on(tx, ns, events)
+                .await
+                .map(Applied::Appended)
+                .map_err(failed),
             BatchItem::Complete {
                 scope,
                 key,
@@ -215,17 +183,10 @@ impl PgStore {
                 response,
             } => {
                 let done = self
-                    .q(COMPLETE_KEY)
-                    .bind(ns)
-                    .bind(scope)
-                    .bind(key)
-                    .bind(token)
-                    .bind(canonical_json(response))
-                    .bind(dt(now))
-                    .execute(&mut *tx)
+                    .complete_on(tx, ns, scope, key, token, response, now)
                     .await
-                    .map_err(|e| failed(map(e)))?;
-                if done.rows_affected() == 1 {
+                    .map_err(failed)?;
+                if done {
                     return Ok(Applied::Completed);
                 }
                 let row = self

@@ -31,19 +31,20 @@ pub(crate) fn appended_row(r: &PgRow) -> Result<Appended> {
     })
 }
 
-#[async_trait]
-impl EventStore for PgStore {
-    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
-        let ns = cx.ns();
-        let events = op.events;
-        // One round trip: the migrations' `append_events` takes the log head
-        // (locked until commit, so positions follow commit order), dedupes,
-        // inserts and moves the head, in the call's own transaction.
+impl PgStore {
+    /// Append `events` on `c` (a connection of its own, or a batch's
+    /// transaction): the one body both `append` and `apply` use.
+    pub(crate) async fn append_on(
+        &self,
+        c: &mut PgConnection,
+        ns: &str,
+        events: &[PreparedEvent],
+    ) -> Result<Vec<Appended>> {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| dt(e.occurred_at)).collect();
         let digests: Vec<&str> = events.iter().map(|e| e.digest.as_str()).collect();
         let datas: Vec<&str> = events.iter().map(|e| e.canonical.as_str()).collect();
-        let rows = one!(self, |c| self
+        let rows = self
             .q(APPEND_EVENTS)
             .bind(ns)
             .bind(&kinds)
@@ -52,8 +53,20 @@ impl EventStore for PgStore {
             .bind(&datas)
             .fetch_all(&mut *c)
             .await
-            .map_err(|e| append_error(ns, e)))?;
+            .map_err(|e| append_error(ns, e))?;
         rows.iter().map(appended_row).collect()
+    }
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
+        let ns = cx.ns();
+        let events = op.events;
+        // One round trip: the migrations' `append_events` takes the log head
+        // (locked until commit, so positions follow commit order), dedupes,
+        // inserts and moves the head, in the call's own transaction.
+        one!(self, |c| self.append_on(c, ns, events).await)
     }
 
     async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {

@@ -5,6 +5,7 @@ use persistkit_core::backend::*;
 use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
+use serde_json::Value;
 use sqlx::postgres::PgConnection;
 
 use crate::error::map;
@@ -45,6 +46,36 @@ impl PgStore {
                 Ok(()) => Error::conflict(None, "the idempotency key changed concurrently; retry"),
             },
         }
+    }
+}
+
+impl PgStore {
+    /// Complete the live claim `token` holds on `c` (a connection of its
+    /// own, or a batch's transaction): whether it did. The one body both
+    /// `complete` and `apply` use.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn complete_on(
+        &self,
+        c: &mut PgConnection,
+        ns: &str,
+        scope: &str,
+        key: &str,
+        token: &str,
+        response: &Value,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = self
+            .q(COMPLETE_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(canonical_json(response))
+            .bind(dt(now))
+            .execute(&mut *c)
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 
@@ -103,18 +134,10 @@ impl IdempotencyStore for PgStore {
             response,
             ..
         } = *op;
-        let done = one!(self, |c| self
-            .q(COMPLETE_KEY)
-            .bind(ns)
-            .bind(scope)
-            .bind(key)
-            .bind(token)
-            .bind(canonical_json(response))
-            .bind(dt(now))
-            .execute(&mut *c)
-            .await
-            .map_err(map))?;
-        if done.rows_affected() == 1 {
+        if one!(self, |c| self
+            .complete_on(c, ns, scope, key, token, response, now)
+            .await)?
+        {
             return Ok(());
         }
         Err(self

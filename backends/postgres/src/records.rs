@@ -5,7 +5,7 @@ use persistkit_core::backend::*;
 use persistkit_core::op::*;
 use persistkit_core::validate::canonical_json;
 use persistkit_core::*;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgRow};
 
 use crate::error::map;
 use crate::sql::*;
@@ -58,6 +58,63 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Write `put` with the statement for its expectation, on `c` (a
+    /// connection of its own, or a batch's transaction): the row written,
+    /// or `None` when the expectation did not hold (or the record is at its
+    /// last version). `text` is the canonical JSON of the data. The one
+    /// body both `put` and `apply` use.
+    pub(crate) async fn put_on(
+        &self,
+        c: &mut PgConnection,
+        ns: &str,
+        put: &PutRecord<'_>,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Option<PgRow>> {
+        let q = match put.expect {
+            Expect::Any => self.q(UPSERT_RECORD),
+            Expect::Absent => self.q(INSERT_RECORD_IF_ABSENT),
+            Expect::Version(_) => self.q(UPDATE_RECORD_AT_VERSION),
+        }
+        .bind(ns)
+        .bind(put.collection)
+        .bind(put.id)
+        .bind(text)
+        .bind(dt(now));
+        let exp = put.expires_at.map(dt);
+        let q = match put.expect {
+            Expect::Version(v) => q.bind(v as i64).bind(exp),
+            _ => q.bind(exp),
+        };
+        q.fetch_optional(&mut *c).await.map_err(map)
+    }
+
+    /// Delete a live record (at `version`, when given) on `c`: whether a
+    /// row went. The one body both `delete` and `apply` use.
+    pub(crate) async fn delete_on(
+        &self,
+        c: &mut PgConnection,
+        ns: &str,
+        collection: &str,
+        id: &str,
+        version: Option<i64>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = self
+            .q(DELETE_RECORD)
+            .bind(ns)
+            .bind(collection)
+            .bind(id)
+            .bind(version)
+            .bind(dt(now))
+            .execute(&mut *c)
+            .await
+            .map_err(map)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[async_trait]
 impl RecordStore for PgStore {
     async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
@@ -68,48 +125,11 @@ impl RecordStore for PgStore {
             id,
             data,
             expect,
-            expires_at,
+            ..
         } = *put;
         let text = canonical_json(data);
-        let exp = expires_at.map(dt);
         for _ in 0..PUT_ATTEMPTS {
-            let row = match expect {
-                // No row when the record is at its last version.
-                Expect::Any => one!(self, |c| self
-                    .q(UPSERT_RECORD)
-                    .bind(ns)
-                    .bind(collection)
-                    .bind(id)
-                    .bind(&text)
-                    .bind(dt(now))
-                    .bind(exp)
-                    .fetch_optional(&mut *c)
-                    .await
-                    .map_err(map)),
-                Expect::Absent => one!(self, |c| self
-                    .q(INSERT_RECORD_IF_ABSENT)
-                    .bind(ns)
-                    .bind(collection)
-                    .bind(id)
-                    .bind(&text)
-                    .bind(dt(now))
-                    .bind(exp)
-                    .fetch_optional(&mut *c)
-                    .await
-                    .map_err(map)),
-                Expect::Version(v) => one!(self, |c| self
-                    .q(UPDATE_RECORD_AT_VERSION)
-                    .bind(ns)
-                    .bind(collection)
-                    .bind(id)
-                    .bind(&text)
-                    .bind(dt(now))
-                    .bind(v as i64)
-                    .bind(exp)
-                    .fetch_optional(&mut *c)
-                    .await
-                    .map_err(map)),
-            };
+            let row = one!(self, |c| self.put_on(c, ns, put, &text, now).await);
             match row {
                 Ok(Some(r)) => return record_row(&r),
                 Ok(None) => {
@@ -187,17 +207,10 @@ impl RecordStore for PgStore {
             Expect::Any => None,
             Expect::Version(v) => Some(v as i64),
         };
-        let done = one!(self, |c| self
-            .q(DELETE_RECORD)
-            .bind(ns)
-            .bind(collection)
-            .bind(id)
-            .bind(version)
-            .bind(dt(now))
-            .execute(&mut *c)
-            .await
-            .map_err(map))?;
-        if done.rows_affected() == 1 {
+        if one!(self, |c| self
+            .delete_on(c, ns, collection, id, version, now)
+            .await)?
+        {
             return Ok(());
         }
         match (expect, self.record_version(ns, collection, id, now).await?) {
