@@ -4,8 +4,11 @@
 //! | --- | --- |
 //! | 23505 unique violation | `Conflict` |
 //! | 40001, 40P01, 55P03, 57014 (serialization, deadlock, lock, timeout) | `Unavailable` |
-//! | 08000, 08001, 08003, 08006, 57P01–57P05, 53xxx (connection lost, shutdown, out of resources) | `Unavailable` |
-//! | 08004, 08P01 (connection refused by configuration, protocol a pooler refuses) | `Refused` |
+//! | 08000, 08001, 08003, 08006, 57P01–57P03, 57P05, 53xxx (connection lost, shutdown, out of resources) | `Unavailable` |
+//! | 25006 (read-only transaction: a standby, or a primary demoted by a failover), 25P03 (idle in transaction too long) | `Unavailable` |
+//! | 08004 (connection refused by configuration), 08P01 saying "unsupported", "no such", "not allowed" (a setting, database or user a pooler refuses), 57P04 (database dropped) | `Refused` |
+//! | 08P01 otherwise (a pooler lost its server connection: "server conn crashed?", "invalid server parameter") | `Unavailable` |
+//! | 42P05, 26000, 22021 on a 0x00 byte, 22P03 on a bind parameter, or any message about persistkit's own prepared statements (a pooler in transaction mode mixing them up) | `Refused`, naming `?prepared=false` |
 //! | 28xxx (credentials), 42501 (privilege), 3D000 (no such database) | `Refused` |
 //! | 3F000 (no such schema), 42P01 (no such table) | `Schema` |
 //! | anything else | `Internal` |
@@ -90,7 +93,8 @@ pub(crate) fn map(e: sqlx::Error) -> Error {
                 code: code.clone(),
                 driver: e,
             };
-            by_code(&code).with_source(server)
+            let e = by_code_and_message(&code, &server.message);
+            e.with_source(server)
         }
         sqlx::Error::PoolTimedOut => {
             Error::unavailable("timed out waiting for a Postgres connection").with_source(e)
@@ -116,6 +120,49 @@ pub(crate) fn map(e: sqlx::Error) -> Error {
     }
 }
 
+/// What a pooler in transaction mode does to named prepared statements:
+/// a statement prepared on one server connection is missing, or already
+/// there, on the next, or its parameters reach another statement (a 0x00
+/// byte never comes from persistkit: names and JSON with NUL are refused
+/// before they reach the server).
+fn pooled_statements(code: &str, message: &str) -> bool {
+    match code {
+        "42P05" | "26000" => true,
+        "22021" => message.contains("0x00"),
+        "22P03" => message.contains("bind parameter"),
+        _ => message.contains("prepared statement \"sqlx_s_"),
+    }
+}
+
+const POOLER_HINT: &str = "the server lost or mixed up this connection's prepared statements, \
+     as a pooler in transaction mode (PgBouncer before 1.21, for one) does: \
+     open the store with `?prepared=false` in the URL";
+
+/// The persistkit error for what the server (or a pooler) said. Most
+/// codes decide alone; two need the message too: prepared statements
+/// mixed up by a pooler, and 08P01, which PgBouncer sends both for a
+/// setting it refuses for good and for a server connection it just lost.
+fn by_code_and_message(code: &str, message: &str) -> Error {
+    if pooled_statements(code, message) {
+        return Error::refused(POOLER_HINT);
+    }
+    if code == "08P01" && !refused_for_good(message) {
+        return Error::unavailable(
+            "the connection broke (a pooler in front lost its server connection); retry",
+        );
+    }
+    by_code(code)
+}
+
+/// A protocol error that will be the same on the next try: a start-up
+/// setting, a message type, a database or a user that the server or the
+/// pooler does not accept.
+fn refused_for_good(message: &str) -> bool {
+    ["unsupported", "no such", "not allowed", "invalid startup"]
+        .iter()
+        .any(|m| message.contains(m))
+}
+
 /// The persistkit error for a SQLSTATE, before the server's words are
 /// attached as its source.
 fn by_code(code: &str) -> Error {
@@ -124,6 +171,12 @@ fn by_code(code: &str) -> Error {
         "40001" | "40P01" => Error::unavailable("Postgres aborted the transaction; retry"),
         "55P03" => Error::unavailable("a lock was not available; retry"),
         "57014" => Error::unavailable("the statement timed out or was cancelled"),
+        "25006" => Error::unavailable(
+            "the server is read-only (a standby, or a primary demoted by a failover); \
+             retry once the route reaches the primary",
+        ),
+        "25P03" => Error::unavailable("the server ended a transaction left idle too long"),
+        "57P04" => Error::refused("the database was dropped"),
         "08004" | "08P01" => {
             Error::refused("the server (or a pooler in front of it) refused the connection")
         }
@@ -142,7 +195,7 @@ fn by_code(code: &str) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::by_code;
+    use super::{by_code, by_code_and_message, pooled_statements};
     use persistkit_core::ErrorKind;
 
     #[test]
@@ -160,8 +213,66 @@ mod tests {
             ("3D000", ErrorKind::Refused),
             ("42P01", ErrorKind::Schema),
             ("22003", ErrorKind::Internal),
+            ("25006", ErrorKind::Unavailable),
+            ("25P03", ErrorKind::Unavailable),
+            ("40P01", ErrorKind::Unavailable),
+            ("55P03", ErrorKind::Unavailable),
+            ("57P02", ErrorKind::Unavailable),
+            ("57P03", ErrorKind::Unavailable),
+            ("57P05", ErrorKind::Unavailable),
+            ("57P04", ErrorKind::Refused),
+            ("08000", ErrorKind::Unavailable),
+            ("08001", ErrorKind::Unavailable),
+            ("08003", ErrorKind::Unavailable),
+            ("08004", ErrorKind::Refused),
+            ("53100", ErrorKind::Unavailable),
+            ("53200", ErrorKind::Unavailable),
         ] {
             assert_eq!(by_code(code).kind(), kind, "{code}");
         }
+    }
+
+    #[test]
+    fn a_pooler_losing_its_server_is_retryable_and_a_refused_setting_is_not() {
+        for (message, kind) in [
+            ("server conn crashed?", ErrorKind::Unavailable),
+            ("invalid server parameter", ErrorKind::Unavailable),
+            ("pgbouncer cannot connect to server", ErrorKind::Unavailable),
+            ("unsupported startup parameter: options", ErrorKind::Refused),
+            ("no such database: nope", ErrorKind::Refused),
+        ] {
+            assert_eq!(
+                by_code_and_message("08P01", message).kind(),
+                kind,
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn prepared_statements_lost_to_a_pooler_are_named() {
+        assert!(pooled_statements(
+            "42P05",
+            "prepared statement \"sqlx_s_1\" already exists"
+        ));
+        assert!(pooled_statements(
+            "26000",
+            "prepared statement \"sqlx_s_3\" does not exist"
+        ));
+        assert!(pooled_statements(
+            "22021",
+            "invalid byte sequence for encoding \"UTF8\": 0x00"
+        ));
+        assert!(!pooled_statements(
+            "22021",
+            "invalid byte sequence for encoding \"UTF8\": 0xe9 0x20"
+        ));
+        assert!(pooled_statements(
+            "08P01",
+            "bind message supplies 2 parameters, but prepared statement \"sqlx_s_4\" requires 6"
+        ));
+        assert!(!pooled_statements("08P01", "server conn crashed?"));
+        assert!(!pooled_statements("23505", "duplicate key"));
+        assert!(super::POOLER_HINT.contains("?prepared=false"));
     }
 }

@@ -71,37 +71,40 @@ impl EventStore for PgStore {
 
     async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
         let ns = cx.ns();
-        let mut b = QueryBuilder::<Postgres>::new(self.sql.render(LIST_EVENTS_FROM));
-        b.push_bind(ns.to_string());
-        if let Some(f) = q.from {
-            b.push(" AND occurred_at >= ").push_bind(dt(f));
-        }
-        if let Some(t) = q.to {
-            b.push(" AND occurred_at < ").push_bind(dt(t));
-        }
-        if !q.kinds.is_empty() {
-            b.push(" AND kind = ANY(")
-                .push_bind(q.kinds.clone())
+        let make = || {
+            let mut b = QueryBuilder::<Postgres>::new(self.sql.render(LIST_EVENTS_FROM));
+            b.push_bind(ns.to_string());
+            if let Some(f) = q.from {
+                b.push(" AND occurred_at >= ").push_bind(dt(f));
+            }
+            if let Some(t) = q.to {
+                b.push(" AND occurred_at < ").push_bind(dt(t));
+            }
+            if !q.kinds.is_empty() {
+                b.push(" AND kind = ANY(")
+                    .push_bind(q.kinds.clone())
+                    .push(")");
+            }
+            if let Some((t, id)) = q.after {
+                b.push(if q.newest_first {
+                    " AND (occurred_at, id) < ("
+                } else {
+                    " AND (occurred_at, id) > ("
+                })
+                .push_bind(dt(t))
+                .push(", ")
+                .push_bind(id as i64)
                 .push(")");
-        }
-        if let Some((t, id)) = q.after {
+            }
             b.push(if q.newest_first {
-                " AND (occurred_at, id) < ("
+                LIST_EVENTS_NEWEST_FIRST
             } else {
-                " AND (occurred_at, id) > ("
+                LIST_EVENTS_ORDER
             })
-            .push_bind(dt(t))
-            .push(", ")
-            .push_bind(id as i64)
-            .push(")");
-        }
-        b.push(if q.newest_first {
-            LIST_EVENTS_NEWEST_FIRST
-        } else {
-            LIST_EVENTS_ORDER
-        })
-        .push_bind(q.limit as i64);
-        let rows = self.fetch_built(&mut b).await?;
+            .push_bind(q.limit as i64);
+            b
+        };
+        let rows = self.fetch_built(make).await?;
         rows.iter().map(event_row).collect()
     }
 

@@ -106,22 +106,25 @@ impl MetricStore for PgStore {
 
     async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
         let ns = cx.ns();
-        let mut b = QueryBuilder::<Postgres>::new(self.sql.render(READ_METRICS_FROM));
-        b.push_bind(ns.to_string());
-        metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
-        if let Some(k) = &q.after {
-            b.push(" AND (at, component, name, seq) > (")
-                .push_bind(dt(k.at))
-                .push(", ")
-                .push_bind(k.component.clone())
-                .push(", ")
-                .push_bind(k.name.clone())
-                .push(", ")
-                .push_bind(k.seq as i64)
-                .push(")");
-        }
-        b.push(READ_METRICS_ORDER).push_bind(q.limit as i64);
-        let rows = self.fetch_built(&mut b).await?;
+        let make = || {
+            let mut b = QueryBuilder::<Postgres>::new(self.sql.render(READ_METRICS_FROM));
+            b.push_bind(ns.to_string());
+            metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+            if let Some(k) = &q.after {
+                b.push(" AND (at, component, name, seq) > (")
+                    .push_bind(dt(k.at))
+                    .push(", ")
+                    .push_bind(k.component.clone())
+                    .push(", ")
+                    .push_bind(k.name.clone())
+                    .push(", ")
+                    .push_bind(k.seq as i64)
+                    .push(")");
+            }
+            b.push(READ_METRICS_ORDER).push_bind(q.limit as i64);
+            b
+        };
+        let rows = self.fetch_built(make).await?;
         rows.iter().map(metric_row).collect()
     }
 
@@ -149,23 +152,26 @@ impl MetricStore for PgStore {
 
     async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
         let ns = cx.ns();
-        let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_HEAD));
-        b.push_bind(ns.to_string());
-        metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
-        let mut parts = AGGREGATE_BUCKETS.split("{w}");
-        b.push(parts.next().unwrap_or_default());
-        for part in parts {
-            b.push_bind(q.bucket.as_micros()).push(part);
-        }
-        if !q.quantiles.is_empty() {
-            let mut parts = AGGREGATE_QUANTILES.split("{q}");
+        let make = || {
+            let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_HEAD));
+            b.push_bind(ns.to_string());
+            metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+            let mut parts = AGGREGATE_BUCKETS.split("{w}");
             b.push(parts.next().unwrap_or_default());
             for part in parts {
-                b.push_bind(q.quantiles.clone()).push(part);
+                b.push_bind(q.bucket.as_micros()).push(part);
             }
-        }
-        b.push(AGGREGATE_GROUP);
-        let rows = self.fetch_built(&mut b).await?;
+            if !q.quantiles.is_empty() {
+                let mut parts = AGGREGATE_QUANTILES.split("{q}");
+                b.push(parts.next().unwrap_or_default());
+                for part in parts {
+                    b.push_bind(q.quantiles.clone()).push(part);
+                }
+            }
+            b.push(AGGREGATE_GROUP);
+            b
+        };
+        let rows = self.fetch_built(make).await?;
         rows.iter()
             .map(|r| {
                 let count = seq(r, 3, "count")?;

@@ -336,15 +336,22 @@ impl PgStore {
         sqlx::query_as(self.sql.get(t)).persistent(self.config.prepared)
     }
 
-    /// Run a statement built for one filter shape.
-    pub(crate) async fn fetch_built(&self, b: &mut QueryBuilder<Postgres>) -> Result<Vec<PgRow>> {
+    /// Run a statement built for one filter shape. `make` builds it afresh
+    /// for each attempt: a read that meets a broken connection runs again
+    /// on a fresh one, and a builder's arguments go with its first `build`.
+    pub(crate) async fn fetch_built(
+        &self,
+        make: impl Fn() -> QueryBuilder<Postgres>,
+    ) -> Result<Vec<PgRow>> {
         let prepared = self.config.prepared;
-        one!(read self, |c| b
-            .build()
-            .persistent(prepared)
-            .fetch_all(&mut *c)
-            .await
-            .map_err(map))
+        one!(read self, |c| {
+            let mut b = make();
+            b.build()
+                .persistent(prepared)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(map)
+        })
     }
 
     /// Fail at once when the server refuses connections and the pool has

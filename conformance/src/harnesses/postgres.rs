@@ -103,7 +103,10 @@ static DOCKER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_n
 static BOUNCER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
 static CONTAINERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+/// The migrated template database, one per server: the direct one and the
+/// one behind the pooler are different servers.
 static TEMPLATE: OnceCell<std::result::Result<String, String>> = OnceCell::const_new();
+static BOUNCER_TEMPLATE: OnceCell<std::result::Result<String, String>> = OnceCell::const_new();
 
 extern "C" fn remove_containers() {
     let ids = std::mem::take(&mut *CONTAINERS.lock().unwrap_or_else(|p| p.into_inner()));
@@ -690,7 +693,12 @@ impl PostgresHarness {
         );
         let mut conn = admin(&server).await.map_err(fail)?;
         if server.template {
-            let tpl = TEMPLATE
+            let cell = if server.pooler.is_some() {
+                &BOUNCER_TEMPLATE
+            } else {
+                &TEMPLATE
+            };
+            let tpl = cell
                 .get_or_init(|| template(&server))
                 .await
                 .clone()
