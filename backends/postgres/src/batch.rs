@@ -50,12 +50,11 @@ impl BatchStore for PgStore {
             if let Stop::Failed(e) = stop {
                 return Err(e.at_index(i));
             }
-            let put = items[i].as_put().expect("only puts meet unique indexes");
+            let Some(put) = items[i].as_put() else {
+                return Err(Error::internal("only a put can meet a unique index").at_index(i));
+            };
             let text = canonical_json(put.data);
-            match self
-                .unique_holder(ns, put.collection, put.id, &text, now)
-                .await?
-            {
+            match self.holder_after(ns, &items[..i], &put, &text, now).await? {
                 Some((_, other, true)) => {
                     one!(self, |c| self
                         .q(DELETE_EXPIRED_RECORD)
@@ -70,8 +69,7 @@ impl BatchStore for PgStore {
                 Some((index, other, false)) => {
                     return Err(unique_conflict(put.collection, &index, &other).at_index(i))
                 }
-                // Taken by an item of this batch, or freed since: a holder
-                // inside the batch is not visible from here.
+                // Freed since, or an earlier item no longer applies.
                 None => {
                     return Err(Error::conflict(
                         None,
@@ -94,6 +92,40 @@ impl BatchStore for PgStore {
 }
 
 impl PgStore {
+    /// The holder of the unique key that refused `put`, as the put saw it:
+    /// after the batch's earlier items, which may hold it themselves. The
+    /// batch's transaction is aborted by then, so this replays `before` in
+    /// a transaction of its own, asks, and rolls back. `None` when no
+    /// record holds the key now or an earlier item no longer applies.
+    async fn holder_after(
+        &self,
+        ns: &str,
+        before: &[BatchItem],
+        put: &PutRecord<'_>,
+        text: &str,
+        now: Timestamp,
+    ) -> Result<Option<(String, String, bool)>> {
+        let mut tx = self.begin().await?;
+        for item in before {
+            if self.apply_item(&mut tx, ns, item, now).await.is_err() {
+                let _ = tx.rollback().await;
+                return Ok(None);
+            }
+        }
+        let holder = self
+            .qa(UNIQUE_HOLDER)
+            .bind(ns)
+            .bind(put.collection)
+            .bind(put.id)
+            .bind(text)
+            .bind(dt(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map);
+        let _ = tx.rollback().await;
+        holder
+    }
+
     /// One item of a batch, inside `tx`.
     pub(crate) async fn apply_item(
         &self,

@@ -423,6 +423,37 @@ pub async fn batch_commits_all_or_nothing(ctx: &Ctx) -> CaseResult {
     );
     let e = expect_err(
         h.apply(
+            &Batch::new()
+                .put(
+                    "feedback",
+                    "f8",
+                    json!({"user": "bob", "insight": 8}),
+                    Expect::Absent,
+                )
+                .put(
+                    "feedback",
+                    "f9",
+                    json!({"user": "bob", "insight": 8}),
+                    Expect::Absent,
+                ),
+        )
+        .await,
+        ErrorKind::Conflict,
+        "batch: two writes of one batch that give a unique index the same key",
+    )?;
+    ensure_eq!(
+        (e.index(), e.unique_conflict()),
+        (Some(1), Some(("one_per_insight", "f8"))),
+        "batch: a unique conflict with an earlier write of the same batch names the index \
+         and that write's record"
+    );
+    ensure_eq!(
+        h.get("feedback", "f8").await?,
+        None,
+        "batch: the earlier write of a refused batch is not there"
+    );
+    let e = expect_err(
+        h.apply(
             &Batch::new().put("stats", "ok", json!({}), Expect::Any).put(
                 "stats",
                 "bad\nid",

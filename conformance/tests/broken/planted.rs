@@ -255,6 +255,12 @@ use super::*;
     "REC-9"
 )]
 #[case(
+    Bug::BatchForgetsUniqueHolder,
+    "records",
+    "batch_commits_all_or_nothing",
+    "REC-6"
+)]
+#[case(
     Bug::BatchItemByItem,
     "common",
     "record_batches_are_visible_whole",

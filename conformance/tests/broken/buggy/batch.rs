@@ -14,6 +14,21 @@ impl BatchStore for Buggy {
                 self.forget(Some((ns, collection, id)));
             }
         }
+        if self.bug == Bug::BatchForgetsUniqueHolder {
+            return self.inner.apply(cx, op).await.map_err(|e| {
+                let in_batch = e.unique_conflict().is_some_and(|(_, holder)| {
+                    items
+                        .iter()
+                        .any(|item| matches!(item, BatchItem::Put { id, .. } if *id == holder))
+                });
+                match (in_batch, e.index()) {
+                    (true, Some(i)) => {
+                        Error::conflict(None, "a unique index refused the key").at_index(i)
+                    }
+                    _ => e,
+                }
+            });
+        }
         if self.bug != Bug::BatchItemByItem {
             return self.inner.apply(cx, op).await;
         }

@@ -100,6 +100,10 @@ pub(crate) enum Bug {
     /// A batch runs item by item through the ordinary calls: what came
     /// before a failing item stays written, and others see it meanwhile.
     BatchItemByItem,
+    /// A batch refused by a unique index whose key an earlier write of the
+    /// same batch holds says `Conflict` without the index and the holder
+    /// (it looks the holder up outside the batch, and finds none).
+    BatchForgetsUniqueHolder,
     /// Purge applies each domain's period to everything, ignoring the
     /// periods of components and collections.
     OneRetentionPeriod,
