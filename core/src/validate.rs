@@ -123,7 +123,8 @@ pub fn limit(limit: usize) -> Result<()> {
 
 /// Check a JSON pointer naming a field of a record: starts with `/`, at
 /// most 255 bytes, no empty token, `~` only as `~0` or `~1`, and no array
-/// position with a leading zero (`/a/01`), which JSON pointer forbids.
+/// position with a leading zero (`/a/01`) or a sign (`/a/-1`, `/a/+1`),
+/// which JSON pointer forbids.
 ///
 /// # Errors
 /// `InvalidInput` naming the field and the rule broken.
@@ -150,6 +151,11 @@ pub fn field(what: &str, pointer: &str) -> Result<()> {
         }
         if token.len() > 1 && token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit()) {
             return bad("an array position has a leading zero");
+        }
+        if let Some(digits) = token.strip_prefix(['-', '+']) {
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return bad("an array position has a sign");
+            }
         }
     }
     Ok(())
@@ -365,10 +371,14 @@ mod tests {
 
     #[test]
     fn field_pointers() {
-        for ok in ["/a", "/a/b", "/a~1b", "/0", "/10", "/é"] {
+        for ok in [
+            "/a", "/a/b", "/a~1b", "/0", "/10", "/é", "/-", "/a-1", "/-a",
+        ] {
             assert!(field("f", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "/", "/a//b", "/a~", "/a~2", "/01"] {
+        for bad in [
+            "", "a", "/", "/a//b", "/a~", "/a~2", "/01", "/a/-1", "/a/+1", "/+0",
+        ] {
             assert!(field("f", bad).is_err(), "{bad}");
         }
         let ix = crate::records::Index::new("c", "i", ["/a", "/a"]);

@@ -83,6 +83,14 @@ pub async fn indexes_are_declared_once(ctx: &Ctx) -> CaseResult {
             "an array position with a leading zero",
             Index::new("jobs", "i", ["/a/01"]),
         ),
+        (
+            "an array position with a minus sign",
+            Index::new("jobs", "i", ["/a/-1"]),
+        ),
+        (
+            "an array position with a plus sign",
+            Index::new("jobs", "i", ["/a/+1"]),
+        ),
     ] {
         expect_err(
             h.create_index(&bad).await,
@@ -218,6 +226,13 @@ pub async fn find_orders_by_index_then_id(ctx: &Ctx) -> CaseResult {
         ErrorKind::InvalidInput,
         "find: no field at all",
     )?;
+    for signed in ["/status/-1", "/status/+1"] {
+        expect_err(
+            h.find("jobs", &Find::new().eq(signed, "open")).await,
+            ErrorKind::InvalidInput,
+            &format!("find: a field {signed:?} with a signed array position"),
+        )?;
+    }
     expect_err(
         h.find("jobs", &Find::new().eq("/status", "open").limit(0))
             .await,

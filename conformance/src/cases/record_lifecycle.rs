@@ -192,6 +192,13 @@ pub async fn update_and_incr_lose_nothing(ctx: &Ctx) -> CaseResult {
         ErrorKind::InvalidInput,
         "helpers: incr of a string",
     )?;
+    for signed in ["/count/-1", "/count/+1"] {
+        expect_err(
+            h.incr("stats", "text", signed, 1).await,
+            ErrorKind::InvalidInput,
+            &format!("helpers: incr of a field {signed:?} with a signed array position"),
+        )?;
+    }
     ensure_eq!(
         h.get("stats", "text").await?.map(|r| r.version),
         Some(1),

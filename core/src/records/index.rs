@@ -22,6 +22,12 @@ use super::record::Record;
 use crate::error::{Error, Result};
 
 /// A declared index on a collection's records.
+///
+/// Only scalar values are indexed: a record whose value at one of the
+/// fields is missing, an array or an object is not in the index, so
+/// [`Handle::find`](crate::Handle::find) never returns it through this
+/// index (REC-5). To find records by the members of an array, keep each
+/// member in a record of its own, or index a scalar field derived from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
     /// The collection it indexes.
