@@ -92,6 +92,7 @@ macro_rules! __with_cases {
                 paging_returns_every_point_once,
                 limit_must_be_1_to_10000,
                 foreign_cursor_is_invalid,
+                cursor_of_another_query_is_invalid,
                 inverted_range_is_invalid,
                 components_sorted_bytewise,
                 metric_names_sorted_bytewise,

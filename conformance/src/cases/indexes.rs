@@ -306,6 +306,19 @@ pub async fn find_pages_and_follows_writes(ctx: &Ctx) -> CaseResult {
         ErrorKind::InvalidInput,
         "find: a cursor that no find handed out",
     )?;
+    // Two queries on one index: a cursor of one is refused by the other,
+    // never read as "no more matches".
+    let of_bob = h
+        .find("drafts", &Find::new().eq("/user", "bob").limit(1))
+        .await?
+        .next_cursor
+        .ok_or_else(|| CaseError::failed("find: a full page must carry a cursor"))?;
+    expect_err(
+        h.find("drafts", &Find::new().eq("/user", "ann").after(&of_bob))
+            .await,
+        ErrorKind::InvalidInput,
+        "find: a cursor of another query on the same index",
+    )?;
     h.clear().await?;
     ensure_eq!(
         find_all(&h, "drafts", Find::new().eq("/user", "bob")).await?,

@@ -259,6 +259,173 @@ pub async fn foreign_cursor_is_invalid(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// A cursor continues only the listing that returned it: the same call,
+/// the same filters, the same namespace. Any other use is `InvalidInput`,
+/// never a page that silently skips or repeats.
+pub async fn cursor_of_another_query_is_invalid(ctx: &Ctx) -> CaseResult {
+    use persistkit_core::{EventFilter, Expect, NewEvent};
+    let h = ctx.handle();
+    let mut points = Vec::new();
+    for i in 0..3 {
+        points.push(gauge(t(i), "c", "n", 1.0));
+        points.push(gauge(t(i), "d", "n", 1.0));
+    }
+    h.write_metrics(&points).await?;
+    for i in 0..3 {
+        h.append(&[
+            NewEvent::new("k", t(i), json!({"i": i})),
+            NewEvent::new("j", t(i), json!({"i": i})),
+        ])
+        .await?;
+        h.put("a", &format!("r{i}"), &json!({}), Expect::Absent)
+            .await?;
+        h.put("b", &format!("r{i}"), &json!({}), Expect::Absent)
+            .await?;
+    }
+    let other_ns = ctx.ns("other");
+
+    let of_c = MetricFilter {
+        component: Some("c".into()),
+        limit: Some(1),
+        ..Default::default()
+    };
+    let cursor = h
+        .read_metrics(&of_c)
+        .await?
+        .next_cursor
+        .ok_or_else(|| CaseError::failed("metrics: a full page must carry a cursor"))?;
+    ensure_eq!(
+        h.read_metrics(&MetricFilter {
+            cursor: Some(cursor.clone()),
+            ..of_c.clone()
+        })
+        .await?
+        .items
+        .len(),
+        1,
+        "metrics: the cursor continues its own query"
+    );
+    for (what, f) in [
+        (
+            "another component",
+            MetricFilter {
+                component: Some("d".into()),
+                ..of_c.clone()
+            },
+        ),
+        (
+            "no component filter",
+            MetricFilter {
+                component: None,
+                ..of_c.clone()
+            },
+        ),
+        (
+            "another time range",
+            MetricFilter {
+                from: Some(t(1)),
+                ..of_c.clone()
+            },
+        ),
+    ] {
+        expect_err(
+            h.read_metrics(&MetricFilter {
+                cursor: Some(cursor.clone()),
+                ..f
+            })
+            .await,
+            ErrorKind::InvalidInput,
+            &format!("metrics: a cursor used with {what}"),
+        )?;
+    }
+    expect_err(
+        other_ns
+            .read_metrics(&MetricFilter {
+                cursor: Some(cursor.clone()),
+                ..of_c.clone()
+            })
+            .await,
+        ErrorKind::InvalidInput,
+        "metrics: a cursor used in another namespace",
+    )?;
+
+    let of_k = EventFilter {
+        kinds: vec!["k".into()],
+        limit: Some(1),
+        ..Default::default()
+    };
+    let cursor = h
+        .list_events(&of_k)
+        .await?
+        .next_cursor
+        .ok_or_else(|| CaseError::failed("events: a full page must carry a cursor"))?;
+    for (what, f) in [
+        (
+            "another kind",
+            EventFilter {
+                kinds: vec!["j".into()],
+                ..of_k.clone()
+            },
+        ),
+        (
+            "newest first",
+            EventFilter {
+                newest_first: true,
+                ..of_k.clone()
+            },
+        ),
+        (
+            "another time range",
+            EventFilter {
+                to: Some(t(2)),
+                ..of_k.clone()
+            },
+        ),
+    ] {
+        expect_err(
+            h.list_events(&EventFilter {
+                cursor: Some(cursor.clone()),
+                ..f
+            })
+            .await,
+            ErrorKind::InvalidInput,
+            &format!("events: a cursor used with {what}"),
+        )?;
+    }
+    expect_err(
+        other_ns
+            .list_events(&EventFilter {
+                cursor: Some(cursor.clone()),
+                ..of_k.clone()
+            })
+            .await,
+        ErrorKind::InvalidInput,
+        "events: a cursor used in another namespace",
+    )?;
+
+    let cursor = h
+        .list_records("a", None, 1)
+        .await?
+        .next_cursor
+        .ok_or_else(|| CaseError::failed("records: a full page must carry a cursor"))?;
+    expect_err(
+        h.list_records("b", Some(&cursor), 1).await,
+        ErrorKind::InvalidInput,
+        "records: a cursor of one collection used in another",
+    )?;
+    expect_err(
+        other_ns.list_records("a", Some(&cursor), 1).await,
+        ErrorKind::InvalidInput,
+        "records: a cursor used in another namespace",
+    )?;
+    ensure_eq!(
+        h.list_records("a", Some(&cursor), 10).await?.items.len(),
+        2,
+        "records: the cursor continues its own listing"
+    );
+    Ok(())
+}
+
 /// `from` after `to` is `InvalidInput`.
 pub async fn inverted_range_is_invalid(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();

@@ -45,17 +45,21 @@ impl Handle {
         check_range(filter.from, filter.to)?;
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
         validate::limit(limit)?;
+        let mut kinds = filter.kinds.clone();
+        kinds.sort();
+        kinds.dedup();
+        let scope = cursor::scope(
+            &self.ns,
+            &(filter.from, filter.to, &kinds, filter.newest_first),
+        );
         let after = match &filter.cursor {
             Some(c) => {
-                let k = cursor::decode::<(Timestamp, u64)>("events", c)?;
+                let k = cursor::decode::<(Timestamp, u64)>("events", &scope, c)?;
                 cursor::check_sequence("events", c, k.1)?;
                 Some(k)
             }
             None => None,
         };
-        let mut kinds = filter.kinds.clone();
-        kinds.sort();
-        kinds.dedup();
         let query = EventQuery {
             from: filter.from,
             to: filter.to,
@@ -71,7 +75,7 @@ impl Handle {
             )
             .await?;
         Ok(paginate(items, limit, |e| {
-            cursor::encode("events", &(e.occurred_at, e.id))
+            cursor::encode("events", &scope, &(e.occurred_at, e.id))
         }))
     }
 

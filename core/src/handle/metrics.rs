@@ -65,9 +65,13 @@ impl Handle {
         check_range(filter.from, filter.to)?;
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
         validate::limit(limit)?;
+        let scope = cursor::scope(
+            &self.ns,
+            &(&filter.component, &filter.name, filter.from, filter.to),
+        );
         let after = match &filter.cursor {
             Some(c) => {
-                let k = cursor::decode::<MetricKey>("metrics", c)?;
+                let k = cursor::decode::<MetricKey>("metrics", &scope, c)?;
                 cursor::check_sequence("metrics", c, k.seq)?;
                 Some(k)
             }
@@ -90,6 +94,7 @@ impl Handle {
         Ok(paginate(items, limit, |m| {
             cursor::encode(
                 "metrics",
+                &scope,
                 &MetricKey {
                     at: m.point.at,
                     component: m.point.component.clone(),

@@ -126,8 +126,9 @@ impl Handle {
     ) -> Result<Page<Record>> {
         validate::name("collection", collection)?;
         validate::limit(limit)?;
+        let scope = cursor::scope(&self.ns, &collection);
         let after = match cursor {
-            Some(c) => Some(cursor::decode::<String>("records", c)?),
+            Some(c) => Some(cursor::decode::<String>("records", &scope, c)?),
             None => None,
         };
         let now = self.checked_now()?;
@@ -138,7 +139,9 @@ impl Handle {
         let items = self
             .read("list_records", || self.store.list_records(&cx, &op))
             .await?;
-        Ok(paginate(items, limit, |r| cursor::encode("records", &r.id)))
+        Ok(paginate(items, limit, |r| {
+            cursor::encode("records", &scope, &r.id)
+        }))
     }
 
     /// Declare an index on fields of a collection's records and index the
@@ -217,15 +220,23 @@ impl Handle {
         }
         let indexes = self.indexes(Some(collection)).await?;
         let (index, from, to) = crate::records::index::plan(collection, &indexes, query)?;
+        // The index and the key range stand for the query: equal values and
+        // the range are in them.
+        let scope = cursor::scope(
+            &self.ns,
+            &(
+                collection,
+                &index.name,
+                hex::encode(&from),
+                hex::encode(&to),
+            ),
+        );
         let after = match &query.cursor {
             Some(c) => {
-                let (name, key, id): (String, String, String) = cursor::decode("find", c)?;
-                let key = hex::decode(&key)
-                    .ok()
-                    .filter(|_| name == index.name)
-                    .ok_or_else(|| {
-                        Error::invalid(format!("cursor {c:?} is not a cursor of this query"))
-                    })?;
+                let (key, id): (String, String) = cursor::decode("find", &scope, c)?;
+                let key = hex::decode(&key).map_err(|e| {
+                    Error::invalid(format!("cursor {c:?} is not a find cursor")).with_source(e)
+                })?;
                 Some((key, id))
             }
             None => None,
@@ -240,7 +251,7 @@ impl Handle {
         let (cx, op) = (self.cx(now), FindRecords::new(collection, &q, limit + 1));
         let found = self.read("find", || self.store.find(&cx, &op)).await?;
         let page = paginate(found, limit, |f| {
-            cursor::encode("find", &(&index.name, hex::encode(&f.key), &f.record.id))
+            cursor::encode("find", &scope, &(hex::encode(&f.key), &f.record.id))
         });
         Ok(Page {
             items: page.items.into_iter().map(|f| f.record).collect(),
