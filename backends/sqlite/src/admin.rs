@@ -245,7 +245,7 @@ impl AdminStore for SqliteStore {
 
     async fn counts(&self, cx: &Cx) -> Result<Counts> {
         let ns = cx.ns();
-        self.pool.run(|c| counts_in(c, ns)).await
+        self.pool.run_by(cx.deadline(), |c| counts_in(c, ns)).await
     }
 
     async fn storage_bytes(&self) -> Result<Option<u64>> {
@@ -262,12 +262,14 @@ impl AdminStore for SqliteStore {
 
     async fn purge(&self, cx: &Cx, c: &PurgeCutoffs) -> Result<PurgeReport> {
         let ns = cx.ns();
-        self.pool.run(|conn| purge_in(conn, ns, c)).await
+        self.pool
+            .run_by(cx.deadline(), |conn| purge_in(conn, ns, c))
+            .await
     }
 
     async fn clear(&self, cx: &Cx) -> Result<Counts> {
         let ns = cx.ns();
-        self.pool.run(|c| clear_in(c, ns)).await
+        self.pool.run_by(cx.deadline(), |c| clear_in(c, ns)).await
     }
 
     async fn namespaces(&self) -> Result<Vec<String>> {

@@ -18,7 +18,7 @@ impl BatchStore for SqliteStore {
         let items = op.items;
         let now = cx.now();
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 // One IMMEDIATE transaction: dropped (rolled back) at the
                 // first item that fails.
                 let tx = immediate(c)?;

@@ -11,6 +11,13 @@ use persistkit_core::{Error, Result};
 /// Options: `max_connections` (default 8), `busy_timeout` and
 /// `acquire_timeout` (default 5 s; `250ms`, `5s`, `1m`), `create`
 /// (default true), `migrate` (default true).
+///
+/// A call through a [`Handle`](persistkit_core::Handle) also ends at the
+/// handle's deadline: the wait for a connection, the busy waits and the
+/// statement share what is left of it, so a call answers within the
+/// handle's timeout even when both timeouts here are longer. Calls that
+/// carry no call context (migrate, import, listing namespaces, backup)
+/// wait up to these timeouts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqliteConfig {
     /// The database file.

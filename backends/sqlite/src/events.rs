@@ -141,13 +141,17 @@ impl EventStore for SqliteStore {
     async fn append(&self, cx: &Cx, op: &Append<'_>) -> Result<Vec<Appended>> {
         let ns = cx.ns();
         let events = op.events;
-        self.pool.run(|c| append_in(c, ns, events)).await
+        self.pool
+            .run_by(cx.deadline(), |c| append_in(c, ns, events))
+            .await
     }
 
     async fn list_events(&self, cx: &Cx, q: &EventQuery) -> Result<Vec<Event>> {
         let ns = cx.ns();
         let b = list_events_statement(ns, q);
-        self.pool.run(|c| b.rows(c, event_row)).await
+        self.pool
+            .run_by(cx.deadline(), |c| b.rows(c, event_row))
+            .await
     }
 
     async fn read_log(&self, cx: &Cx, op: &ReadLog) -> Result<Vec<Event>> {
@@ -155,7 +159,9 @@ impl EventStore for SqliteStore {
         let ReadLog { after, limit, .. } = *op;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.pool
-            .run(|c| all(c, READ_LOG, params![ns, after, limit as i64], event_row))
+            .run_by(cx.deadline(), |c| {
+                all(c, READ_LOG, params![ns, after, limit as i64], event_row)
+            })
             .await
     }
 }

@@ -84,7 +84,7 @@ impl IdempotencyStore for SqliteStore {
             ..
         } = *op;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 // The upsert is one statement, so exactly one concurrent
                 // claimer's insert or takeover succeeds. If it reports
                 // nothing and the key is gone by the time we look, a release
@@ -133,7 +133,9 @@ impl IdempotencyStore for SqliteStore {
             ..
         } = *op;
         self.pool
-            .run(|c| complete_on(c, ns, scope, key, token, response, now))
+            .run_by(cx.deadline(), |c| {
+                complete_on(c, ns, scope, key, token, response, now)
+            })
             .await
     }
 
@@ -144,7 +146,7 @@ impl IdempotencyStore for SqliteStore {
             scope, key, token, ..
         } = *op;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 let done = exec(
                     c,
                     RELEASE_KEY,
@@ -161,14 +163,16 @@ impl IdempotencyStore for SqliteStore {
     async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
         let ns = cx.ns();
         let GetKey { scope, key, .. } = *op;
-        self.pool.run(|c| get_key_in(c, ns, scope, key)).await
+        self.pool
+            .run_by(cx.deadline(), |c| get_key_in(c, ns, scope, key))
+            .await
     }
 
     async fn scan_keys(&self, cx: &Cx, op: &ScanKeys<'_>) -> Result<Vec<IdempotencyEntry>> {
         let ns = cx.ns();
         let ScanKeys { after, limit, .. } = *op;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 all(
                     c,
                     SCAN_KEYS,

@@ -149,7 +149,7 @@ impl MetricStore for SqliteStore {
         let ns = cx.ns();
         let points = op.points;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 let tx = immediate(c)?;
                 insert_metrics(&tx, ns, points)?;
                 tx.commit().map_err(map)
@@ -160,13 +160,17 @@ impl MetricStore for SqliteStore {
     async fn read_metrics(&self, cx: &Cx, q: &MetricQuery) -> Result<Vec<StoredMetric>> {
         let ns = cx.ns();
         let b = read_metrics_statement(ns, q);
-        self.pool.run(|c| b.rows(c, metric_row)).await
+        self.pool
+            .run_by(cx.deadline(), |c| b.rows(c, metric_row))
+            .await
     }
 
     async fn list_components(&self, cx: &Cx) -> Result<Vec<String>> {
         let ns = cx.ns();
         self.pool
-            .run(|c| all(c, LIST_COMPONENTS, [ns], |r| col(r, 0, "component")))
+            .run_by(cx.deadline(), |c| {
+                all(c, LIST_COMPONENTS, [ns], |r| col(r, 0, "component"))
+            })
             .await
     }
 
@@ -174,7 +178,9 @@ impl MetricStore for SqliteStore {
         let ns = cx.ns();
         let component = op.component;
         self.pool
-            .run(|c| all(c, LIST_METRIC_NAMES, [ns, component], |r| col(r, 0, "name")))
+            .run_by(cx.deadline(), |c| {
+                all(c, LIST_METRIC_NAMES, [ns, component], |r| col(r, 0, "name"))
+            })
             .await
     }
 
@@ -183,7 +189,7 @@ impl MetricStore for SqliteStore {
         let b = aggregate_statement(ns, q);
         let quantiles = q.quantiles.len();
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 b.rows(c, |r| {
                     let count = seq(r, 3, "count")?;
                     let sum: f64 = col(r, 4, "sum")?;

@@ -13,9 +13,16 @@
 //! connection behind a channel, which cost 10–15 µs a call here). On a
 //! current-thread runtime, which has no other thread to hand work to, it
 //! runs in place.
+//!
+//! Because a call blocks its thread, the handle's timeout cannot cut it
+//! short from outside. So a call with a deadline carries it down: waiting
+//! for a connection, SQLite's busy waits and the statement itself (through
+//! a progress handler that interrupts it) all stop at the deadline, and
+//! the call fails with `Unavailable`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use persistkit_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
@@ -28,10 +35,39 @@ use crate::error::{map, map_open};
 /// read shapes in use.
 const STATEMENT_CACHE: usize = 256;
 
+/// SQLite virtual-machine steps between two looks at the deadline.
+const DEADLINE_CHECK_STEPS: i32 = 1_000;
+
+/// One connection, and the deadline its progress handler watches: in
+/// nanoseconds after [`epoch`], 0 for none.
+struct Conn {
+    conn: Connection,
+    deadline: Arc<AtomicU64>,
+    /// The busy timeout set on the connection now.
+    busy: Duration,
+}
+
+/// The instant deadlines are counted from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_after_epoch(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch()).as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The error of a call whose deadline passed.
+fn past_deadline() -> Error {
+    Error::unavailable("the call's deadline passed before SQLite could answer")
+}
+
 /// Connections to one database file.
 pub(crate) struct Pool {
     config: SqliteConfig,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
     open: AtomicU32,
     closed: AtomicBool,
@@ -51,13 +87,28 @@ impl Pool {
         })
     }
 
-    /// Run `f` on a connection of the pool.
+    /// Run `f` on a connection of the pool, with no deadline but the
+    /// store's own timeouts (opening, migrating).
+    ///
+    /// # Errors
+    /// As [`run_by`](Self::run_by).
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T>,
+    {
+        self.run_by(None, f).await
+    }
+
+    /// Run `f` on a connection of the pool, answering by `deadline` when
+    /// there is one: the wait for a connection, SQLite's busy waits and
+    /// the statements of `f` all end there.
     ///
     /// # Errors
     /// `Closed` after [`close`](Self::close); `Unavailable` when no
-    /// connection frees up within the acquire timeout or the database stays
-    /// locked past the busy timeout; whatever `f` returns.
-    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    /// connection frees up within the acquire timeout, the database stays
+    /// locked past the busy timeout, or the deadline passes; whatever `f`
+    /// returns.
+    pub(crate) async fn run_by<T, F>(&self, deadline: Option<Instant>, f: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T>,
     {
@@ -66,18 +117,54 @@ impl Pool {
         }
         let _permit = match self.permits.try_acquire() {
             Ok(p) => p,
-            Err(_) => tokio::time::timeout(self.config.acquire_timeout, self.permits.acquire())
-                .await
-                .map_err(|_| Error::unavailable("timed out waiting for a SQLite connection"))?
-                .map_err(|_| closed())?,
+            Err(_) => {
+                let wait = match deadline {
+                    Some(d) => self
+                        .config
+                        .acquire_timeout
+                        .min(d.saturating_duration_since(Instant::now())),
+                    None => self.config.acquire_timeout,
+                };
+                tokio::time::timeout(wait, self.permits.acquire())
+                    .await
+                    .map_err(|_| match deadline {
+                        Some(d) if Instant::now() >= d => past_deadline(),
+                        _ => Error::unavailable("timed out waiting for a SQLite connection"),
+                    })?
+                    .map_err(|_| closed())?
+            }
         };
         let mut conn = self.take()?;
-        let out = blocking(|| f(&mut conn));
+        let out = blocking(|| {
+            let busy = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(past_deadline());
+                    }
+                    conn.deadline.store(nanos_after_epoch(d), Ordering::Relaxed);
+                    self.config.busy_timeout.min(left)
+                }
+                None => self.config.busy_timeout,
+            };
+            if busy != conn.busy {
+                conn.conn.busy_timeout(busy).map_err(map)?;
+                conn.busy = busy;
+            }
+            let out = f(&mut conn.conn);
+            conn.deadline.store(0, Ordering::Relaxed);
+            match out {
+                Err(e) if deadline.is_some_and(|d| Instant::now() >= d) && interrupted(&e) => {
+                    Err(past_deadline().with_source(e))
+                }
+                out => out,
+            }
+        });
         self.give_back(conn);
         out
     }
 
-    fn take(&self) -> Result<Connection> {
+    fn take(&self) -> Result<Conn> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(c) => Ok(c),
@@ -89,10 +176,10 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, conn: Connection) {
+    fn give_back(&self, conn: Conn) {
         // A connection left inside a transaction (a rollback that failed)
         // is never handed to another call.
-        if self.closed.load(Ordering::Acquire) || !conn.is_autocommit() {
+        if self.closed.load(Ordering::Acquire) || !conn.conn.is_autocommit() {
             self.open.fetch_sub(1, Ordering::Relaxed);
             drop(conn);
             return;
@@ -126,6 +213,16 @@ impl Pool {
 
 fn closed() -> Error {
     Error::closed("the SQLite store is closed")
+}
+
+/// Whether `e` comes from SQLite stopping a statement (SQLITE_INTERRUPT),
+/// which only the deadline's progress handler asks for.
+fn interrupted(e: &Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<rusqlite::Error>())
+        .and_then(|s| s.sqlite_error_code())
+        == Some(rusqlite::ErrorCode::OperationInterrupted)
 }
 
 /// Run `f` where it may block: in `block_in_place` on a multi-threaded
@@ -185,7 +282,7 @@ pub fn register_index_key(conn: &Connection) -> Result<()> {
 /// One connection, set up as every connection of the store is: WAL,
 /// `synchronous=NORMAL`, byte-wise text, a statement cache; read-only and
 /// changing nothing when only inspecting.
-fn connect(config: &SqliteConfig) -> Result<Connection> {
+fn connect(config: &SqliteConfig) -> Result<Conn> {
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     if config.inspect {
         flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
@@ -207,5 +304,65 @@ fn connect(config: &SqliteConfig) -> Result<Connection> {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(map)?;
     }
-    Ok(conn)
+    // Interrupt the statement under way once the call's deadline passes.
+    let deadline = Arc::new(AtomicU64::new(0));
+    let watched = deadline.clone();
+    conn.progress_handler(
+        DEADLINE_CHECK_STEPS,
+        Some(move || {
+            let d = watched.load(Ordering::Relaxed);
+            d != 0 && nanos_after_epoch(Instant::now()) >= d
+        }),
+    )
+    .map_err(map)?;
+    Ok(Conn {
+        conn,
+        deadline,
+        busy: config.busy_timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement that would run for minutes stops at the deadline, with
+    /// `Unavailable`, and the connection goes on serving calls.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_statement_stops_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool =
+            Pool::open(SqliteConfig::new(dir.path().join("x.db")).max_connections(1)).unwrap();
+        let started = Instant::now();
+        let e = pool
+            .run_by(Some(Instant::now() + Duration::from_millis(200)), |c| {
+                c.query_row(
+                    "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) \
+                     SELECT count(*) FROM r",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(map)
+            })
+            .await
+            .expect_err("the statement never ends by itself");
+        let took = started.elapsed();
+        assert_eq!(e.kind(), persistkit_core::ErrorKind::Unavailable, "{e}");
+        assert!(e.to_string().contains("deadline"), "{e}");
+        assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+        let one = pool
+            .run_by(Some(Instant::now() + Duration::from_secs(5)), |c| {
+                c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map_err(map)
+            })
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        // A deadline already past fails at once, before any statement.
+        let e = pool
+            .run_by(Some(Instant::now()), |_| Ok(()))
+            .await
+            .expect_err("past");
+        assert_eq!(e.kind(), persistkit_core::ErrorKind::Unavailable);
+    }
 }

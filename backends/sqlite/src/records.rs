@@ -156,7 +156,9 @@ impl RecordStore for SqliteStore {
     async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
         let ns = cx.ns();
         let now = cx.now();
-        self.pool.run(|c| put_in(c, ns, put, now)).await
+        self.pool
+            .run_by(cx.deadline(), |c| put_in(c, ns, put, now))
+            .await
     }
 
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
@@ -164,7 +166,7 @@ impl RecordStore for SqliteStore {
         let now = cx.now();
         let GetRecord { collection, id, .. } = *op;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 first(
                     c,
                     GET_RECORD,
@@ -185,7 +187,9 @@ impl RecordStore for SqliteStore {
             ..
         } = *op;
         self.pool
-            .run(|c| delete_in(c, ns, collection, id, expect, now))
+            .run_by(cx.deadline(), |c| {
+                delete_in(c, ns, collection, id, expect, now)
+            })
             .await
     }
 
@@ -199,7 +203,7 @@ impl RecordStore for SqliteStore {
             ..
         } = *op;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 all(
                     c,
                     LIST_RECORDS,
@@ -215,7 +219,7 @@ impl RecordStore for SqliteStore {
         let collection = op.collection;
         let now = cx.now();
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 first(
                     c,
                     COUNT_RECORDS,
@@ -230,7 +234,9 @@ impl RecordStore for SqliteStore {
     async fn list_collections(&self, cx: &Cx) -> Result<Vec<String>> {
         let ns = cx.ns();
         self.pool
-            .run(|c| all(c, LIST_COLLECTIONS, [ns], |r| col(r, 0, "collection")))
+            .run_by(cx.deadline(), |c| {
+                all(c, LIST_COLLECTIONS, [ns], |r| col(r, 0, "collection"))
+            })
             .await
     }
 
@@ -238,7 +244,7 @@ impl RecordStore for SqliteStore {
         let ns = cx.ns();
         let now = cx.now();
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 let tx = immediate(c)?;
                 let created = create_index_in(&tx, ns, index, now)?;
                 tx.commit().map_err(map)?;
@@ -251,7 +257,9 @@ impl RecordStore for SqliteStore {
         let ns = cx.ns();
         let collection = op.collection;
         self.pool
-            .run(|c| all(c, LIST_INDEXES, params![ns, collection], index_row))
+            .run_by(cx.deadline(), |c| {
+                all(c, LIST_INDEXES, params![ns, collection], index_row)
+            })
             .await
     }
 
@@ -265,7 +273,7 @@ impl RecordStore for SqliteStore {
             ..
         } = *op;
         self.pool
-            .run(|c| {
+            .run_by(cx.deadline(), |c| {
                 let row = |r: &Row<'_>| {
                     Ok(Found {
                         key: col(r, 0, "record_index_entries.key")?,

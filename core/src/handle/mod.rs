@@ -138,9 +138,13 @@ impl Handle {
         )))
     }
 
-    /// The context of one call at clock reading `now`.
+    /// The context of one call at clock reading `now`, due within the
+    /// handle's timeout from here.
     pub(crate) fn cx(&self, now: Timestamp) -> Cx {
-        Cx::checked(self.ns.clone(), now)
+        let deadline = self
+            .timeout
+            .and_then(|t| std::time::Instant::now().checked_add(t));
+        Cx::checked(self.ns.clone(), now).with_deadline(deadline)
     }
 
     /// The same store seen through namespace `ns`.
