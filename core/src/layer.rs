@@ -220,6 +220,10 @@ pub trait ForwardRecords: Layer {
     async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
         self.around("put", self.inner().put(cx, put)).await
     }
+    /// See [`RecordStore::incr`].
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        self.around("incr", self.inner().incr(cx, op)).await
+    }
     /// See [`RecordStore::get`].
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
         self.around("get", self.inner().get(cx, op)).await
@@ -262,6 +266,9 @@ pub trait ForwardRecords: Layer {
 impl<L: ForwardRecords> RecordStore for L {
     async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record> {
         ForwardRecords::put(self, cx, put).await
+    }
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        ForwardRecords::incr(self, cx, op).await
     }
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
         ForwardRecords::get(self, cx, op).await

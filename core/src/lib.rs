@@ -49,14 +49,16 @@ pub use events::{Appended, Event, EventFilter, EventQuery, EventStore, NewEvent,
 pub use handle::{AdminHandle, Handle};
 pub use idempotency::{Claim, IdempotencyEntry, IdempotencyStore, KeyState, KeyStatus};
 pub use layer::Layer;
-pub use limits::{
-    DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_BATCH_ITEMS, MAX_TTL, UPDATE_ATTEMPTS,
-};
+#[allow(deprecated)]
+pub use limits::UPDATE_ATTEMPTS;
+pub use limits::{DEFAULT_LIMIT, DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, MAX_BATCH_ITEMS, MAX_TTL};
 pub use metrics::{
     AggregateFilter, AggregateQuery, AggregateRow, Bucket, MetricFilter, MetricKey, MetricKind,
     MetricPoint, MetricQuery, MetricStore, StoredMetric,
 };
-pub use records::{Expect, Find, FindQuery, Found, Index, PutRecord, Record, RecordStore};
+pub use records::{
+    Expect, Find, FindQuery, Found, Index, PutRecord, Record, RecordStore, UpdateError,
+};
 pub use retry::RetryPolicy;
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

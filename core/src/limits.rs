@@ -28,5 +28,9 @@ pub const DEFAULT_LIMIT: usize = 1_000;
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 366 * 86_400);
 /// How long a call may wait for the backend before it is `Unavailable`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts [`Handle::update`](crate::Handle::update) makes before giving up with `Conflict`.
+/// Attempts [`Handle::update`](crate::Handle::update) made before giving
+/// up with `Conflict`, until it gave up on time instead.
+#[deprecated(
+    note = "update gives up when the handle's timeout would pass, not after a number of attempts"
+)]
 pub const UPDATE_ATTEMPTS: u32 = 64;

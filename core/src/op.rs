@@ -20,5 +20,5 @@ pub use crate::events::op::{Append, ReadLog};
 pub use crate::idempotency::op::{ClaimKey, CompleteKey, GetKey, ReleaseKey, ScanKeys};
 pub use crate::metrics::op::{ListMetricNames, WriteMetrics};
 pub use crate::records::op::{
-    CountRecords, DeleteRecord, FindRecords, GetRecord, ListIndexes, ListRecords,
+    CountRecords, DeleteRecord, FindRecords, GetRecord, IncrField, ListIndexes, ListRecords,
 };

@@ -1,10 +1,10 @@
 //! Records, their indexes and `find`.
 
 use async_trait::async_trait;
-use persistkit_core::backend::no_such_index;
+use persistkit_core::backend::{incremented, no_such_index};
 use persistkit_core::op::*;
 use persistkit_core::Cx;
-use persistkit_core::{Found, Index, PutRecord, Record, RecordStore, Result};
+use persistkit_core::{Expect, Found, Index, PutRecord, Record, RecordStore, Result};
 use std::ops::Bound;
 
 use crate::store::*;
@@ -16,6 +16,25 @@ impl RecordStore for MemoryStore {
         let now = cx.now();
         let mut s = self.lock()?;
         s.records.entry(ns.to_string()).or_default().put(put, now)
+    }
+
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        let now = cx.now();
+        let mut s = self.lock()?;
+        let recs = s.records.entry(cx.ns().to_string()).or_default();
+        // Read and write under one lock: no writer comes between.
+        let current = recs.live(op.collection, op.id, now).cloned();
+        let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
+        let put = PutRecord {
+            collection: op.collection,
+            id: op.id,
+            data: &data,
+            expect: current
+                .as_ref()
+                .map_or(Expect::Absent, |r| Expect::Version(r.version)),
+            expires_at: current.as_ref().and_then(|r| r.expires_at),
+        };
+        recs.put(&put, now)
     }
 
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {

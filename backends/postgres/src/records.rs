@@ -170,6 +170,75 @@ impl RecordStore for PgStore {
         ))
     }
 
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let IncrField { collection, id, .. } = *op;
+        for _ in 0..PUT_ATTEMPTS {
+            // The live row stays locked from the read to the write: no
+            // writer comes between. Only an insert can race (no row to
+            // lock yet); its loser reads again and finds the row.
+            let mut tx = self.begin().await?;
+            let current = self
+                .q(GET_RECORD_FOR_UPDATE)
+                .bind(ns)
+                .bind(collection)
+                .bind(id)
+                .bind(dt(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?
+                .as_ref()
+                .map(record_row)
+                .transpose()?;
+            let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
+            let text = canonical_json(&data);
+            let put = PutRecord {
+                collection,
+                id,
+                data: &data,
+                expect: current
+                    .as_ref()
+                    .map_or(Expect::Absent, |r| Expect::Version(r.version)),
+                expires_at: current.as_ref().and_then(|r| r.expires_at),
+            };
+            match self.put_on(&mut tx, ns, &put, &text, now).await {
+                Ok(Some(r)) => {
+                    tx.commit().await.map_err(map)?;
+                    return record_row(&r);
+                }
+                Ok(None) => {
+                    let _ = tx.rollback().await;
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    let _ = tx.rollback().await;
+                    match self.unique_holder(ns, collection, id, &text, now).await? {
+                        Some((_, other, true)) => {
+                            one!(self, |c| self
+                                .q(DELETE_EXPIRED_RECORD)
+                                .bind(ns)
+                                .bind(collection)
+                                .bind(&other)
+                                .bind(dt(now))
+                                .execute(&mut *c)
+                                .await
+                                .map_err(map))?;
+                        }
+                        Some((index, other, false)) => {
+                            return Err(unique_conflict(collection, &index, &other))
+                        }
+                        None => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(
+            None,
+            "incr: the record kept being created and removed concurrently; retry",
+        ))
+    }
+
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
         let ns = cx.ns();
         let now = cx.now();

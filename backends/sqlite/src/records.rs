@@ -161,6 +161,37 @@ impl RecordStore for SqliteStore {
             .await
     }
 
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let now = cx.now();
+        self.pool
+            .run_by(cx.deadline(), |c| {
+                // One IMMEDIATE transaction holds the write lock from the
+                // read to the write: no writer comes between.
+                let tx = immediate(c)?;
+                let current = first(
+                    &tx,
+                    GET_RECORD,
+                    params![ns, op.collection, op.id, now.as_micros()],
+                    record_row,
+                )?;
+                let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
+                let put = PutRecord {
+                    collection: op.collection,
+                    id: op.id,
+                    data: &data,
+                    expect: current
+                        .as_ref()
+                        .map_or(Expect::Absent, |r| Expect::Version(r.version)),
+                    expires_at: current.as_ref().and_then(|r| r.expires_at),
+                };
+                let written = put_in(&tx, ns, &put, now)?;
+                tx.commit().map_err(map)?;
+                Ok(written)
+            })
+            .await
+    }
+
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
         let ns = cx.ns();
         let now = cx.now();

@@ -219,6 +219,12 @@ use super::*;
     "REC-6"
 )]
 #[case(
+    Bug::IncrReadThenWrite,
+    "records",
+    "update_and_incr_lose_nothing",
+    "REC-8"
+)]
+#[case(
     Bug::ExpiredStillVisible,
     "records",
     "expired_records_are_absent",

@@ -1,15 +1,15 @@
 //! Records, indexes and `find` through a handle.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{paginate, Handle};
 use crate::cursor::{self, Page};
 use crate::error::{Error, ErrorKind, Result};
-use crate::limits::{DEFAULT_LIMIT, MAX_INDEXES_PER_COLLECTION, UPDATE_ATTEMPTS};
+use crate::limits::{DEFAULT_LIMIT, MAX_INDEXES_PER_COLLECTION};
 use crate::op::*;
-use crate::records::{Expect, PutRecord, Record};
+use crate::records::{Expect, PutRecord, Record, UpdateError};
 use crate::records::{Find, FindQuery, Index};
 use crate::validate;
 use crate::validate::{check_opt_name, check_record, expiry};
@@ -261,27 +261,60 @@ impl Handle {
 
     /// Read a record, change it with `change`, and write it back at the
     /// version read, again from the read when another writer got there
-    /// first: the compare-and-set loop, with up to 64 attempts and a short
-    /// jittered pause between them. `change` sees `None` for an absent
-    /// record (the write then creates it) and may run more than once. The
-    /// record keeps its expiry.
+    /// first: the compare-and-set loop, with short jittered pauses (from
+    /// 0.2 ms, doubling up to 20 ms) between attempts. It gives up on time,
+    /// not on a count: when the next attempt would end past the handle's
+    /// timeout (5 s without one) from the first read. `change` sees `None`
+    /// for an absent record (the write then creates it) and may run more
+    /// than once. The record keeps its expiry.
+    ///
+    /// To abort with an error of your own (not a `persistkit::Error`), use
+    /// [`try_update`](Self::try_update). For counters, [`incr`](Self::incr)
+    /// never loses a race at all.
     ///
     /// # Errors
-    /// What `change` returns (nothing is written then); `Conflict` after 64
-    /// lost races or from a unique index; as `put` otherwise.
-    pub async fn update<F>(&self, collection: &str, id: &str, mut change: F) -> Result<Record>
+    /// What `change` returns (nothing is written then); `Conflict` when
+    /// other writers won every race until the timeout (carrying the
+    /// current version, with a message saying how many races were lost
+    /// and for how long), or from a unique index; as `put` otherwise.
+    pub async fn update<F>(&self, collection: &str, id: &str, change: F) -> Result<Record>
     where
         F: FnMut(Option<&Value>) -> Result<Value> + Send,
     {
+        self.try_update(collection, id, change)
+            .await
+            .map_err(UpdateError::flatten)
+    }
+
+    /// [`update`](Self::update), with a `change` that may refuse with an
+    /// error of the caller's own type (`E`): it comes back as
+    /// [`UpdateError::Aborted`], and nothing is written. What the store
+    /// says comes back as [`UpdateError::Store`].
+    ///
+    /// # Errors
+    /// `Aborted(e)` when `change` returns `Err(e)`; `Store(e)` as `update`.
+    pub async fn try_update<F, E>(
+        &self,
+        collection: &str,
+        id: &str,
+        mut change: F,
+    ) -> std::result::Result<Record, UpdateError<E>>
+    where
+        F: FnMut(Option<&Value>) -> std::result::Result<Value, E> + Send,
+        E: Send,
+    {
         check_record(collection, id, Expect::Any)?;
+        let started = Instant::now();
+        let budget = self.timeout.unwrap_or(crate::limits::DEFAULT_TIMEOUT);
         let mut pauses = crate::retry::backoff(
             Duration::from_micros(200),
             Duration::from_millis(20),
-            UPDATE_ATTEMPTS - 1,
+            u32::MAX,
         );
+        let mut lost = 0u32;
         loop {
             let current = self.get(collection, id).await?;
-            let data = change(current.as_ref().map(|r| &r.data))?;
+            let data = change(current.as_ref().map(|r| &r.data)).map_err(UpdateError::Aborted)?;
             let (expect, expires_at) = match &current {
                 Some(r) => (Expect::Version(r.version), r.expires_at),
                 None => (Expect::Absent, None),
@@ -297,104 +330,42 @@ impl Handle {
             };
             match self.timed("put", self.store.put(&self.cx(now), &put)).await {
                 Err(e) if e.kind() == ErrorKind::Conflict && e.unique_conflict().is_none() => {
-                    let Some(pause) = pauses.next() else {
-                        return Err(Error::conflict(
+                    lost += 1;
+                    let pause = pauses.next().unwrap_or(Duration::from_millis(20));
+                    if started.elapsed() + pause >= budget {
+                        return Err(UpdateError::Store(Error::conflict(
                             e.current_version(),
                             format!(
-                                "update of {collection:?}/{id:?} lost the race {UPDATE_ATTEMPTS} times; \
-                                 nothing was written"
+                                "update of {collection:?}/{id:?} lost the race to other writers \
+                                 {lost} times in {:?} (the handle's timeout is {budget:?}); \
+                                 nothing was written",
+                                started.elapsed()
                             ),
-                        ));
-                    };
+                        )));
+                    }
                     tokio::time::sleep(pause).await;
                 }
-                done => return done,
+                done => return done.map_err(UpdateError::Store),
             }
         }
     }
 
-    /// Add `by` to the integer at `field` (a JSON pointer) of a record, with
-    /// no lost increments among concurrent callers ([`update`](Self::update)
-    /// underneath). A missing record or field starts at 0; missing parent
-    /// objects are created.
+    /// Add `by` to the integer at `field` (a JSON pointer) of a record, in
+    /// one step of the store: concurrent callers lose no increment, and a
+    /// race never surfaces as `Conflict`. A missing record or field starts
+    /// at 0; missing parent objects are created; the record keeps its
+    /// expiry.
     ///
     /// # Errors
     /// `InvalidInput` when the field holds something other than an integer,
-    /// a parent is not an object, or the sum leaves the 64-bit range;
-    /// otherwise as `update`.
+    /// a parent is not an object, or the sum leaves the 64-bit range
+    /// (nothing is written); `Conflict` from a unique index; otherwise as
+    /// `put`.
     pub async fn incr(&self, collection: &str, id: &str, field: &str, by: i64) -> Result<Record> {
+        check_record(collection, id, Expect::Any)?;
         validate::field("incr field", field)?;
-        self.update(collection, id, |current| add_to_field(current, field, by))
-            .await
-    }
-}
-
-/// `current` (or `{}` when absent) with `by` added to the integer at the
-/// JSON pointer `field`: a missing field counts as 0, missing parents are
-/// created as objects.
-///
-/// # Errors
-/// `InvalidInput` when the field holds something other than an integer, a
-/// parent is not an object, or the sum leaves the 64-bit signed range.
-pub(crate) fn add_to_field(current: Option<&Value>, field: &str, by: i64) -> Result<Value> {
-    let mut doc = current
-        .cloned()
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    let tokens = crate::records::index::pointer_tokens(field);
-    let (last, parents) = tokens.split_last().expect("a field has a token");
-    let mut at = &mut doc;
-    for t in parents {
-        let Value::Object(map) = at else {
-            return Err(Error::invalid(format!(
-                "incr: a parent of {field:?} is not an object; nothing was written"
-            )));
-        };
-        at = map
-            .entry(t.clone())
-            .or_insert_with(|| Value::Object(Default::default()));
-    }
-    let Value::Object(map) = at else {
-        return Err(Error::invalid(format!(
-            "incr: the parent of {field:?} is not an object; nothing was written"
-        )));
-    };
-    let old = match map.get(last) {
-        None => 0,
-        Some(v) => v.as_i64().ok_or_else(|| {
-            Error::invalid(format!(
-                "incr: {field:?} holds {v}, not a 64-bit integer; nothing was written"
-            ))
-        })?,
-    };
-    let new = old.checked_add(by).ok_or_else(|| {
-        Error::invalid(format!(
-            "incr: {old} + {by} at {field:?} leaves the 64-bit range; nothing was written"
-        ))
-    })?;
-    map.insert(last.clone(), Value::from(new));
-    Ok(doc)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn add_to_field_rules() {
-        assert_eq!(add_to_field(None, "/n", 2).unwrap(), json!({"n": 2}));
-        assert_eq!(
-            add_to_field(Some(&json!({"a": {"n": 1}, "x": 1})), "/a/n", -3).unwrap(),
-            json!({"a": {"n": -2}, "x": 1})
-        );
-        assert_eq!(
-            add_to_field(Some(&json!({})), "/a/b", 1).unwrap(),
-            json!({"a": {"b": 1}})
-        );
-        assert!(add_to_field(Some(&json!({"n": "1"})), "/n", 1).is_err());
-        assert!(add_to_field(Some(&json!({"n": 1.5})), "/n", 1).is_err());
-        assert!(add_to_field(Some(&json!({"a": 1})), "/a/b", 1).is_err());
-        assert!(add_to_field(Some(&json!({"n": i64::MAX})), "/n", 1).is_err());
-        assert!(add_to_field(Some(&json!([1])), "/0", 1).is_err());
+        let now = self.checked_now()?;
+        let (cx, op) = (self.cx(now), IncrField::new(collection, id, field, by));
+        self.timed("incr", self.store.incr(&cx, &op)).await
     }
 }

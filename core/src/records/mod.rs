@@ -11,10 +11,10 @@ pub mod op;
 mod record;
 
 pub use index::{Find, FindQuery, Found, Index};
-use op::{CountRecords, DeleteRecord, FindRecords, GetRecord, ListIndexes, ListRecords};
+use op::{CountRecords, DeleteRecord, FindRecords, GetRecord, IncrField, ListIndexes, ListRecords};
 pub use record::{
-    check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect,
-    PutRecord, Record,
+    add_to_field, check_expect, expectation_error, incr_by_compare_and_set, incremented,
+    next_version, put_refused, version_exhausted, Expect, PutRecord, Record, UpdateError,
 };
 
 /// Record primitives a backend implements. Inputs arrive validated.
@@ -40,6 +40,26 @@ pub use record::{
 pub trait RecordStore: Send + Sync {
     /// Create or replace.
     async fn put(&self, cx: &Cx, put: &PutRecord<'_>) -> Result<Record>;
+    /// Add `op.by` to the integer at `op.field` of one record (REC-8): from
+    /// `{}` when the record is absent or expired, from 0 when the field is
+    /// missing, creating missing parent objects (see
+    /// [`incremented`](crate::backend::incremented)); the record keeps its
+    /// expiry and moves to the next version. One step that no concurrent
+    /// writer interleaves with: no increment is lost, and a race is never
+    /// the caller's `Conflict`.
+    ///
+    /// The default reads and writes at the version read, again on a lost
+    /// race until the call's deadline
+    /// ([`incr_by_compare_and_set`](crate::backend::incr_by_compare_and_set));
+    /// a backend with transactions does it in one.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the field is not an integer, a parent is not an
+    /// object or the sum leaves the 64-bit range (nothing written);
+    /// `Conflict` from a unique index; as `put` otherwise.
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        incr_by_compare_and_set(self, cx, op).await
+    }
     /// Fetch one, unless expired at `now`.
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>>;
     /// Delete one.

@@ -82,6 +82,32 @@ impl<'a> CountRecords<'a> {
     }
 }
 
+/// Add to an integer field of one record (REC-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IncrField<'a> {
+    /// Collection.
+    pub collection: &'a str,
+    /// Id within the collection.
+    pub id: &'a str,
+    /// The field, a JSON pointer (checked).
+    pub field: &'a str,
+    /// What to add (may be negative).
+    pub by: i64,
+}
+
+impl<'a> IncrField<'a> {
+    /// Add `by` to the integer at `field` of `collection`/`id`.
+    pub fn new(collection: &'a str, id: &'a str, field: &'a str, by: i64) -> Self {
+        IncrField {
+            collection,
+            id,
+            field,
+            by,
+        }
+    }
+}
+
 /// The declared indexes of one collection, or of all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

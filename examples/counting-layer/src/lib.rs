@@ -24,6 +24,7 @@ const WRITES: &[&str] = &[
     "complete",
     "release",
     "put",
+    "incr",
     "delete",
     "create_index",
     "apply",

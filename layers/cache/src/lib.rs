@@ -321,6 +321,13 @@ impl RecordStore for Cached {
         r
     }
 
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        let ns = cx.ns();
+        let r = self.inner.incr(cx, op).await;
+        self.tier.invalidate(&[(ns, op.collection, op.id)]).await;
+        r
+    }
+
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
         let ns = cx.ns();
         let now = cx.now();

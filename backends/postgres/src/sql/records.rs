@@ -30,6 +30,11 @@ RETURNING collection, id, data::text, version, created_at, updated_at, expires_a
 pub(crate) const GET_RECORD: &str = "
 SELECT collection, id, data::text, version, created_at, updated_at, expires_at FROM {s}.records
 WHERE ns = $1 AND collection = $2 AND id = $3 AND (expires_at IS NULL OR expires_at > $4)";
+/// The live record, locked until the transaction ends (incr).
+pub(crate) const GET_RECORD_FOR_UPDATE: &str = "
+SELECT collection, id, data::text, version, created_at, updated_at, expires_at FROM {s}.records
+WHERE ns = $1 AND collection = $2 AND id = $3 AND (expires_at IS NULL OR expires_at > $4)
+FOR UPDATE";
 /// A range of the primary key (ns, collection, id): the collection's
 /// records and nothing else are read.
 pub(crate) const COUNT_RECORDS: &str = "

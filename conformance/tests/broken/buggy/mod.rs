@@ -83,6 +83,9 @@ pub(crate) enum Bug {
     MergedSchemas,
     /// A conditional record write ignores the version it expects.
     VersionIgnored,
+    /// `incr` reads, adds, and writes without a version check or a
+    /// transaction: concurrent increments are lost.
+    IncrReadThenWrite,
     /// Reads of a record ignore its expiry.
     ExpiredStillVisible,
     /// `count` counts expired records too.

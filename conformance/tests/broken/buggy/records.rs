@@ -31,6 +31,35 @@ impl RecordStore for Buggy {
             other => self.closed_as_unavailable(other),
         }
     }
+    async fn incr(&self, cx: &Cx, op: &IncrField<'_>) -> Result<Record> {
+        self.forget(Some((cx.ns(), op.collection, op.id)));
+        match self.bug {
+            // Read, add, and write whatever is there by then: the lost
+            // update of a store with no transaction and no version check.
+            Bug::IncrReadThenWrite => {
+                let current = self
+                    .inner
+                    .get(cx, &GetRecord::new(op.collection, op.id))
+                    .await?;
+                let data =
+                    backend::incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
+                tokio::task::yield_now().await;
+                let put = PutRecord {
+                    collection: op.collection,
+                    id: op.id,
+                    data: &data,
+                    expect: Expect::Any,
+                    expires_at: current.and_then(|r| r.expires_at),
+                };
+                self.inner.put(cx, &put).await
+            }
+            // Compare-and-set through this store's own put, which ignores
+            // the version.
+            Bug::VersionIgnored => backend::incr_by_compare_and_set(self, cx, op).await,
+            _ => self.closed_as_unavailable(self.inner.incr(cx, op).await),
+        }
+    }
+
     async fn get(&self, cx: &Cx, op: &GetRecord<'_>) -> Result<Option<Record>> {
         let ns = cx.ns();
         let c = op.collection;
