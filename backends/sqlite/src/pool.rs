@@ -279,6 +279,28 @@ pub fn register_index_key(conn: &Connection) -> Result<()> {
     .map_err(map)
 }
 
+/// Switch the file to WAL. The switch needs the file to itself, and
+/// SQLite answers "busy" at once, without its busy handler, while another
+/// process opens or switches the same fresh file: so try again, with short
+/// pauses, for up to the busy timeout.
+fn wal(conn: &Connection, busy_timeout: Duration) -> Result<()> {
+    let until = Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() + pause < until =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(map(e)),
+        }
+    }
+}
+
 /// One connection, set up as every connection of the store is: WAL,
 /// `synchronous=NORMAL`, byte-wise text, a statement cache; read-only and
 /// changing nothing when only inspecting.
@@ -299,8 +321,7 @@ fn connect(config: &SqliteConfig) -> Result<Conn> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if !config.inspect {
         // Looking changes nothing: not even the journal mode.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(map)?;
+        wal(&conn, config.busy_timeout)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(map)?;
     }
