@@ -6,15 +6,17 @@ use async_trait::async_trait;
 use crate::cx::Cx;
 use crate::error::Result;
 
+mod incr;
 pub mod index;
 pub mod op;
 mod record;
 
+pub use incr::{add_to_field, incr_by_compare_and_set, incremented};
 pub use index::{Find, FindQuery, Found, Index};
 use op::{CountRecords, DeleteRecord, FindRecords, GetRecord, IncrField, ListIndexes, ListRecords};
 pub use record::{
-    add_to_field, check_expect, expectation_error, incr_by_compare_and_set, incremented,
-    next_version, put_refused, version_exhausted, Expect, PutRecord, Record, UpdateError,
+    check_expect, expectation_error, next_version, put_refused, version_exhausted, Expect,
+    PutRecord, Record, UpdateError,
 };
 
 /// Record primitives a backend implements. Inputs arrive validated.
@@ -43,14 +45,14 @@ pub trait RecordStore: Send + Sync {
     /// Add `op.by` to the integer at `op.field` of one record (REC-8): from
     /// `{}` when the record is absent or expired, from 0 when the field is
     /// missing, creating missing parent objects (see
-    /// [`incremented`](crate::backend::incremented)); the record keeps its
+    /// [`incremented`]); the record keeps its
     /// expiry and moves to the next version. One step that no concurrent
     /// writer interleaves with: no increment is lost, and a race is never
     /// the caller's `Conflict`.
     ///
     /// The default reads and writes at the version read, again on a lost
     /// race until the call's deadline
-    /// ([`incr_by_compare_and_set`](crate::backend::incr_by_compare_and_set));
+    /// ([`incr_by_compare_and_set`]);
     /// a backend with transactions does it in one.
     ///
     /// # Errors
