@@ -36,8 +36,11 @@ pub use persistkit_sqlite as sqlite;
 /// The embedded default store: a SQLite file under `./data/`.
 pub const DEFAULT_URL: &str = "sqlite://data/persistkit.db";
 
-/// How to open a store.
+/// How to open a store. Non-exhaustive, so a new option never breaks a
+/// caller: start from [`OpenOptions::new`] (or `default()`) and set what
+/// you need, `OpenOptions::new().group_commit(false)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// Apply pending migrations on open (default true). When false, a
     /// database newer than the code is still refused.
@@ -53,6 +56,25 @@ impl Default for OpenOptions {
             migrate: true,
             group_commit: true,
         }
+    }
+}
+
+impl OpenOptions {
+    /// The defaults: migrate, and commit appends in groups.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply pending migrations on open, or only check the schema.
+    pub fn migrate(mut self, yes: bool) -> Self {
+        self.migrate = yes;
+        self
+    }
+
+    /// Put the [`GroupCommit`] layer in front of SQLite and Postgres.
+    pub fn group_commit(mut self, yes: bool) -> Self {
+        self.group_commit = yes;
+        self
     }
 }
 
@@ -148,16 +170,7 @@ pub async fn inspect(url: &str) -> Result<Handle> {
             let config = persistkit_postgres::PgConfig::from_url(url)?.inspect();
             Arc::new(persistkit_postgres::PgStore::connect(config).await?)
         }
-        _ => {
-            return open_with(
-                url,
-                OpenOptions {
-                    migrate: false,
-                    ..OpenOptions::default()
-                },
-            )
-            .await
-        }
+        _ => return open_with(url, OpenOptions::new().migrate(false)).await,
     };
     Ok(Handle::new(store))
 }

@@ -188,7 +188,7 @@ async fn helpers(h: &Handle) {
     assert_eq!(r.data["status"], "done");
     let r = h.incr("stats", "insight-7", "/views", 1).await.unwrap();
     assert_eq!(r.data["views"], 1);
-    let h = h.clone().with_retry(RetryPolicy::default());
+    let h = h.clone().with_read_retry(RetryPolicy::default());
     let doc = json!({"status": "queued", "created": 2});
     h.retrying(|| h.put("jobs", "43", &doc, Expect::Any))
         .await

@@ -95,14 +95,7 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_loses_nothing() {
     let h = memory();
-    let rec = Recorder::new(
-        h.clone(),
-        RecorderConfig {
-            batch_size: 1_000,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rec = Recorder::new(h.clone(), RecorderConfig::default().batch_size(1_000)).unwrap();
     const PER_THREAD: u64 = 20_000;
     let threads: Vec<_> = (0..2)
         .map(|t| {
@@ -205,15 +198,7 @@ async fn points_keep_their_times_values_and_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overflow_drops_and_counts() {
     let (h, _db) = troubled(Db::Blocked);
-    let rec = Recorder::new(
-        h,
-        RecorderConfig {
-            capacity: 100,
-            batch_size: 10,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let rec = Recorder::new(h, RecorderConfig::default().capacity(100).batch_size(10)).unwrap();
     let c = rec.counter("api", "requests").unwrap();
     bounded("recording into a full queue", async {
         for _ in 0..1_000 {
@@ -252,12 +237,10 @@ async fn a_dead_backend_never_blocks_the_caller() {
         let h = h.with_timeout(Some(Duration::from_millis(100)));
         let rec = Recorder::new(
             h.clone(),
-            RecorderConfig {
-                batch_size: 5_000,
-                max_retries: 2,
-                retry_delay: Duration::from_millis(1),
-                ..Default::default()
-            },
+            RecorderConfig::default()
+                .batch_size(5_000)
+                .max_retries(2)
+                .retry_delay(Duration::from_millis(1)),
         )
         .unwrap();
         let c = rec.counter("api", "requests").unwrap();
@@ -289,12 +272,10 @@ async fn wait_policy_waits_for_room_and_loses_nothing() {
     let (h, _db) = troubled(Db::Slow(Duration::from_millis(2)));
     let rec = Recorder::new(
         h.clone(),
-        RecorderConfig {
-            capacity: 16,
-            batch_size: 8,
-            overflow: Overflow::Wait(Duration::from_secs(10)),
-            ..Default::default()
-        },
+        RecorderConfig::default()
+            .capacity(16)
+            .batch_size(8)
+            .overflow(Overflow::Wait(Duration::from_secs(10))),
     )
     .unwrap();
     let c = rec.counter("api", "requests").unwrap();
@@ -340,10 +321,7 @@ async fn dropping_without_shutdown_says_how_much_was_lost() {
     let (h, _db) = troubled(Db::Blocked);
     let rec = Recorder::new(
         h,
-        RecorderConfig {
-            interval: Duration::from_secs(3_600),
-            ..Default::default()
-        },
+        RecorderConfig::default().interval(Duration::from_secs(3_600)),
     )
     .unwrap();
     let c = rec.counter("api", "requests").unwrap();
@@ -437,9 +415,7 @@ async fn the_observer_keeps_percentiles_per_operation_and_counts_slow_calls() {
     let (inner, _db) = troubled(Db::Slow(Duration::from_millis(3)));
     let observed = Observed::wrap(
         inner.store().clone(),
-        ObserverConfig {
-            slow: Duration::from_millis(2),
-        },
+        ObserverConfig::default().slow(Duration::from_millis(2)),
     );
     let h = Handle::new(observed.clone());
     assert_eq!(

@@ -114,13 +114,7 @@ pub async fn run(
     let (get50, get99) = latencies(miss);
     // The skewed workload: Zipf (s = 1) over the ids, a bounded cache.
     eprintln!("bench cache: {READS} Zipf-distributed gets, a cache of {BOUND} entries …");
-    let bounded = tier.layer(
-        &store,
-        CacheConfig {
-            max_entries: BOUND,
-            ..CacheConfig::default()
-        },
-    )?;
+    let bounded = tier.layer(&store, CacheConfig::default().max_entries(BOUND))?;
     let bound = match tier {
         Tier::Local => format!("at most {BOUND} entries"),
         Tier::Redis(_) => "no bound but Redis's".to_string(),

@@ -110,12 +110,10 @@ pub async fn hot_path(per_thread: usize) -> Result<String, String> {
     let h = Handle::new(Arc::new(MemoryStore::new())).with_timeout(None);
     let rec = Recorder::new(
         h.clone(),
-        RecorderConfig {
-            capacity: 3 * 2 * per_thread + 16,
-            batch_size: 1 << 30,
-            interval: Duration::from_secs(3_600),
-            ..Default::default()
-        },
+        RecorderConfig::default()
+            .capacity(3 * 2 * per_thread + 16)
+            .batch_size(1 << 30)
+            .interval(Duration::from_secs(3_600)),
     )
     .map_err(err)?;
     let counter = rec.counter("api", "requests").map_err(err)?;
@@ -218,10 +216,7 @@ async fn one_round(
     let h = Handle::new(ours).with_timeout(None);
     let rec = Recorder::new(
         h.clone(),
-        RecorderConfig {
-            overflow: Overflow::Wait(Duration::from_secs(60)),
-            ..Default::default()
-        },
+        RecorderConfig::default().overflow(Overflow::Wait(Duration::from_secs(60))),
     )
     .map_err(err)?;
     let gauges: Vec<_> = (0..6)

@@ -343,21 +343,15 @@ async fn check(args: CheckArgs) -> Result<ExitCode, String> {
 
 async fn open(target: &Target, migrate: bool) -> Result<Handle, String> {
     let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
-    let h = persistkit::open_with(
-        &url,
-        OpenOptions {
-            migrate,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| {
-        format!(
-            "cannot open {}: {}",
-            persistkit::redact(&url),
-            persistkit::error_chain(&e)
-        )
-    })?;
+    let h = persistkit::open_with(&url, OpenOptions::new().migrate(migrate))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open {}: {}",
+                persistkit::redact(&url),
+                persistkit::error_chain(&e)
+            )
+        })?;
     h.namespace(&target.namespace).map_err(|e| e.to_string())
 }
 

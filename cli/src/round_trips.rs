@@ -105,16 +105,9 @@ pub async fn measure(config: &PgConfig) -> Result<String, String> {
     let (hostport, path) = after.split_once('/').ok_or("no database in the URL")?;
     let (port, count, pings) = proxy(hostport.to_string()).await?;
     let url = format!("{scheme}://{creds}@127.0.0.1:{port}/{path}");
-    let store = PgStore::connect(
-        PgConfig {
-            url,
-            ..config.clone()
-        }
-        .max_connections(1)
-        .migrate(false),
-    )
-    .await
-    .map_err(err)?;
+    let store = PgStore::connect(config.clone().url(url).max_connections(1).migrate(false))
+        .await
+        .map_err(err)?;
     let h = Handle::new(Arc::new(store)).with_timeout(Some(Duration::from_secs(10)));
     let at = |i: i64| Timestamp::from_secs(1_700_000_000 + i).expect("in range");
     const N: u64 = 50;

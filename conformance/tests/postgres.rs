@@ -32,10 +32,7 @@ mod postgres_only {
     fn as_role(config: &PgConfig, role: &str, pw: &str) -> PgConfig {
         let (scheme, rest) = config.url.split_once("://").unwrap();
         let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-        PgConfig {
-            url: format!("{scheme}://{role}:{pw}@{host}"),
-            ..config.clone()
-        }
+        config.clone().url(format!("{scheme}://{role}:{pw}@{host}"))
     }
 
     /// The database `config` connects to.

@@ -126,11 +126,9 @@ async fn every_key_the_cache_writes_expires() {
         return;
     };
     let prefix = "persistkit-expiry:";
-    let config = CacheConfig {
-        ttl: Duration::from_secs(5),
-        collection_ttl: [("long".to_string(), Duration::from_secs(90))].into(),
-        ..CacheConfig::default()
-    };
+    let config = CacheConfig::default()
+        .ttl(Duration::from_secs(5))
+        .collection_ttl([("long".to_string(), Duration::from_secs(90))].into());
     let cache = RedisCache::connect(RedisConfig::new(&url, prefix)).unwrap();
     let store: Arc<dyn Store> = Arc::new(persistkit_memory::MemoryStore::new());
     let cached = Cached::wrap_shared(store, config, cache);

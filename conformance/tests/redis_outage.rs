@@ -47,11 +47,9 @@ fn docker(verb: &str, id: &str) {
 /// A layer over `store` on the shared cache: one per simulated process.
 fn process(store: &Arc<dyn Store>, url: &str) -> (Handle, Arc<Cached>) {
     let config = CacheConfig::default();
-    let redis = RedisConfig {
-        timeout: Duration::from_secs(1),
-        retry_after: Duration::from_secs(2),
-        ..RedisConfig::new(url, "persistkit-outage:")
-    };
+    let redis = RedisConfig::new(url, "persistkit-outage:")
+        .timeout(Duration::from_secs(1))
+        .retry_after(Duration::from_secs(2));
     let cache = RedisCache::connect(redis).expect("a Redis cache");
     let cached = Cached::wrap_shared(store.clone(), config, cache);
     (Handle::new(cached.clone()), cached)

@@ -10,7 +10,11 @@ use crate::error::Result;
 /// How a [`Handle`](crate::Handle) retries calls that fail with
 /// `Unavailable`: up to `max_attempts` in all, sleeping between them from
 /// `min_delay`, doubling up to `max_delay`, each pause jittered.
+///
+/// Non-exhaustive: start from `RetryPolicy::default()` (or `new()`) and
+/// set what you need, `RetryPolicy::new().max_attempts(6)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 means no retry).
     pub max_attempts: u32,
@@ -32,6 +36,29 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default policy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attempts in all, the first included (1 means no retry).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The first pause.
+    pub fn min_delay(mut self, d: Duration) -> Self {
+        self.min_delay = d;
+        self
+    }
+
+    /// The longest pause.
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
     /// The pauses between attempts.
     pub(crate) fn delays(&self) -> impl Iterator<Item = Duration> {
         backoff(

@@ -15,6 +15,7 @@ use persistkit_core::{Error, Result};
 /// (true). Durations take `ms`, `s`, `m` or `h`. Every other query option
 /// (`sslmode`, `application_name`, …) goes to the driver.
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct PgConfig {
     /// The connection URL without persistkit's options.
     pub url: String,
@@ -162,6 +163,31 @@ impl PgConfig {
         check_schema(schema)?;
         self.schema = schema.to_string();
         Ok(self)
+    }
+
+    /// Another connection URL (which must not carry persistkit's
+    /// options), with the same options.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// How long an idle pooled connection is kept (`None`: for ever).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// How long a pooled connection lives at most (`None`: for ever).
+    pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.max_lifetime = d;
+        self
+    }
+
+    /// Ping every connection before handing it out.
+    pub fn test_before_acquire(mut self, yes: bool) -> Self {
+        self.test_before_acquire = yes;
+        self
     }
 
     /// Set the pool size.

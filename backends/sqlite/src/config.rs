@@ -19,6 +19,7 @@ use persistkit_core::{Error, Result};
 /// carry no call context (migrate, import, listing namespaces, backup)
 /// wait up to these timeouts.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SqliteConfig {
     /// The database file.
     pub path: PathBuf,
@@ -96,6 +97,12 @@ impl SqliteConfig {
             }
         }
         Ok(cfg)
+    }
+
+    /// Another database file, with the same options.
+    pub fn path(mut self, path: impl AsRef<Path>) -> Self {
+        self.path = path.as_ref().to_path_buf();
+        self
     }
 
     /// Set the pool size.

@@ -392,11 +392,10 @@ fn store_config(server: &Server, db: &str) -> PgConfig {
             let (scheme, rest) = direct.url.split_once("://").unwrap_or(("postgres", ""));
             let (userinfo, tail) = rest.split_once('@').unwrap_or(("", rest));
             let path = tail.find(['/', '?']).map_or("", |i| &tail[i..]);
-            PgConfig {
-                url: format!("{scheme}://{userinfo}@{pooler}{path}"),
-                ..direct
-            }
-            .prepared(false)
+            direct
+                .clone()
+                .url(format!("{scheme}://{userinfo}@{pooler}{path}"))
+                .prepared(false)
         }
     }
 }
@@ -411,10 +410,7 @@ fn with_database(config: &PgConfig, db: &str) -> PgConfig {
         Some(q) => format!("{prefix}/{db}?{q}"),
         None => format!("{prefix}/{db}"),
     };
-    PgConfig {
-        url,
-        ..config.clone()
-    }
+    config.clone().url(url)
 }
 
 async fn admin(server: &Server) -> Result<PgConnection> {

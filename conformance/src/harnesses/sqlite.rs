@@ -48,10 +48,7 @@ struct SqliteHooks {
 
 impl SqliteHooks {
     fn at(&self, path: &Path) -> SqliteConfig {
-        SqliteConfig {
-            path: path.to_path_buf(),
-            ..self.config.clone()
-        }
+        self.config.clone().path(path)
     }
 }
 
@@ -112,12 +109,12 @@ impl Harness for SqliteHarness {
     }
 
     async fn open_location(&self, location: &str) -> Result<Arc<dyn Store>> {
-        let config = SqliteConfig {
-            path: PathBuf::from(location),
-            ..self.template.clone()
-        }
-        .migrate(false)
-        .create(false);
+        let config = self
+            .template
+            .clone()
+            .path(location)
+            .migrate(false)
+            .create(false);
         Ok(Arc::new(SqliteStore::connect(config).await?))
     }
 
@@ -127,12 +124,7 @@ impl Harness for SqliteHarness {
             .tempdir()
             .map_err(|e| SetupError::Fail(format!("temporary directory: {e}")))?;
         let path: PathBuf = dir.path().join("store.db");
-        let config = SqliteConfig {
-            path,
-            ..self.template.clone()
-        }
-        .migrate(true)
-        .create(true);
+        let config = self.template.clone().path(path).migrate(true).create(true);
         let first = SqliteStore::connect(config.clone())
             .await
             .map_err(|e| SetupError::Fail(persistkit_core::error_chain(&e)))?;

@@ -65,9 +65,16 @@ impl Handle {
     /// backoff with jitter, bounded in attempts. Off by default. Writes are
     /// not retried, because a write that timed out may have been committed;
     /// wrap one you know is safe to repeat in [`retrying`](Self::retrying).
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+    pub fn with_read_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
+    }
+
+    /// The former name of [`with_read_retry`](Self::with_read_retry),
+    /// which says what it does: only reads are retried.
+    #[deprecated(note = "only reads are retried: use with_read_retry")]
+    pub fn with_retry(self, policy: RetryPolicy) -> Self {
+        self.with_read_retry(policy)
     }
 
     /// A read: [`timed`](Self::timed), again under the retry policy.

@@ -47,6 +47,7 @@ pub use crate::redis::{RedisCache, RedisConfig};
 
 /// How a [`Cached`] layer caches.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// How long an entry may be served (default 60 s).
     pub ttl: Duration,
@@ -56,6 +57,28 @@ pub struct CacheConfig {
     /// Most entries held in process (default 100 000); the least useful go
     /// first. Redis keeps to its own `maxmemory`.
     pub max_entries: u64,
+}
+
+/// Setters for every option, so adding one never breaks a caller
+/// (the struct is `#[non_exhaustive]`): `CacheConfig::default().ttl(d)`.
+impl CacheConfig {
+    /// How long an entry may be served.
+    pub fn ttl(mut self, v: Duration) -> Self {
+        self.ttl = v;
+        self
+    }
+
+    /// Entry lifetimes per collection, in place of `ttl` there.
+    pub fn collection_ttl(mut self, v: BTreeMap<String, Duration>) -> Self {
+        self.collection_ttl = v;
+        self
+    }
+
+    /// The most entries the in-process tier keeps.
+    pub fn max_entries(mut self, v: u64) -> Self {
+        self.max_entries = v;
+        self
+    }
 }
 
 impl Default for CacheConfig {

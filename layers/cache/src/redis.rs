@@ -53,6 +53,7 @@ use crate::{Entry, RecordKey};
 
 /// Where the shared cache lives and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
@@ -65,6 +66,22 @@ pub struct RedisConfig {
     /// After a failure, how long calls leave Redis alone before trying it
     /// again (default 1 s); a task probes it at that pace meanwhile.
     pub retry_after: Duration,
+}
+
+/// Setters for every option, so adding one never breaks a caller
+/// (the struct is `#[non_exhaustive]`): `RedisConfig::new(url, prefix).timeout(d)`.
+impl RedisConfig {
+    /// The deadline of every Redis call.
+    pub fn timeout(mut self, v: Duration) -> Self {
+        self.timeout = v;
+        self
+    }
+
+    /// How long no call tries Redis after a failure.
+    pub fn retry_after(mut self, v: Duration) -> Self {
+        self.retry_after = v;
+        self
+    }
 }
 
 impl RedisConfig {

@@ -36,10 +36,21 @@ use persistkit_core::Store;
 
 /// What the observer keeps and when it warns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObserverConfig {
     /// A call slower than this is counted as slow and logged at `warn`
     /// with its operation. Default 250 ms.
     pub slow: Duration,
+}
+
+/// Setters for every option, so adding one never breaks a caller
+/// (the struct is `#[non_exhaustive]`): `ObserverConfig::default().slow(d)`.
+impl ObserverConfig {
+    /// A call slower than this is counted as slow and logged.
+    pub fn slow(mut self, v: Duration) -> Self {
+        self.slow = v;
+        self
+    }
 }
 
 impl Default for ObserverConfig {

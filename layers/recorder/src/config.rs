@@ -15,6 +15,7 @@ pub enum Overflow {
 
 /// How a [`Recorder`](super::Recorder) queues and writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecorderConfig {
     /// Queue bound, in entries: a point, or one batch given to
     /// [`Recorder::write`](super::Recorder::write). Default 65 536.
@@ -33,6 +34,52 @@ pub struct RecorderConfig {
     /// How often the background task reads the clock and checks the
     /// queue. Default 1 ms.
     pub clock_tick: Duration,
+}
+
+/// Setters for every option, so adding one never breaks a caller
+/// (the struct is `#[non_exhaustive]`): `RecorderConfig::default().batch_size(n)`.
+impl RecorderConfig {
+    /// The queue bound, in entries.
+    pub fn capacity(mut self, v: usize) -> Self {
+        self.capacity = v;
+        self
+    }
+
+    /// Write as soon as this many entries are queued.
+    pub fn batch_size(mut self, v: usize) -> Self {
+        self.batch_size = v;
+        self
+    }
+
+    /// Write whatever is queued at least this often.
+    pub fn interval(mut self, v: Duration) -> Self {
+        self.interval = v;
+        self
+    }
+
+    /// What to do when the queue is full.
+    pub fn overflow(mut self, v: Overflow) -> Self {
+        self.overflow = v;
+        self
+    }
+
+    /// Retries of a failed batch before its points are dropped.
+    pub fn max_retries(mut self, v: usize) -> Self {
+        self.max_retries = v;
+        self
+    }
+
+    /// The delay before the first retry.
+    pub fn retry_delay(mut self, v: Duration) -> Self {
+        self.retry_delay = v;
+        self
+    }
+
+    /// How often the background task reads the clock and checks the queue.
+    pub fn clock_tick(mut self, v: Duration) -> Self {
+        self.clock_tick = v;
+        self
+    }
 }
 
 impl Default for RecorderConfig {
