@@ -35,6 +35,10 @@ use crate::error::{map, map_open};
 /// read shapes in use.
 const STATEMENT_CACHE: usize = 256;
 
+/// How far past the deadline SQLite's busy wait may end, at most, when it
+/// is left at the store's busy timeout.
+const BUSY_SLACK: Duration = Duration::from_millis(20);
+
 /// SQLite virtual-machine steps between two looks at the deadline.
 const DEADLINE_CHECK_STEPS: i32 = 1_000;
 
@@ -143,7 +147,14 @@ impl Pool {
                         return Err(past_deadline());
                     }
                     conn.deadline.store(nanos_after_epoch(d), Ordering::Relaxed);
-                    self.config.busy_timeout.min(left)
+                    // Shorten SQLite's busy wait only when the deadline
+                    // comes clearly first: a few ms of slack saves
+                    // resetting it on every call when both are the same.
+                    if left + BUSY_SLACK < self.config.busy_timeout {
+                        left
+                    } else {
+                        self.config.busy_timeout
+                    }
                 }
                 None => self.config.busy_timeout,
             };
