@@ -71,8 +71,15 @@ pub(crate) fn require_current(c: &mut Connection) -> Result<SchemaVersions> {
 
 /// Apply pending migrations in one IMMEDIATE transaction, so two processes
 /// migrating at once serialize on SQLite's write lock and the second finds
-/// nothing to do.
+/// nothing to do. A file already at this code's version is only read: no
+/// write lock, so migrating an up-to-date store never waits on a writer.
 pub(crate) fn migrate(c: &mut Connection) -> Result<SchemaVersions> {
+    if let Ok(SCHEMA_VERSION) = current(c) {
+        return Ok(SchemaVersions {
+            current: SCHEMA_VERSION,
+            expected: SCHEMA_VERSION,
+        });
+    }
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map)?;
