@@ -165,3 +165,44 @@ async fn the_same_event_from_two_callers_in_one_group_is_stored_once() {
     );
     assert_eq!(h.read_log(0, 100).await.unwrap().len(), 2);
 }
+
+/// A writer kept busy for longer than any caller's timeout writes each
+/// group under its own callers' deadline, not the first caller's: on
+/// SQLite, where a deadline passed is refused before any statement,
+/// sustained appends keep succeeding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_writer_outlives_the_first_callers_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/gc.db", dir.path().display());
+    let store = persistkit::sqlite::SqliteStore::open(&url).await.unwrap();
+    let h = Handle::new(GroupCommit::wrap(Arc::new(store)))
+        .with_timeout(Some(Duration::from_millis(300)));
+    let until = std::time::Instant::now() + Duration::from_millis(1_500);
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while std::time::Instant::now() < until {
+                h.append(&[NewEvent::new(
+                    "tick",
+                    Timestamp::now(),
+                    json!({"w": w, "n": n}),
+                )])
+                .await
+                .unwrap_or_else(|e| panic!("writer {w}, append {n}: {e}"));
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(
+        h.counts().await.unwrap().events,
+        total,
+        "every append landed"
+    );
+}

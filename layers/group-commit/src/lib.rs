@@ -42,6 +42,21 @@ type Reply = oneshot::Sender<Result<Vec<Appended>>>;
 struct Request {
     events: Vec<PreparedEvent>,
     reply: Reply,
+    /// The caller's own call context: its deadline bounds the write.
+    cx: Cx,
+}
+
+/// The context a group is written under: the most patient caller's (a
+/// caller with no deadline, else the latest deadline). A caller that gives
+/// up sooner stops waiting for its answer by itself.
+fn group_cx(group: &[Request]) -> Option<Cx> {
+    group
+        .iter()
+        .max_by_key(|r| match r.cx.deadline() {
+            None => (1, None),
+            Some(d) => (0, Some(d)),
+        })
+        .map(|r| r.cx.clone())
 }
 
 #[derive(Default)]
@@ -108,7 +123,7 @@ impl Drop for WriterGuard {
 
 /// The writer of one namespace: appends what is queued, group by group,
 /// until the queue is empty.
-async fn write(inner: Arc<dyn Store>, cx: Cx, queue: Arc<Mutex<Queue>>) {
+async fn write(inner: Arc<dyn Store>, queue: Arc<Mutex<Queue>>) {
     let mut guard = WriterGuard {
         queue: queue.clone(),
         done: false,
@@ -136,6 +151,11 @@ async fn write(inner: Arc<dyn Store>, cx: Cx, queue: Arc<Mutex<Queue>>) {
                 })
                 .count();
             q.pending.drain(..take).collect()
+        };
+        // Each group under its callers' context, not the first caller's:
+        // a writer kept busy outlives any one caller's deadline.
+        let Some(cx) = group_cx(&group) else {
+            continue;
         };
         if let [one] = group.as_slice() {
             let r = inner.append(&cx, &Append::new(&one.events)).await;
@@ -185,11 +205,12 @@ impl ForwardEvents for GroupCommit {
             q.pending.push(Request {
                 events: events.to_vec(),
                 reply,
+                cx: cx.clone(),
             });
             !std::mem::replace(&mut q.writing, true)
         };
         if start {
-            tokio::spawn(write(self.inner.clone(), cx.clone(), queue));
+            tokio::spawn(write(self.inner.clone(), queue));
         }
         answer.await.unwrap_or_else(|_| {
             Err(Error::internal(
