@@ -74,7 +74,7 @@ async fn postgres_pause_is_unavailable_then_recovers() {
     let container = match testcontainers_modules::postgres::Postgres::default()
         .with_name(name)
         .with_tag(tag)
-        .with_label("persistkit.test", "1")
+        .with_labels(persistkit_conformance::harnesses::test_labels())
         .start()
         .await
     {

@@ -14,7 +14,7 @@ pub use layered::{Layered, ScopedWrap, Wrap};
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, DEFAULT_PGBOUNCER_IMAGE, IMAGE_ENV,
+    test_labels, PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, DEFAULT_PGBOUNCER_IMAGE, IMAGE_ENV,
     PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
 };
 #[cfg(feature = "postgres")]

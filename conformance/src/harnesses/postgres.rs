@@ -131,6 +131,23 @@ pub(super) fn image_from(env: &str, default: &str) -> (String, String) {
     }
 }
 
+/// The labels of a container this process starts: a test container, and,
+/// when `ci/test` set them, its run and its checkout. A run then sweeps
+/// only its own containers and those a killed run of the same checkout
+/// left, never another run's.
+pub fn test_labels() -> Vec<(&'static str, String)> {
+    let mut labels = vec![("persistkit.test", "1".to_string())];
+    for (env, label) in [
+        ("PERSISTKIT_RUN_ID", "persistkit.run"),
+        ("PERSISTKIT_CHECKOUT", "persistkit.checkout"),
+    ] {
+        if let Some(v) = std::env::var(env).ok().filter(|v| !v.is_empty()) {
+            labels.push((label, v));
+        }
+    }
+    labels
+}
+
 fn image() -> (String, String) {
     image_from(IMAGE_ENV, DEFAULT_IMAGE)
 }
@@ -251,7 +268,7 @@ async fn containers(pooler: bool) -> std::result::Result<(Server, Kept), String>
         .with_name(name.clone())
         .with_tag(tag.clone())
         .with_mapped_port(port, 5432.tcp())
-        .with_label("persistkit.test", "1")
+        .with_labels(test_labels())
         .with_startup_timeout(std::time::Duration::from_secs(120));
     // Behind a pooler the data lives on tmpfs (nothing crashes that
     // server), with room for the pooler's connections to many databases.
@@ -308,7 +325,7 @@ async fn containers(pooler: bool) -> std::result::Result<(Server, Kept), String>
         // connections go quickly, or they use up the server's.
         .with_env_var("MAX_DB_CONNECTIONS", "20")
         .with_env_var("SERVER_IDLE_TIMEOUT", "2")
-        .with_label("persistkit.test", "1")
+        .with_labels(test_labels())
         .with_startup_timeout(std::time::Duration::from_secs(60))
         .start()
         .await

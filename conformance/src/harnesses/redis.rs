@@ -77,7 +77,7 @@ async fn container() -> Result<((String, String), Box<dyn std::any::Any + Send>)
         .with_exposed_port(6379.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
         .with_mapped_port(port, 6379.tcp())
-        .with_label("persistkit.test", "1")
+        .with_labels(super::postgres::test_labels())
         .with_startup_timeout(std::time::Duration::from_secs(60))
         .start()
         .await
