@@ -11,4 +11,4 @@ pub use crate::records::{
     add_to_field, check_expect, expectation_error, incr_by_compare_and_set, incremented,
     next_version, put_refused, version_exhausted,
 };
-pub use crate::validate::{canonical_json, json, MAX_SEQUENCE};
+pub use crate::validate::{canonical_json, duration_option, json, MAX_SEQUENCE};

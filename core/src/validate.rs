@@ -336,6 +336,15 @@ pub(crate) fn check_range(from: Option<Timestamp>, to: Option<Timestamp>) -> Res
     }
 }
 
+/// A duration as URL options write it: `250ms`, `5s`, `10m`, `1h 30m`
+/// (anything `humantime` reads), or a bare number of seconds.
+pub fn duration_option(v: &str) -> Option<std::time::Duration> {
+    match v.parse::<u64>() {
+        Ok(secs) => Some(std::time::Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v).ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use persistkit_core::backend::duration_option;
 use persistkit_core::{Error, Result};
 
 /// How to open a Postgres store.
@@ -111,11 +112,17 @@ impl PgConfig {
                 redact(url)
             )));
         }
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        // The options are read decoded (`%5F`, `+`), and the driver's own
+        // are passed on re-encoded; the rest of the URL (user, password,
+        // host, database) goes to the driver as written, which decodes it.
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::invalid(format!("{} is not a valid URL: {e}", redact(url))))?;
+        let base = url.split_once('?').map_or(url, |(b, _)| b);
         let mut cfg = PgConfig::new(base);
-        let mut passthrough = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let mut passthrough = url::form_urlencoded::Serializer::new(String::new());
+        let mut passed = 0;
+        for (k, v) in parsed.query_pairs() {
+            let (k, v) = (k.as_ref(), v.as_ref());
             let bad = |why: &str| Error::invalid(format!("postgres URL option {k}={v:?}: {why}"));
             let flag = || match v {
                 "true" | "1" => Some(true),
@@ -123,7 +130,7 @@ impl PgConfig {
                 _ => None,
             };
             let dur = || {
-                parse_duration(v).ok_or_else(|| bad("expected a duration like 5s, 250ms or 10m"))
+                duration_option(v).ok_or_else(|| bad("expected a duration like 5s, 250ms or 10m"))
             };
             match k {
                 "schema" => cfg.schema = v.to_string(),
@@ -145,12 +152,15 @@ impl PgConfig {
                 "test_before_acquire" => {
                     cfg.test_before_acquire = flag().ok_or_else(|| bad("expected true or false"))?
                 }
-                _ => passthrough.push(pair),
+                _ => {
+                    passthrough.append_pair(k, v);
+                    passed += 1;
+                }
             }
         }
         check_schema(&cfg.schema)?;
-        if !passthrough.is_empty() {
-            cfg.url = format!("{base}?{}", passthrough.join("&"));
+        if passed > 0 {
+            cfg.url = format!("{base}?{}", passthrough.finish());
         }
         Ok(cfg)
     }
@@ -244,20 +254,6 @@ fn check_schema(s: &str) -> Result<()> {
     }
 }
 
-fn parse_duration(v: &str) -> Option<Duration> {
-    let (num, unit) = v
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((v, "s"), |i| v.split_at(i));
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +265,38 @@ mod tests {
         assert_eq!((c.schema.as_str(), c.max_connections), ("pk_1", 3));
         assert_eq!(c.statement_timeout, None);
         assert_eq!(c.acquire_timeout, Duration::from_millis(250));
+    }
+
+    /// Options are read percent-decoded, and a password with `@`, `&`,
+    /// `%` and `?` (encoded, as URLs require) reaches the driver whole.
+    #[test]
+    fn encoded_options_and_passwords() {
+        let c = PgConfig::from_url(
+            "postgres://u:p%40ss%26w%25rd%3F@h:5/db?schema=pk%5F1&application_name=a%26b&acquire_timeout=1m+30s",
+        )
+        .unwrap();
+        assert_eq!(c.schema, "pk_1");
+        assert_eq!(c.acquire_timeout, Duration::from_secs(90));
+        assert_eq!(
+            c.url,
+            "postgres://u:p%40ss%26w%25rd%3F@h:5/db?application_name=a%26b"
+        );
+        let o = crate::PgStore::connect_options(&c).unwrap();
+        assert_eq!(
+            (o.get_username(), o.get_host(), o.get_port()),
+            ("u", "h", 5)
+        );
+        assert_eq!(o.get_database(), Some("db"));
+        let d = format!("{c:?}");
+        assert!(!d.contains("p%40ss"), "the password stays hidden: {d}");
+        assert!(PgConfig::from_url("postgres://u@h/db?statement_timeout=soon").is_err());
+        assert_eq!(
+            PgConfig::from_url("postgres://u@h/db?statement_timeout=5")
+                .unwrap()
+                .statement_timeout,
+            Some(Duration::from_secs(5)),
+            "a bare number is seconds"
+        );
     }
 
     #[test]

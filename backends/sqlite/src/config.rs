@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use persistkit_core::backend::duration_option;
 use persistkit_core::{Error, Result};
 
 /// How to open a SQLite store.
@@ -66,9 +67,16 @@ impl SqliteConfig {
         if path.is_empty() {
             return Err(Error::invalid(format!("{url:?} names no database file")));
         }
-        let mut cfg = SqliteConfig::new(path);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        // A URL's path and options are percent-encoded (`my%20data/x.db`).
+        let path = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|e| {
+                Error::invalid(format!("{url:?}: the file name is not UTF-8 once decoded"))
+                    .with_source(e)
+            })?;
+        let mut cfg = SqliteConfig::new(path.as_ref());
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let (k, v) = (k.as_ref(), v.as_ref());
             let bad = |why: &str| Error::invalid(format!("sqlite URL option {k}={v:?}: {why}"));
             match k {
                 "max_connections" => {
@@ -79,11 +87,11 @@ impl SqliteConfig {
                         .ok_or_else(|| bad("expected a whole number of 1 or more"))?
                 }
                 "busy_timeout" => {
-                    cfg.busy_timeout = parse_duration(v)
+                    cfg.busy_timeout = duration_option(v)
                         .ok_or_else(|| bad("expected a duration like 5s or 250ms"))?
                 }
                 "acquire_timeout" => {
-                    cfg.acquire_timeout = parse_duration(v)
+                    cfg.acquire_timeout = duration_option(v)
                         .ok_or_else(|| bad("expected a duration like 5s or 250ms"))?
                 }
                 "create" => {
@@ -152,20 +160,6 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// `250ms`, `5s`, `2m`, or a bare number of seconds.
-pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
-    let (num, unit) = v
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((v, "s"), |i| v.split_at(i));
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +178,10 @@ mod tests {
             SqliteConfig::from_url("sqlite:///abs/x.db").unwrap().path,
             PathBuf::from("/abs/x.db")
         );
+        let c =
+            SqliteConfig::from_url("sqlite://my%20data/a%26b.db?busy_timeout=1s+500ms").unwrap();
+        assert_eq!(c.path, PathBuf::from("my data/a&b.db"), "decoded");
+        assert_eq!(c.busy_timeout, Duration::from_millis(1_500));
     }
 
     #[test]
