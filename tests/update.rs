@@ -158,3 +158,37 @@ async fn incr_defaults_to_compare_and_set_until_the_deadline() {
         json!({"n": 2})
     );
 }
+
+/// A handle from `open` takes a layer and keeps its namespace, clock,
+/// timeout and retry policy.
+#[tokio::test]
+async fn a_layer_keeps_the_handles_settings() {
+    use persistkit::{Observed, ObserverConfig, RetryPolicy};
+    let clock_at = persistkit::Timestamp::from_micros(1_700_000_000_000_000).unwrap();
+    let clock = Arc::new(persistkit::ManualClock::new(clock_at));
+    let h = persistkit::open("memory://")
+        .await
+        .unwrap()
+        .namespace("acme")
+        .unwrap()
+        .with_clock(clock)
+        .with_timeout(Some(Duration::from_millis(750)))
+        .with_read_retry(RetryPolicy::new().max_attempts(2));
+    let layered = h
+        .clone()
+        .layer(|s| Observed::wrap(s, ObserverConfig::default()));
+    assert_eq!(layered.namespace_name(), "acme");
+    assert_eq!(layered.now(), clock_at);
+    assert_eq!(layered.timeout(), Some(Duration::from_millis(750)));
+    layered
+        .put("c", "x", &json!({}), Expect::Absent)
+        .await
+        .unwrap();
+    let r = h.get("c", "x").await.unwrap().unwrap();
+    assert_eq!(
+        r.created_at, clock_at,
+        "written by the layered handle's clock"
+    );
+    assert!(layered.latency().is_some(), "the layer is in place");
+    assert!(h.latency().is_none(), "the original handle has no layer");
+}

@@ -172,6 +172,24 @@ impl Handle {
         self
     }
 
+    /// The same handle over a layer: `wrap` receives the store underneath
+    /// and returns the layered one (`|s| Observed::wrap(s, config)`). The
+    /// namespace, clock, timeout and retry policy stay as they were, so a
+    /// handle from `open` or `from_env` takes a layer without being built
+    /// again.
+    pub fn layer<S>(self, wrap: impl FnOnce(Arc<dyn Store>) -> Arc<S>) -> Handle
+    where
+        S: Store + 'static,
+    {
+        let store: Arc<dyn Store> = wrap(self.store.clone());
+        Handle { store, ..self }
+    }
+
+    /// The handle's timeout: how long a call may wait for the store.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// This handle's namespace.
     pub fn namespace_name(&self) -> &str {
         &self.ns
