@@ -171,16 +171,46 @@ pub(super) fn why_no_container(
                 .output()
                 .is_ok_and(|o| o.status.success());
             if present {
-                format!("Docker could not start {name}:{tag}: {e}")
-            } else {
-                format!(
+                return format!("Docker could not start {name}:{tag}: {e}");
+            }
+            match local_builds(build).first() {
+                Some(local) => format!(
+                    "image missing: {name}:{tag} is not on this machine and could not be pulled; \
+                     this machine has {local}, built by {build}: set {env}={local} ({e})"
+                ),
+                None => format!(
                     "image missing: {name}:{tag} is not on this machine and could not be pulled; \
                      build it with {build}, or set {env} to an image you have ({e})"
-                )
+                ),
             }
         }
         _ => format!("no Docker: the Docker engine cannot be reached ({e})"),
     }
+}
+
+/// Images on this machine that `build` (`ci/images/<kind>/build`) made:
+/// they carry its recipe label and are named `persistkit/<kind>:…`.
+pub(super) fn local_builds(build: &str) -> Vec<String> {
+    let Some(kind) = build.split('/').nth(2) else {
+        return Vec::new();
+    };
+    let out = std::process::Command::new("docker")
+        .args([
+            "images",
+            "--filter",
+            "label=persistkit.recipe",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])
+        .output();
+    let Ok(out) = out else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("persistkit/{kind}:")))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A free port on 127.0.0.1, for a container mapping that must survive a
@@ -755,5 +785,40 @@ impl PostgresHarness {
             }),
         };
         Ok((fixture, first, config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With no registry, a missing image names the locally built one to
+    /// use instead, when there is one.
+    #[test]
+    fn a_missing_image_names_the_local_build() {
+        let locals = local_builds("ci/images/postgres/build");
+        let why = why_no_container(
+            "persistkit-no-such-image",
+            "0",
+            IMAGE_ENV,
+            "ci/images/postgres/build",
+            &"pull access denied",
+        );
+        if why.starts_with("no Docker") {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+        assert!(why.starts_with("image missing"), "{why}");
+        match locals.first() {
+            Some(local) => assert!(
+                why.contains(&format!("{IMAGE_ENV}={local}")),
+                "names the local build {local}: {why}"
+            ),
+            None => assert!(
+                why.contains("build it with ci/images/postgres/build"),
+                "{why}"
+            ),
+        }
+        assert!(local_builds("nonsense").is_empty());
     }
 }
