@@ -44,9 +44,9 @@ pub use race::{RACE_ROUNDS_ENV, RACE_SECONDS_ENV};
 pub use report::{CaseReport, Status, SuiteReport, Totals};
 pub use rules::{rules, rules_of, Rule, CONTRACT};
 pub use runner::{
-    case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_with, run_case_with_child,
-    run_case_within, run_suite, run_suite_case, RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV,
-    FAIL_ON_SKIP_ENV,
+    case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_expecting,
+    run_case_as_test_with, run_case_with_child, run_case_within, run_suite, run_suite_case,
+    RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV, EXPECT_UNSUPPORTED_ENV, FAIL_ON_SKIP_ENV,
 };
 
 /// One conformance case.

@@ -223,11 +223,58 @@ pub async fn run_suite(harness: Arc<dyn Harness>, opts: &RunOptions) -> SuiteRep
 /// cases that did not run.
 pub const FAIL_ON_SKIP_ENV: &str = "PERSISTKIT_FAIL_ON_SKIP";
 
+/// Environment variable: the cases a gate expects not to run on this
+/// backend (it declares their part unsupported, or it cannot run them
+/// here), which [`FAIL_ON_SKIP_ENV`] then lets through: case ids
+/// (`records::find_pages_and_follows_writes`) or a domain's cases
+/// (`records::*`), separated by commas or white space, or `@path` to a
+/// file of them, one per line, `#` starting a comment. Every other skipped
+/// or unsupported case still fails.
+pub const EXPECT_UNSUPPORTED_ENV: &str = "PERSISTKIT_EXPECT_UNSUPPORTED";
+
 fn fail_on_skip() -> bool {
     matches!(
         std::env::var(FAIL_ON_SKIP_ENV).as_deref().map(str::trim),
         Ok("1" | "true" | "yes")
     )
+}
+
+/// The expected list of [`EXPECT_UNSUPPORTED_ENV`], read from the
+/// variable or the file it names.
+///
+/// # Panics
+/// When the variable names a file that cannot be read: a gate must not
+/// pass because its list went missing.
+fn expected_unsupported() -> Vec<String> {
+    let Ok(v) = std::env::var(EXPECT_UNSUPPORTED_ENV) else {
+        return Vec::new();
+    };
+    let text = match v.trim().strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!("{EXPECT_UNSUPPORTED_ENV}=@{path}: cannot read {path}: {e}")
+        }),
+        None => v,
+    };
+    parse_expected(&text)
+}
+
+/// Case ids and `domain::*` patterns from `text`.
+pub(crate) fn parse_expected(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(|l| l.split([',', ' ', '\t']))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `domain::name` is in `expected`.
+pub(crate) fn is_expected(expected: &[String], domain: &str, name: &str) -> bool {
+    expected.iter().any(|e| match e.strip_suffix("::*") {
+        Some(d) => d == domain,
+        None => e.split_once("::") == Some((domain, name)),
+    })
 }
 
 /// Run one case as a `#[test]`: panic on failure; say "skipped" or
@@ -248,6 +295,7 @@ pub async fn run_suite_case<H: Harness>(harness: H, module: &str, domain: &str, 
         name,
         fail_on_skip(),
         ChildCommand::for_suite_module(module),
+        None,
     )
     .await;
 }
@@ -261,7 +309,21 @@ pub async fn run_case_as_test_with<H: Harness>(
     name: &str,
     fail_on_skip: bool,
 ) {
-    run_case_as_test_in(harness, domain, name, fail_on_skip, None).await;
+    run_case_as_test_in(harness, domain, name, fail_on_skip, None, None).await;
+}
+
+/// [`run_case_as_test_with`], with the expected unsupported cases given
+/// instead of read from [`EXPECT_UNSUPPORTED_ENV`].
+#[doc(hidden)]
+pub async fn run_case_as_test_expecting<H: Harness>(
+    harness: H,
+    domain: &str,
+    name: &str,
+    fail_on_skip: bool,
+    expected: &str,
+) {
+    let expected = parse_expected(expected);
+    run_case_as_test_in(harness, domain, name, fail_on_skip, None, Some(expected)).await;
 }
 
 async fn run_case_as_test_in<H: Harness>(
@@ -270,6 +332,7 @@ async fn run_case_as_test_in<H: Harness>(
     name: &str,
     fail_on_skip: bool,
     child: Option<ChildCommand>,
+    expected: Option<Vec<String>>,
 ) {
     let case = all_cases()
         .into_iter()
@@ -279,11 +342,16 @@ async fn run_case_as_test_in<H: Harness>(
     let label = harness.name();
     let r = run_case_with_child(harness, &case, case_timeout_from_env(), child).await;
     let msg = r.message.unwrap_or_default();
+    let expected = || {
+        let list = expected.clone().unwrap_or_else(expected_unsupported);
+        is_expected(&list, domain, name)
+    };
     match r.status {
         Status::Passed => {}
         Status::Failed => panic!("[{label}] {domain}::{name} broke the contract: {msg}"),
-        Status::Skipped | Status::Unsupported if fail_on_skip => panic!(
-            "[{label}] {domain}::{name} was {} ({FAIL_ON_SKIP_ENV}=1 makes that a failure): {msg}",
+        Status::Skipped | Status::Unsupported if fail_on_skip && !expected() => panic!(
+            "[{label}] {domain}::{name} was {} ({FAIL_ON_SKIP_ENV}=1 makes that a failure, \
+             unless {EXPECT_UNSUPPORTED_ENV} lists it): {msg}",
             r.status.as_str()
         ),
         Status::Skipped | Status::Unsupported => {

@@ -47,6 +47,46 @@ async fn fail_on_skip_turns_skips_into_failures() {
     .expect("without the switch a skip is reported, not failed");
 }
 
+/// A gate lets through exactly the cases it expects not to run: a listed
+/// case (or a listed domain) passes, any other skip still fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_lets_through_only_the_expected_skips() {
+    for expected in [
+        "records::get_missing_is_none",
+        "# what this backend lacks\nevents::*, records::*",
+    ] {
+        tokio::spawn(persistkit_conformance::run_case_as_test_expecting(
+            Unreachable,
+            "records",
+            "get_missing_is_none",
+            true,
+            expected,
+        ))
+        .await
+        .unwrap_or_else(|_| panic!("{expected:?} expects this skip"));
+    }
+    for unexpected in ["", "records::get_missing", "metrics::*", "records::put*"] {
+        let r = tokio::spawn(persistkit_conformance::run_case_as_test_expecting(
+            Unreachable,
+            "records",
+            "get_missing_is_none",
+            true,
+            unexpected,
+        ))
+        .await;
+        let panic = r.expect_err("a skip the gate does not list must fail");
+        let text = panic
+            .into_panic()
+            .downcast::<String>()
+            .map(|s| *s)
+            .unwrap_or_default();
+        assert!(
+            text.contains("PERSISTKIT_EXPECT_UNSUPPORTED"),
+            "{unexpected:?}: {text}"
+        );
+    }
+}
+
 /// A backend call that never yields cannot hang the run: the case fails at
 /// its time limit and the caller goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
