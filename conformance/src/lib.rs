@@ -34,6 +34,7 @@ mod race;
 pub mod report;
 pub mod rules;
 mod runner;
+mod tally;
 
 use futures::future::BoxFuture;
 
@@ -48,6 +49,7 @@ pub use runner::{
     run_case_as_test_with, run_case_with_child, run_case_within, run_suite, run_suite_case,
     RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV, EXPECT_UNSUPPORTED_ENV, FAIL_ON_SKIP_ENV,
 };
+pub use tally::REPORT_ENV;
 
 /// One conformance case.
 #[derive(Clone, Copy)]

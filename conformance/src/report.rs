@@ -61,7 +61,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, s: Status) {
+    pub(crate) fn add(&mut self, s: Status) {
         match s {
             Status::Passed => self.passed += 1,
             Status::Failed => self.failed += 1,

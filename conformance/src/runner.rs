@@ -342,6 +342,7 @@ async fn run_case_as_test_in<H: Harness>(
     let label = harness.name();
     let r = run_case_with_child(harness, &case, case_timeout_from_env(), child).await;
     let msg = r.message.unwrap_or_default();
+    crate::tally::record(&label, domain, name, r.status, &msg);
     let expected = || {
         let list = expected.clone().unwrap_or_else(expected_unsupported);
         is_expected(&list, domain, name)
