@@ -75,7 +75,7 @@ pub(crate) fn summary(t: &Totals) -> String {
 }
 
 extern "C" fn print_totals() {
-    let t = TOTALS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let t = *TOTALS.lock().unwrap_or_else(|p| p.into_inner());
     let _ = writeln!(std::io::stdout(), "{}", summary(&t));
 }
 
