@@ -251,6 +251,13 @@ struct CheckArgs {
 const EXIT_SKIPPED: u8 = 3;
 
 async fn check(args: CheckArgs) -> Result<ExitCode, String> {
+    if (args.docker || args.docker_pgbouncer) && !persistkit_conformance::harnesses::DOCKER_SUPPORT
+    {
+        return Err(format!(
+            "--docker / --docker-pgbouncer: {}",
+            persistkit_conformance::harnesses::NO_DOCKER_FEATURE
+        ));
+    }
     let urls = if args.urls.is_empty() && !args.docker && !args.docker_pgbouncer {
         vec!["memory://".into(), "sqlite://persistkit-check.db".into()]
     } else {

@@ -60,3 +60,65 @@ fn the_readme_and_the_store_docs_name_every_domain_trait() {
         }
     }
 }
+
+/// Distinct crates `cargo tree` lists for `package` with `features`.
+fn crates(package: &str, features: &[&str]) -> usize {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args([
+        "tree",
+        "-p",
+        package,
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+    ]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let out = cmd.output().expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines.len()
+}
+
+/// The README's "about N crates" for `what`, within a tenth of the truth.
+fn about(what: &str, said: usize, actual: usize) {
+    let readme = README.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        readme.contains(&format!("about {said}")),
+        "README.md must say about {said} crates for {what}"
+    );
+    let drift = said.abs_diff(actual) as f64 / actual as f64;
+    assert!(
+        drift <= 0.10,
+        "README.md says about {said} crates for {what}; there are {actual}: update it"
+    );
+}
+
+#[test]
+fn the_readme_crate_counts_hold() {
+    about(
+        "the conformance kit",
+        87,
+        crates("persistkit-conformance", &[]),
+    );
+    about("the embedded check", 226, crates("persistkit-cli", &[]));
+    about(
+        "the check with Docker",
+        312,
+        crates("persistkit-cli", &["docker"]),
+    );
+}

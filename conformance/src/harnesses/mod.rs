@@ -14,8 +14,8 @@ pub use layered::{Layered, ScopedWrap, Wrap};
 pub use memory::MemoryHarness;
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    test_labels, PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, DEFAULT_PGBOUNCER_IMAGE, IMAGE_ENV,
-    PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
+    test_labels, PostgresHarness, COLLATION_ENV, DEFAULT_IMAGE, DEFAULT_PGBOUNCER_IMAGE,
+    DOCKER_SUPPORT, IMAGE_ENV, NO_DOCKER_FEATURE, PGBOUNCER_IMAGE_ENV, REQUIRE_DOCKER_ENV, URL_ENV,
 };
 #[cfg(feature = "postgres")]
 pub use redis::{

@@ -101,6 +101,7 @@ struct Server {
 
 static DOCKER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
 static BOUNCER: OnceCell<std::result::Result<Server, String>> = OnceCell::const_new();
+#[cfg(feature = "docker")]
 static CONTAINERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 /// The migrated template database, one per server: the direct one and the
@@ -108,6 +109,7 @@ static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 static TEMPLATE: OnceCell<std::result::Result<String, String>> = OnceCell::const_new();
 static BOUNCER_TEMPLATE: OnceCell<std::result::Result<String, String>> = OnceCell::const_new();
 
+#[cfg(feature = "docker")]
 extern "C" fn remove_containers() {
     let ids = std::mem::take(&mut *CONTAINERS.lock().unwrap_or_else(|p| p.into_inner()));
     for id in ids {
@@ -154,6 +156,7 @@ fn image() -> (String, String) {
 
 /// Why a container could not start, in words that say what to do: the
 /// Docker engine is unreachable, or the image is neither here nor pullable.
+#[cfg(feature = "docker")]
 pub(super) fn why_no_container(
     name: &str,
     tag: &str,
@@ -190,6 +193,7 @@ pub(super) fn why_no_container(
 
 /// Images on this machine that `build` (`ci/images/<kind>/build`) made:
 /// they carry its recipe label and are named `persistkit/<kind>:…`.
+#[cfg(feature = "docker")]
 pub(super) fn local_builds(build: &str) -> Vec<String> {
     let Some(kind) = build.split('/').nth(2) else {
         return Vec::new();
@@ -215,6 +219,7 @@ pub(super) fn local_builds(build: &str) -> Vec<String> {
 
 /// A free port on 127.0.0.1, for a container mapping that must survive a
 /// restart.
+#[cfg(feature = "docker")]
 pub(super) fn free_port() -> std::result::Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -223,6 +228,7 @@ pub(super) fn free_port() -> std::result::Result<u16, String> {
 }
 
 /// Remember a started container, so it is removed when the process exits.
+#[cfg(feature = "docker")]
 pub(super) fn remove_at_exit(id: &str) {
     CONTAINERS
         .lock()
@@ -287,6 +293,21 @@ where
 
 type Kept = Vec<Box<dyn std::any::Any + Send>>;
 
+/// Whether this build can start servers in Docker itself.
+pub const DOCKER_SUPPORT: bool = cfg!(feature = "docker");
+
+/// Why a build without the `docker` feature starts no container.
+pub const NO_DOCKER_FEATURE: &str = "this build cannot start containers: it was built without \
+     the `docker` feature (build the CLI with `--features docker`, or depend on \
+     persistkit-conformance with features = [\"docker\"]); give a server's URL instead";
+
+/// Without the `docker` feature: say how to get it.
+#[cfg(not(feature = "docker"))]
+async fn containers(_pooler: bool) -> std::result::Result<(Server, Kept), String> {
+    Err(NO_DOCKER_FEATURE.to_string())
+}
+
+#[cfg(feature = "docker")]
 async fn containers(pooler: bool) -> std::result::Result<(Server, Kept), String> {
     use testcontainers::core::{IntoContainerPort, WaitFor};
     use testcontainers::runners::AsyncRunner;
@@ -788,7 +809,7 @@ impl PostgresHarness {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "docker"))]
 mod tests {
     use super::*;
 

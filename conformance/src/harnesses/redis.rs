@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use persistkit_core::{Error, Result as StoreResult, Store};
 use tokio::sync::OnceCell;
 
+use super::postgres::on_own_thread;
 use super::postgres::REQUIRE_DOCKER_ENV;
-use super::postgres::{free_port, image_from, on_own_thread, remove_at_exit, why_no_container};
+#[cfg(feature = "docker")]
+use super::postgres::{free_port, image_from, remove_at_exit, why_no_container};
 use crate::harness::{Fixture, Harness};
 use crate::SetupError;
 
@@ -66,6 +68,12 @@ async fn start() -> Result<(String, String), String> {
     on_own_thread("persistkit-redis-container", container).await
 }
 
+#[cfg(not(feature = "docker"))]
+async fn container() -> Result<((String, String), Box<dyn std::any::Any + Send>), String> {
+    Err(super::postgres::NO_DOCKER_FEATURE.to_string())
+}
+
+#[cfg(feature = "docker")]
 async fn container() -> Result<((String, String), Box<dyn std::any::Any + Send>), String> {
     use testcontainers::core::{IntoContainerPort, WaitFor};
     use testcontainers::runners::AsyncRunner;
