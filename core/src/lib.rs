@@ -62,6 +62,7 @@ pub use records::{
 pub use retry::RetryPolicy;
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use validate::redact;
 
 #[doc(hidden)]
 pub use async_trait::async_trait as __async_trait;

@@ -345,6 +345,26 @@ pub fn duration_option(v: &str) -> Option<std::time::Duration> {
     }
 }
 
+/// `url` with any password replaced by `***`, for messages and logs. A
+/// URL that does not parse keeps its scheme and host, never its user part.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => match u.set_password(Some("***")) {
+            Ok(()) => u.to_string(),
+            Err(()) => hide_userinfo(url),
+        },
+        Ok(_) => url.to_string(),
+        Err(_) => hide_userinfo(url),
+    }
+}
+
+fn hide_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +396,24 @@ mod tests {
     fn canonical_form_sorts_keys_and_drops_whitespace() {
         let a = json!({"b": [1, {"z": 1, "a": 2}], "a": "x"});
         assert_eq!(canonical_json(&a), r#"{"a":"x","b":[1,{"a":2,"z":1}]}"#);
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db?x=1"),
+            "postgres://u:***@h:5432/db?x=1"
+        );
+        assert_eq!(
+            redact("postgres://u:p%40ss%26w@h/db"),
+            "postgres://u:***@h/db",
+            "an encoded password is hidden whole"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(redact("redis://:pw@cache:6379"), "redis://:***@cache:6379");
+        let bad = redact("postgres://u:se cret@h:99999/db");
+        assert!(!bad.contains("se cret"), "{bad}");
     }
 
     #[test]

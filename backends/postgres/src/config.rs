@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use persistkit_core::backend::duration_option;
-use persistkit_core::{Error, Result};
+use persistkit_core::{redact, Error, Result};
 
 /// How to open a Postgres store.
 ///
@@ -63,23 +63,6 @@ impl fmt::Debug for PgConfig {
             .field("test_before_acquire", &self.test_before_acquire)
             .field("inspect", &self.inspect)
             .finish()
-    }
-}
-
-/// `url` with the password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = rest
-        .find(['/', '?'])
-        .map_or((rest, ""), |i| rest.split_at(i));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
     }
 }
 

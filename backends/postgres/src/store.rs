@@ -16,10 +16,11 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::query::{Query, QueryAs, QueryScalar};
 use sqlx::{AssertSqlSafe, Executor, FromRow, Postgres, QueryBuilder, Row, Transaction};
 
-use crate::config::{redact, PgConfig};
+use crate::config::PgConfig;
 use crate::error::map;
 use crate::schema;
 use crate::sql::*;
+use persistkit_core::redact;
 
 /// Run one statement on a connection of its own (see [`Conn`]) and finish
 /// that connection's transaction, if it has one, when the statement

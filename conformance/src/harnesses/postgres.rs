@@ -426,20 +426,6 @@ impl PostgresHarness {
     }
 }
 
-fn persistkit_postgres_redact(url: &str) -> String {
-    // Same rule as the backend's Debug: never show a password.
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 /// What to say when the role of a given server may not create databases.
 fn no_createdb(role: &str) -> String {
     format!(
@@ -663,7 +649,7 @@ impl FixtureHooks for PgHooks {
 impl Harness for PostgresHarness {
     fn name(&self) -> String {
         match &self.source {
-            Source::External(url) => format!("postgres ({})", persistkit_postgres_redact(url)),
+            Source::External(url) => format!("postgres ({})", persistkit_core::redact(url)),
             Source::PgBouncer => {
                 let (name, tag) = image();
                 let (bname, btag) = image_from(PGBOUNCER_IMAGE_ENV, DEFAULT_PGBOUNCER_IMAGE);
@@ -673,7 +659,7 @@ impl Harness for PostgresHarness {
                 .ok()
                 .filter(|_| matches!(self.source, Source::TestDefault))
             {
-                Some(url) => format!("postgres ({})", persistkit_postgres_redact(&url)),
+                Some(url) => format!("postgres ({})", persistkit_core::redact(&url)),
                 None => {
                     let (name, tag) = image();
                     format!("postgres ({name}:{tag} in Docker)")
