@@ -75,7 +75,7 @@ impl SqliteConfig {
                     .with_source(e)
             })?;
         let mut cfg = SqliteConfig::new(path.as_ref());
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             let (k, v) = (k.as_ref(), v.as_ref());
             let bad = |why: &str| Error::invalid(format!("sqlite URL option {k}={v:?}: {why}"));
             match k {
