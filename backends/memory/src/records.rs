@@ -1,10 +1,10 @@
 //! Records, their indexes and `find`.
 
 use async_trait::async_trait;
-use persistkit_core::backend::{incremented, no_such_index};
+use persistkit_core::backend::{incr_put, incremented, no_such_index};
 use persistkit_core::op::*;
 use persistkit_core::Cx;
-use persistkit_core::{Expect, Found, Index, PutRecord, Record, RecordStore, Result};
+use persistkit_core::{Found, Index, PutRecord, Record, RecordStore, Result};
 use std::ops::Bound;
 
 use crate::store::*;
@@ -25,15 +25,7 @@ impl RecordStore for MemoryStore {
         // Read and write under one lock: no writer comes between.
         let current = recs.live(op.collection, op.id, now).cloned();
         let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
-        let put = PutRecord {
-            collection: op.collection,
-            id: op.id,
-            data: &data,
-            expect: current
-                .as_ref()
-                .map_or(Expect::Absent, |r| Expect::Version(r.version)),
-            expires_at: current.as_ref().and_then(|r| r.expires_at),
-        };
+        let put = incr_put(op, current.as_ref(), &data);
         recs.put(&put, now)
     }
 

@@ -54,23 +54,11 @@ impl BatchStore for PgStore {
                 return Err(Error::internal("only a put can meet a unique index").at_index(i));
             };
             let text = canonical_json(put.data);
-            match self.holder_after(ns, &items[..i], &put, &text, now).await? {
-                Some((_, other, true)) => {
-                    one!(self, |c| self
-                        .q(DELETE_EXPIRED_RECORD)
-                        .bind(ns)
-                        .bind(put.collection)
-                        .bind(&other)
-                        .bind(dt(now))
-                        .execute(&mut *c)
-                        .await
-                        .map_err(map))?;
-                }
-                Some((index, other, false)) => {
-                    return Err(unique_conflict(put.collection, &index, &other).at_index(i))
-                }
+            let holder = self.holder_after(ns, &items[..i], &put, &text, now).await?;
+            match self.settle_unique(ns, put.collection, holder, now).await {
+                Ok(true) => {}
                 // Freed since, or an earlier item no longer applies.
-                None => {
+                Ok(false) => {
                     return Err(Error::conflict(
                         None,
                         format!(
@@ -82,6 +70,8 @@ impl BatchStore for PgStore {
                     )
                     .at_index(i))
                 }
+                Err(e) if e.unique_conflict().is_some() => return Err(e.at_index(i)),
+                Err(e) => return Err(e),
             }
         }
         Err(Error::conflict(

@@ -59,6 +59,35 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// After a unique index of `collection` refused a write: remove the
+    /// key's `holder` if it has expired (`Ok(true)`: write again), or fail
+    /// with the `Conflict` naming a live one. `Ok(false)` when no record
+    /// holds the key any more.
+    pub(crate) async fn settle_unique(
+        &self,
+        ns: &str,
+        collection: &str,
+        holder: Option<(String, String, bool)>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        match holder {
+            Some((_, other, true)) => {
+                one!(self, |c| self
+                    .q(DELETE_EXPIRED_RECORD)
+                    .bind(ns)
+                    .bind(collection)
+                    .bind(&other)
+                    .bind(dt(now))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map))?;
+                Ok(true)
+            }
+            Some((index, other, false)) => Err(unique_conflict(collection, &index, &other)),
+            None => Ok(false),
+        }
+    }
+
     /// Write `put` with the statement for its expectation, on `c` (a
     /// connection of its own, or a batch's transaction): the row written,
     /// or `None` when the expectation did not hold (or the record is at its
@@ -143,23 +172,10 @@ impl RecordStore for PgStore {
                 // The records' own key is handled by each statement, so
                 // this is a unique index refusing the key.
                 Err(e) if e.kind() == ErrorKind::Conflict => {
-                    match self.unique_holder(ns, collection, id, &text, now).await? {
-                        Some((_, other, true)) => {
-                            one!(self, |c| self
-                                .q(DELETE_EXPIRED_RECORD)
-                                .bind(ns)
-                                .bind(collection)
-                                .bind(&other)
-                                .bind(dt(now))
-                                .execute(&mut *c)
-                                .await
-                                .map_err(map))?;
-                        }
-                        Some((index, other, false)) => {
-                            return Err(unique_conflict(collection, &index, &other))
-                        }
-                        None => {} // it moved on: try again
-                    }
+                    // An expired holder is removed, a gone one moved on:
+                    // either way, try again.
+                    let holder = self.unique_holder(ns, collection, id, &text, now).await?;
+                    self.settle_unique(ns, collection, holder, now).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -193,15 +209,7 @@ impl RecordStore for PgStore {
                 .transpose()?;
             let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
             let text = canonical_json(&data);
-            let put = PutRecord {
-                collection,
-                id,
-                data: &data,
-                expect: current
-                    .as_ref()
-                    .map_or(Expect::Absent, |r| Expect::Version(r.version)),
-                expires_at: current.as_ref().and_then(|r| r.expires_at),
-            };
+            let put = incr_put(op, current.as_ref(), &data);
             match self.put_on(&mut tx, ns, &put, &text, now).await {
                 Ok(Some(r)) => {
                     tx.commit().await.map_err(map)?;
@@ -212,23 +220,8 @@ impl RecordStore for PgStore {
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => {
                     let _ = tx.rollback().await;
-                    match self.unique_holder(ns, collection, id, &text, now).await? {
-                        Some((_, other, true)) => {
-                            one!(self, |c| self
-                                .q(DELETE_EXPIRED_RECORD)
-                                .bind(ns)
-                                .bind(collection)
-                                .bind(&other)
-                                .bind(dt(now))
-                                .execute(&mut *c)
-                                .await
-                                .map_err(map))?;
-                        }
-                        Some((index, other, false)) => {
-                            return Err(unique_conflict(collection, &index, &other))
-                        }
-                        None => {}
-                    }
+                    let holder = self.unique_holder(ns, collection, id, &text, now).await?;
+                    self.settle_unique(ns, collection, holder, now).await?;
                 }
                 Err(e) => return Err(e),
             }

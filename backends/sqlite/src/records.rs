@@ -176,15 +176,7 @@ impl RecordStore for SqliteStore {
                     record_row,
                 )?;
                 let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
-                let put = PutRecord {
-                    collection: op.collection,
-                    id: op.id,
-                    data: &data,
-                    expect: current
-                        .as_ref()
-                        .map_or(Expect::Absent, |r| Expect::Version(r.version)),
-                    expires_at: current.as_ref().and_then(|r| r.expires_at),
-                };
+                let put = incr_put(op, current.as_ref(), &data);
                 let written = put_in(&tx, ns, &put, now)?;
                 tx.commit().map_err(map)?;
                 Ok(written)

@@ -16,6 +16,14 @@ impl Harness for Unreachable {
     }
 }
 
+/// What a test task that panicked said.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    e.into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_default()
+}
+
 /// With PERSISTKIT_FAIL_ON_SKIP=1 a skipped case fails its `#[test]`;
 /// without it, the test passes and says SKIPPED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,12 +35,7 @@ async fn fail_on_skip_turns_skips_into_failures() {
         true,
     ))
     .await;
-    let panic = strict.expect_err("a skip must fail under PERSISTKIT_FAIL_ON_SKIP=1");
-    let text = panic
-        .into_panic()
-        .downcast::<String>()
-        .map(|s| *s)
-        .unwrap_or_default();
+    let text = panic_text(strict.expect_err("a skip must fail under PERSISTKIT_FAIL_ON_SKIP=1"));
     assert!(
         text.contains("skipped") && text.contains("no server here"),
         "{text}"
@@ -74,12 +77,7 @@ async fn a_gate_lets_through_only_the_expected_skips() {
             unexpected,
         ))
         .await;
-        let panic = r.expect_err("a skip the gate does not list must fail");
-        let text = panic
-            .into_panic()
-            .downcast::<String>()
-            .map(|s| *s)
-            .unwrap_or_default();
+        let text = panic_text(r.expect_err("a skip the gate does not list must fail"));
         assert!(
             text.contains("PERSISTKIT_EXPECT_UNSUPPORTED"),
             "{unexpected:?}: {text}"

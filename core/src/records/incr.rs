@@ -64,6 +64,22 @@ pub fn incremented(current: Option<&Value>, field: &str, by: i64) -> Result<Valu
     Ok(data)
 }
 
+/// The write of an incr: `data` over `current` (as read in the same step),
+/// at its version or expecting no record, keeping its expiry.
+pub fn incr_put<'a>(
+    op: &super::op::IncrField<'a>,
+    current: Option<&Record>,
+    data: &'a Value,
+) -> PutRecord<'a> {
+    PutRecord {
+        collection: op.collection,
+        id: op.id,
+        data,
+        expect: current.map_or(Expect::Absent, |r| Expect::Version(r.version)),
+        expires_at: current.and_then(|r| r.expires_at),
+    }
+}
+
 /// [`RecordStore::incr`](super::RecordStore::incr) for a store with no
 /// transaction to do it in: read, add, and write at the version read;
 /// again on a lost race, after a short jittered pause, until the call's
@@ -94,15 +110,7 @@ where
             .get(cx, &super::op::GetRecord::new(op.collection, op.id))
             .await?;
         let data = incremented(current.as_ref().map(|r| &r.data), op.field, op.by)?;
-        let put = PutRecord {
-            collection: op.collection,
-            id: op.id,
-            data: &data,
-            expect: current
-                .as_ref()
-                .map_or(Expect::Absent, |r| Expect::Version(r.version)),
-            expires_at: current.as_ref().and_then(|r| r.expires_at),
-        };
+        let put = incr_put(op, current.as_ref(), &data);
         match store.put(cx, &put).await {
             Err(e) if e.kind() == crate::ErrorKind::Conflict && e.unique_conflict().is_none() => {
                 lost += 1;

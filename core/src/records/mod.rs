@@ -11,7 +11,7 @@ pub mod index;
 pub mod op;
 mod record;
 
-pub use incr::{add_to_field, incr_by_compare_and_set, incremented};
+pub use incr::{add_to_field, incr_by_compare_and_set, incr_put, incremented};
 pub use index::{Find, FindQuery, Found, Index};
 use op::{CountRecords, DeleteRecord, FindRecords, GetRecord, IncrField, ListIndexes, ListRecords};
 pub use record::{
