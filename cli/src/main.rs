@@ -238,6 +238,10 @@ struct CheckArgs {
     /// Run only cases whose `domain::name` contains this.
     #[arg(long)]
     filter: Option<String>,
+    /// With --filter: run only the case whose `domain::name` is exactly the
+    /// filter (what a failed case's rerun line uses).
+    #[arg(long, requires = "filter")]
+    exact: bool,
     /// No per-case progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -302,6 +306,7 @@ async fn check(args: CheckArgs) -> Result<ExitCode, String> {
         }
         let opts = RunOptions {
             filter: args.filter.clone(),
+            exact: args.exact,
             progress: !args.quiet,
             case_timeout: None,
             // This program again, as `persistkit __child TARGET`.
@@ -312,6 +317,7 @@ async fn check(args: CheckArgs) -> Result<ExitCode, String> {
                 }
                 persistkit_conformance::child::ChildCommand::new(exe, child_args)
             }),
+            rerun: Some(rerun_command(&target, cache)),
         };
         let report = run_suite(h.clone(), &opts).await;
         let t = report.totals;
@@ -782,6 +788,32 @@ fn child_harness(target: &str, cache: Option<&str>) -> Result<Arc<dyn Harness>, 
 
 /// How `check` names the --docker target to its second process.
 const DOCKER_TARGET: &str = "docker";
+
+/// The command that checks one case of `target` again, `{case}` standing
+/// for it; a password in the URL is hidden (give it again to rerun).
+fn rerun_command(target: &str, cache: Option<&str>) -> String {
+    let target = match target {
+        DOCKER_TARGET => "--docker".to_string(),
+        DOCKER_PGBOUNCER_TARGET => "--docker-pgbouncer".to_string(),
+        url => shell_word(&persistkit::redact(url)),
+    };
+    let cache = cache.map_or(String::new(), |c| {
+        format!(" --cache {}", shell_word(&persistkit::redact(c)))
+    });
+    format!("persistkit check {target}{cache} --filter {{case}} --exact")
+}
+
+/// `s` quoted for a POSIX shell when it holds anything but plain characters.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
 /// How `check` names the --docker-pgbouncer target to its second process.
 const DOCKER_PGBOUNCER_TARGET: &str = "docker-pgbouncer";
 
@@ -889,5 +921,30 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rerun_line_hides_the_password_and_quotes_for_the_shell() {
+        assert_eq!(
+            rerun_command(
+                "postgres://app:s3cret@db:5432/app?sslmode=disable&x=1",
+                None
+            ),
+            "persistkit check 'postgres://app:***@db:5432/app?sslmode=disable&x=1' \
+             --filter {case} --exact"
+        );
+        assert_eq!(
+            rerun_command(DOCKER_TARGET, Some("memory")),
+            "persistkit check --docker --cache memory --filter {case} --exact"
+        );
+        assert_eq!(
+            rerun_command("sqlite://it's here.db", None),
+            "persistkit check 'sqlite://it'\\''s here.db' --filter {case} --exact"
+        );
     }
 }

@@ -219,3 +219,40 @@ async fn check_through_a_redis_cache_runs_every_case() {
         .expect("the cross-process case");
     assert_eq!(across["status"], "passed", "{across}");
 }
+
+#[test]
+fn exact_runs_the_one_case_a_rerun_line_names() {
+    let count = |exact: bool| {
+        let mut args = vec![
+            "check",
+            "memory://",
+            "--format",
+            "json",
+            "-q",
+            "--filter",
+            "records::no_lost_updates",
+        ];
+        if exact {
+            args.push("--exact");
+        }
+        let out = persistkit().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["reports"][0]["cases"].as_array().unwrap().len()
+    };
+    assert_eq!(
+        count(false),
+        2,
+        "no_lost_updates and no_lost_updates_across_handles"
+    );
+    assert_eq!(count(true), 1);
+    let out = persistkit()
+        .args(["check", "memory://", "--exact"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--exact needs --filter");
+}

@@ -8,6 +8,7 @@ use persistkit_core::{Capabilities, Clock, Handle, ManualClock, Store, Timestamp
 use crate::child::{MaybeChild, Running};
 use crate::harness::{Fixture, Harness, SetupError};
 use crate::outcome::CaseError;
+use crate::trace::{CallLog, Traced};
 
 pub use crate::clock::START;
 
@@ -16,6 +17,9 @@ pub struct Ctx {
     harness: Arc<dyn Harness>,
     child: MaybeChild,
     fixture: Fixture,
+    /// The fixture's store, its calls noted in `log`.
+    store: Arc<dyn Store>,
+    log: Arc<CallLog>,
     others: std::sync::Mutex<Vec<Fixture>>,
     clock: ManualClock,
 }
@@ -37,11 +41,23 @@ impl Ctx {
         harness: Arc<dyn Harness>,
         child: MaybeChild,
     ) -> Result<Self, SetupError> {
+        Self::noting(harness, child, Arc::default()).await
+    }
+
+    /// A context noting every store call its cases make in `log`.
+    pub(crate) async fn noting(
+        harness: Arc<dyn Harness>,
+        child: MaybeChild,
+        log: Arc<CallLog>,
+    ) -> Result<Self, SetupError> {
         let fixture = harness.fresh().await?;
+        let store = Traced::wrap(fixture.store.clone(), &log);
         Ok(Ctx {
             harness,
             child,
             fixture,
+            store,
+            log,
             others: std::sync::Mutex::new(Vec::new()),
             clock: ManualClock::new(Timestamp::from_secs(START).expect("in range")),
         })
@@ -52,14 +68,14 @@ impl Ctx {
         &self.fixture
     }
 
-    /// The store under test.
+    /// The store under test (its calls noted for a failure message).
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.fixture.store
+        &self.store
     }
 
     /// A handle in the default namespace, on the case's manual clock.
     pub fn handle(&self) -> Handle {
-        self.wrap(self.fixture.store.clone())
+        self.on_clock(self.store.clone())
     }
 
     /// A handle in namespace `ns`.
@@ -105,8 +121,13 @@ impl Ctx {
         self.fixture.hooks.cleanup().await;
     }
 
-    /// Wrap any store in a handle on this case's clock.
+    /// Wrap any store in a handle on this case's clock. Its calls are
+    /// noted, as the fixture's are, for a failure message.
     pub fn wrap(&self, store: Arc<dyn Store>) -> Handle {
+        self.on_clock(Traced::wrap(store, &self.log))
+    }
+
+    fn on_clock(&self, store: Arc<dyn Store>) -> Handle {
         Handle::new(store).with_clock(Arc::new(self.clock.clone()))
     }
 

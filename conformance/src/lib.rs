@@ -29,12 +29,14 @@ mod ctx;
 pub mod differential;
 mod harness;
 pub mod harnesses;
-mod outcome;
+#[doc(hidden)]
+pub mod outcome;
 mod race;
 pub mod report;
 pub mod rules;
 mod runner;
 mod tally;
+mod trace;
 
 use futures::future::BoxFuture;
 
@@ -42,14 +44,14 @@ pub use ctx::{Ctx, START};
 pub use harness::{Fixture, FixtureHooks, Harness, SetupError};
 pub use outcome::{expect_err, CaseError, CaseResult};
 pub use race::{RACE_ROUNDS_ENV, RACE_SECONDS_ENV};
-pub use report::{CaseReport, Status, SuiteReport, Totals};
+pub use report::{failure_groups, CaseReport, FailureGroup, Status, SuiteReport, Totals};
 pub use rules::{rules, rules_of, Rule, CONTRACT};
 pub use runner::{
     case_timeout_from_env, run_case, run_case_as_test, run_case_as_test_expecting,
     run_case_as_test_with, run_case_with_child, run_case_within, run_suite, run_suite_case,
     RunOptions, CASE_TIMEOUT, CASE_TIMEOUT_ENV, EXPECT_UNSUPPORTED_ENV, FAIL_ON_SKIP_ENV,
 };
-pub use tally::REPORT_ENV;
+pub use tally::{JUNIT_ENV, REPORT_ENV};
 
 /// One conformance case.
 #[derive(Clone, Copy)]
@@ -283,7 +285,19 @@ macro_rules! __emit_tests {
                 $(
                     #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $case() {
-                        $crate::run_suite_case($harness, module_path!(), stringify!($domain), stringify!($case)).await;
+                        $crate::run_suite_case(
+                            $harness,
+                            module_path!(),
+                            env!("CARGO_PKG_NAME"),
+                            // Set for integration tests only: how cargo selects this binary.
+                            match option_env!("CARGO_TARGET_TMPDIR") {
+                                Some(_) => concat!("--test ", env!("CARGO_CRATE_NAME")),
+                                None => "--lib",
+                            },
+                            stringify!($domain),
+                            stringify!($case),
+                        )
+                        .await;
                     }
                 )*
             }

@@ -43,8 +43,129 @@ pub struct CaseReport {
     pub status: Status,
     /// Wall time in milliseconds.
     pub duration_ms: f64,
-    /// Which rule broke, or why it was skipped.
+    /// Which rule broke (with a diff of expected against actual where the
+    /// case compared values), or why it was skipped.
     pub message: Option<String>,
+    /// The ids of the rules the case guards (`docs/contract.md`).
+    pub rules: Vec<String>,
+    /// For a failure: the last store calls the case made, oldest first,
+    /// each with its input and answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
+    /// For a failure: the operation of the last store call before it,
+    /// most often the one whose answer the failed check looked at. The
+    /// report groups failures by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_call: Option<String>,
+    /// For a failure: the command that runs this case alone again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<String>,
+}
+
+impl CaseReport {
+    /// `domain::name`.
+    pub fn id(&self) -> String {
+        format!("{}::{}", self.domain, self.name)
+    }
+
+    /// Everything a failure says, for a person: the broken rule and the
+    /// diff, the calls made before it, and the command that reruns it.
+    pub fn details(&self) -> String {
+        let mut s = self.message.clone().unwrap_or_default();
+        if !self.calls.is_empty() {
+            let _ = write!(
+                s,
+                "\n{}",
+                crate::trace::calls_heading(
+                    self.calls.len(),
+                    self.calls.first().map(String::as_str)
+                )
+            );
+            for c in &self.calls {
+                let _ = write!(s, "\n{c}");
+            }
+        }
+        if let Some(r) = &self.rerun {
+            let _ = write!(s, "\nrerun it alone: {r}");
+        }
+        s
+    }
+}
+
+/// Failed cases that share a cause: the same last store call before the
+/// failed check, or the same broken rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureGroup {
+    /// `call` or `rule`.
+    pub by: &'static str,
+    /// The operation (`list_records`) or the rule id (`REC-4`).
+    pub key: String,
+    /// The failed cases, `domain::name`.
+    pub cases: Vec<String>,
+}
+
+/// The failures of `cases` grouped by their last store call, then by rule,
+/// largest group first: one bug that fails many cases shows as one group,
+/// so its likely root cause comes first. A rule group is given only when
+/// more than one case broke it.
+pub fn failure_groups<'a>(cases: impl IntoIterator<Item = &'a CaseReport>) -> Vec<FailureGroup> {
+    let mut by_call: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_rule: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in cases.into_iter().filter(|c| c.status == Status::Failed) {
+        let call = c
+            .last_call
+            .clone()
+            .unwrap_or_else(|| "(no store call)".to_string());
+        by_call.entry(call).or_default().push(c.id());
+        for r in &c.rules {
+            by_rule.entry(r.clone()).or_default().push(c.id());
+        }
+    }
+    let mut groups: Vec<FailureGroup> = by_call
+        .into_iter()
+        .map(|(key, cases)| FailureGroup {
+            by: "call",
+            key,
+            cases,
+        })
+        .collect();
+    groups.sort_by(|a, b| b.cases.len().cmp(&a.cases.len()).then(a.key.cmp(&b.key)));
+    let mut rules: Vec<FailureGroup> = by_rule
+        .into_iter()
+        .filter(|(_, cases)| cases.len() > 1)
+        .map(|(key, cases)| FailureGroup {
+            by: "rule",
+            key,
+            cases,
+        })
+        .collect();
+    rules.sort_by(|a, b| b.cases.len().cmp(&a.cases.len()).then(a.key.cmp(&b.key)));
+    groups.extend(rules);
+    groups
+}
+
+/// The groups as lines of text, under a heading; empty without failures.
+pub fn groups_text(groups: &[FailureGroup]) -> String {
+    let mut s = String::new();
+    if groups.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "failures by their last store call (the likely root cause first), then by rule:"
+    );
+    for g in groups {
+        let n = g.cases.len();
+        let _ = writeln!(
+            s,
+            "  {} {:<18} {n} case{}: {}",
+            g.by,
+            g.key,
+            if n == 1 { "" } else { "s" },
+            g.cases.join(", ")
+        );
+    }
+    s
 }
 
 /// Counts per status.
@@ -82,6 +203,9 @@ pub struct SuiteReport {
     pub domains: BTreeMap<String, Totals>,
     /// Totals.
     pub totals: Totals,
+    /// The failures grouped by last store call and by rule, largest first
+    /// (see [`failure_groups`]).
+    pub failure_groups: Vec<FailureGroup>,
     /// Wall time in milliseconds.
     pub duration_ms: f64,
 }
@@ -95,11 +219,13 @@ impl SuiteReport {
             totals.add(c.status);
             domains.entry(c.domain.clone()).or_default().add(c.status);
         }
+        let failure_groups = failure_groups(&cases);
         SuiteReport {
             target,
             cases,
             domains,
             totals,
+            failure_groups,
             duration_ms: elapsed.as_secs_f64() * 1e3,
         }
     }
@@ -110,46 +236,65 @@ impl SuiteReport {
     }
 }
 
-/// Render reports as a human-readable table.
+/// Render reports as a human-readable table (comfy-table, which measures
+/// names like `é` and `😀` by their display width).
 pub fn to_table(reports: &[SuiteReport]) -> String {
+    use comfy_table::{presets, CellAlignment, Table};
     let mut s = String::new();
     for r in reports {
-        let w = r
-            .cases
-            .iter()
-            .map(|c| c.domain.len() + c.name.len() + 2)
-            .max()
-            .unwrap_or(10)
-            .max(10);
         let _ = writeln!(s, "== {} ==", r.target);
-        let _ = writeln!(s, "{:<w$}  {:<11}  {:>9}  note", "case", "status", "ms");
+        let mut cases = Table::new();
+        cases
+            .load_preset(presets::ASCII_HORIZONTAL_ONLY)
+            .set_header(["case", "status", "ms", "note"]);
         for c in &r.cases {
             let note = c
                 .message
                 .as_deref()
                 .map(|m| m.lines().next().unwrap_or(""))
                 .unwrap_or("");
-            let _ = writeln!(
-                s,
-                "{:<w$}  {:<11}  {:>9.1}  {}",
-                format!("{}::{}", c.domain, c.name),
-                c.status.as_str(),
-                c.duration_ms,
-                note
-            );
+            cases.add_row([
+                c.id(),
+                c.status.as_str().to_string(),
+                format!("{:.1}", c.duration_ms),
+                note.to_string(),
+            ]);
         }
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "{:<12} {:>6} {:>6} {:>7} {:>11}",
-            "domain", "passed", "failed", "skipped", "unsupported"
-        );
+        if let Some(ms) = cases.column_mut(2) {
+            ms.set_cell_alignment(CellAlignment::Right);
+        }
+        let _ = writeln!(s, "{cases}\n");
+        let mut domains = Table::new();
+        domains
+            .load_preset(presets::ASCII_HORIZONTAL_ONLY)
+            .set_header(["domain", "passed", "failed", "skipped", "unsupported"]);
         for (d, t) in &r.domains {
-            let _ = writeln!(
-                s,
-                "{:<12} {:>6} {:>6} {:>7} {:>11}",
-                d, t.passed, t.failed, t.skipped, t.unsupported
-            );
+            domains.add_row([
+                d.clone(),
+                t.passed.to_string(),
+                t.failed.to_string(),
+                t.skipped.to_string(),
+                t.unsupported.to_string(),
+            ]);
+        }
+        for i in 1..5 {
+            if let Some(col) = domains.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let _ = writeln!(s, "{domains}");
+        let failed: Vec<&CaseReport> = r
+            .cases
+            .iter()
+            .filter(|c| c.status == Status::Failed)
+            .collect();
+        if !failed.is_empty() {
+            let _ = writeln!(s, "\nfailed cases in detail:");
+            for c in &failed {
+                let _ = writeln!(s, "\n-- {} --\n{}", c.id(), c.details());
+            }
+            let _ = writeln!(s);
+            s.push_str(&groups_text(&failure_groups(failed)));
         }
         let t = r.totals;
         let _ = writeln!(
@@ -206,9 +351,12 @@ pub fn to_junit(reports: &[SuiteReport]) -> String {
                 let text = if c.status == Status::Unsupported {
                     format!("unsupported: {m}")
                 } else {
-                    m.clone()
+                    m.lines().next().unwrap_or_default().to_string()
                 };
                 status.set_message(text);
+            }
+            if c.status == Status::Failed {
+                status.set_description(c.details());
             }
             let mut tc = TestCase::new(format!("{}::{}", c.domain, c.name), status);
             tc.set_classname(format!("{}.{}", r.target, c.domain));
@@ -252,4 +400,85 @@ pub fn to_markdown(reports: &[SuiteReport]) -> String {
         let _ = writeln!(s);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(name: &str, status: Status, message: Option<&str>) -> CaseReport {
+        CaseReport {
+            domain: "records".into(),
+            name: name.into(),
+            status,
+            duration_ms: 1.5,
+            message: message.map(str::to_string),
+            rules: vec!["REC-2".into()],
+            calls: Vec::new(),
+            last_call: None,
+            rerun: None,
+        }
+    }
+
+    #[test]
+    fn the_table_lines_up_and_details_failures() {
+        let mut failed = case(
+            "b",
+            Status::Failed,
+            Some("[REC-2] ids é😀 differ\n  expected: 1"),
+        );
+        failed.calls = vec!["   1. [store 1] get".into()];
+        failed.last_call = Some("get".into());
+        failed.rerun = Some("persistkit check memory:// --filter records::b --exact".into());
+        let r = SuiteReport::new(
+            "memory".into(),
+            vec![case("a_longer_name", Status::Passed, None), failed],
+            Duration::from_millis(3),
+        );
+        let t = to_table(std::slice::from_ref(&r));
+        let rows: Vec<&str> = t.lines().filter(|l| l.starts_with(" records::")).collect();
+        assert_eq!(rows.len(), 2, "{t}");
+        // The status column starts at the same display column in each row.
+        let at = |row: &str, word: &str| row[..row.find(word).unwrap()].chars().count();
+        assert_eq!(at(rows[0], "passed"), at(rows[1], "failed"), "{t}");
+        assert!(
+            t.contains("-- records::b --\n[REC-2] ids é😀 differ\n  expected: 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("rerun it alone: persistkit check memory://"),
+            "{t}"
+        );
+        assert!(t.contains("call get"), "{t}");
+        assert!(
+            t.contains("memory: 1 passed, 1 failed, 0 skipped, 0 unsupported"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn groups_put_the_largest_first_and_rules_only_when_shared() {
+        let mut a = case("a", Status::Failed, Some("x"));
+        a.last_call = Some("list_records".into());
+        let mut b = a.clone();
+        b.name = "b".into();
+        let mut c = a.clone();
+        c.name = "c".into();
+        c.last_call = Some("put".into());
+        c.rules = vec!["REC-9".into()];
+        let passed = case("d", Status::Passed, None);
+        let g = failure_groups([&c, &a, &passed, &b]);
+        let keys: Vec<(&str, &str, usize)> = g
+            .iter()
+            .map(|g| (g.by, g.key.as_str(), g.cases.len()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("call", "list_records", 2),
+                ("call", "put", 1),
+                ("rule", "REC-2", 2)
+            ]
+        );
+    }
 }

@@ -9,6 +9,7 @@ use crate::ctx::Ctx;
 use crate::harness::{Harness, SetupError};
 use crate::outcome::CaseError;
 use crate::report::{CaseReport, Status, SuiteReport};
+use crate::trace::{describe, CallLog};
 use crate::{all_cases, Case};
 
 /// How long one case may take before it counts as failed (hung), unless
@@ -36,6 +37,8 @@ const CASE_WORKERS: usize = 4;
 pub struct RunOptions {
     /// Run only cases whose `domain::name` contains this.
     pub filter: Option<String>,
+    /// Run only the case whose `domain::name` is the filter.
+    pub exact: bool,
     /// Print one line per case to stderr as it finishes.
     pub progress: bool,
     /// Per-case time limit; `None`: `PERSISTKIT_CASE_TIMEOUT`, else
@@ -44,7 +47,14 @@ pub struct RunOptions {
     /// How to start this program as the second process of the
     /// cross-process cases; without it they are skipped.
     pub child: Option<ChildCommand>,
+    /// The command that runs one case again, with `{case}` where the case's
+    /// `domain::name` goes (`persistkit check URL --filter {case}`): a
+    /// failed case's report gives it filled in.
+    pub rerun: Option<String>,
 }
+
+/// How many of its last store calls a failed case shows.
+const CALLS_SHOWN: usize = 12;
 
 /// The per-case time limit from `PERSISTKIT_CASE_TIMEOUT`, else the default.
 pub fn case_timeout_from_env() -> Duration {
@@ -94,6 +104,8 @@ pub async fn run_case_with_child(
     let started = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let run = case.run;
+    let log = Arc::new(CallLog::default());
+    let noted = log.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("case {}::{}", case.domain, case.name))
         .spawn(move || {
@@ -111,10 +123,12 @@ pub async fn run_case_with_child(
                 }
             };
             let outcome = rt.block_on(async move {
-                let ctx = Ctx::with_child(harness, child).await.map_err(|e| match e {
-                    SetupError::Skip(m) => CaseError::Skipped(m),
-                    SetupError::Fail(m) => CaseError::Failed(format!("setup failed: {m}")),
-                })?;
+                let ctx = Ctx::noting(harness, child, noted)
+                    .await
+                    .map_err(|e| match e {
+                        SetupError::Skip(m) => CaseError::Skipped(m),
+                        SetupError::Fail(m) => CaseError::Failed(format!("setup failed: {m}")),
+                    })?;
                 // On a task of its own, so a panic becomes a failure.
                 let task = tokio::spawn(async move {
                     let r = run(&ctx).await;
@@ -146,18 +160,31 @@ pub async fn run_case_with_child(
             ))),
         },
     };
+    // An answer beneath the handle that broke the contract fails the case,
+    // even when the handle hid it from the case's own checks.
+    let broken = log.broken();
+    let beneath = outcome.is_ok() && !broken.is_empty();
+    let outcome = if beneath {
+        Err(CaseError::Failed(broken.join("\n")))
+    } else {
+        outcome
+    };
+    let rules: Vec<String> = crate::rules::rules_of(case.domain, case.name)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let (status, message) = match outcome {
         Ok(()) => (Status::Passed, None),
-        Err(CaseError::Failed(m)) => {
-            let ids = crate::rules::rules_of(case.domain, case.name);
-            if ids.is_empty() {
-                (Status::Failed, Some(m))
-            } else {
-                (Status::Failed, Some(format!("[{}] {m}", ids.join(", "))))
-            }
-        }
+        // The answers beneath the handle name their own rule.
+        Err(CaseError::Failed(m)) if rules.is_empty() || beneath => (Status::Failed, Some(m)),
+        Err(CaseError::Failed(m)) => (Status::Failed, Some(format!("[{}] {m}", rules.join(", ")))),
         Err(CaseError::Skipped(m)) => (Status::Skipped, Some(m)),
         Err(CaseError::Unsupported(m)) => (Status::Unsupported, Some(m)),
+    };
+    let (calls, last_call) = if status == Status::Failed {
+        describe(&log, CALLS_SHOWN)
+    } else {
+        (Vec::new(), None)
     };
     CaseReport {
         domain: case.domain.to_string(),
@@ -165,7 +192,26 @@ pub async fn run_case_with_child(
         status,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
         message,
+        rules,
+        calls,
+        last_call: last_call.map(str::to_string),
+        rerun: None,
     }
+}
+
+/// Fail the running `#[test]` with `text`, printed through the test
+/// harness's capture so it shows under the failed test. Not `panic!`: the
+/// panic hook would add the runner's own source line (and, with
+/// RUST_BACKTRACE, a backtrace of the runner's internals) to what is the
+/// case's failure.
+fn fail_test(text: String) -> ! {
+    eprintln!("{text}");
+    std::panic::resume_unwind(Box::new(text));
+}
+
+/// `template` with the case's id where `{case}` is.
+fn rerun_of(template: &str, domain: &str, name: &str) -> String {
+    template.replace("{case}", &format!("{domain}::{name}"))
 }
 
 fn panic_text(e: tokio::task::JoinError) -> String {
@@ -186,16 +232,27 @@ pub async fn run_suite(harness: Arc<dyn Harness>, opts: &RunOptions) -> SuiteRep
     let cases: Vec<Case> = all_cases()
         .into_iter()
         .filter(|c| {
-            opts.filter
-                .as_ref()
-                .is_none_or(|f| format!("{}::{}", c.domain, c.name).contains(f.as_str()))
+            let id = format!("{}::{}", c.domain, c.name);
+            opts.filter.as_ref().is_none_or(|f| {
+                if opts.exact {
+                    id == *f
+                } else {
+                    id.contains(f.as_str())
+                }
+            })
         })
         .collect();
     let total = cases.len();
     let mut reports = Vec::with_capacity(total);
     let limit = opts.case_timeout.unwrap_or_else(case_timeout_from_env);
     for (i, case) in cases.iter().enumerate() {
-        let r = run_case_with_child(harness.clone(), case, limit, opts.child.clone()).await;
+        let mut r = run_case_with_child(harness.clone(), case, limit, opts.child.clone()).await;
+        if r.status == Status::Failed {
+            r.rerun = opts
+                .rerun
+                .as_deref()
+                .map(|t| rerun_of(t, case.domain, case.name));
+        }
         if opts.progress {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
@@ -286,9 +343,25 @@ pub async fn run_case_as_test<H: Harness>(harness: H, domain: &str, name: &str) 
 }
 
 /// [`run_case_as_test`] from a [`suite!`](crate::suite) module, able to start
-/// the suite's second process through the module's child entry.
+/// the suite's second process through the module's child entry. `target`
+/// says how `cargo test` selects the calling test binary (`--test NAME` or
+/// `--lib`), `package` its package: a failure's rerun line uses them.
 #[doc(hidden)]
-pub async fn run_suite_case<H: Harness>(harness: H, module: &str, domain: &str, name: &str) {
+pub async fn run_suite_case<H: Harness>(
+    harness: H,
+    module: &str,
+    package: &str,
+    target: &str,
+    domain: &str,
+    name: &str,
+) {
+    // "crate::path::to::suite::domain" → "path::to::suite::domain::name", as
+    // libtest names the test.
+    let path: Vec<&str> = module.split("::").skip(1).collect();
+    let rerun = format!(
+        "cargo test -p {package} {target} -- {}::{name} --exact",
+        path.join("::")
+    );
     run_case_as_test_in(
         harness,
         domain,
@@ -296,6 +369,7 @@ pub async fn run_suite_case<H: Harness>(harness: H, module: &str, domain: &str, 
         fail_on_skip(),
         ChildCommand::for_suite_module(module),
         None,
+        Some(rerun),
     )
     .await;
 }
@@ -309,7 +383,7 @@ pub async fn run_case_as_test_with<H: Harness>(
     name: &str,
     fail_on_skip: bool,
 ) {
-    run_case_as_test_in(harness, domain, name, fail_on_skip, None, None).await;
+    run_case_as_test_in(harness, domain, name, fail_on_skip, None, None, None).await;
 }
 
 /// [`run_case_as_test_with`], with the expected unsupported cases given
@@ -323,7 +397,16 @@ pub async fn run_case_as_test_expecting<H: Harness>(
     expected: &str,
 ) {
     let expected = parse_expected(expected);
-    run_case_as_test_in(harness, domain, name, fail_on_skip, None, Some(expected)).await;
+    run_case_as_test_in(
+        harness,
+        domain,
+        name,
+        fail_on_skip,
+        None,
+        Some(expected),
+        None,
+    )
+    .await;
 }
 
 async fn run_case_as_test_in<H: Harness>(
@@ -333,6 +416,7 @@ async fn run_case_as_test_in<H: Harness>(
     fail_on_skip: bool,
     child: Option<ChildCommand>,
     expected: Option<Vec<String>>,
+    rerun: Option<String>,
 ) {
     let case = all_cases()
         .into_iter()
@@ -340,21 +424,36 @@ async fn run_case_as_test_in<H: Harness>(
         .unwrap_or_else(|| panic!("no conformance case {domain}::{name}"));
     let harness: Arc<dyn Harness> = Arc::new(harness);
     let label = harness.name();
-    let r = run_case_with_child(harness, &case, case_timeout_from_env(), child).await;
-    let msg = r.message.unwrap_or_default();
-    crate::tally::record(&label, domain, name, r.status, &msg);
-    let expected = || {
-        let list = expected.clone().unwrap_or_else(expected_unsupported);
-        is_expected(&list, domain, name)
-    };
+    let mut r = run_case_with_child(harness, &case, case_timeout_from_env(), child).await;
+    let skipped = matches!(r.status, Status::Skipped | Status::Unsupported);
+    if skipped && fail_on_skip {
+        let list = expected.unwrap_or_else(expected_unsupported);
+        if !is_expected(&list, domain, name) {
+            // The gate fails it: so say the tally, the JSON lines and JUnit.
+            r.message = Some(format!(
+                "{} ({FAIL_ON_SKIP_ENV}=1 makes that a failure, unless \
+                 {EXPECT_UNSUPPORTED_ENV} lists it): {}",
+                r.status.as_str(),
+                r.message.as_deref().unwrap_or_default()
+            ));
+            r.status = Status::Failed;
+        }
+    }
+    if r.status == Status::Failed {
+        r.rerun = rerun;
+    }
+    if let Err(e) = crate::tally::record(&label, &r) {
+        // A gate must not pass with its report missing.
+        fail_test(e);
+    }
+    let msg = r.message.clone().unwrap_or_default();
     match r.status {
         Status::Passed => {}
-        Status::Failed => panic!("[{label}] {domain}::{name} broke the contract: {msg}"),
-        Status::Skipped | Status::Unsupported if fail_on_skip && !expected() => panic!(
-            "[{label}] {domain}::{name} was {} ({FAIL_ON_SKIP_ENV}=1 makes that a failure, \
-             unless {EXPECT_UNSUPPORTED_ENV} lists it): {msg}",
-            r.status.as_str()
-        ),
+        Status::Failed if skipped => fail_test(format!("[{label}] {domain}::{name} was {msg}")),
+        Status::Failed => fail_test(format!(
+            "[{label}] {domain}::{name} broke the contract: {}",
+            r.details()
+        )),
         Status::Skipped | Status::Unsupported => {
             // Written straight to the stream so `cargo test` shows it even
             // though the test itself is reported as ok.

@@ -373,4 +373,40 @@ mod postgres_only {
         assert!(e.to_string().contains("pg_catalog"), "{e}");
         fixture.hooks.cleanup().await;
     }
+
+    /// A backend of another author's on Postgres gets empty databases from
+    /// the suite's server, each its own, and drops them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outside_backend_gets_empty_databases_of_its_own() {
+        use sqlx::Connection;
+        let h = PostgresHarness::from_env();
+        let (a, b) = match (h.empty_database().await, h.empty_database().await) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(SetupError::Skip(why)), _) => {
+                eprintln!("SKIPPED: {why}");
+                return;
+            }
+            (a, b) => panic!("{a:?} {b:?}"),
+        };
+        assert_ne!(a, b);
+        let mut conn = sqlx::PgConnection::connect(&a).await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0, "empty: no persistkit tables in it");
+        sqlx::query("CREATE TABLE mine (id int)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        h.drop_database(&a).await.unwrap();
+        h.drop_database(&a).await.unwrap();
+        assert!(sqlx::PgConnection::connect(&a).await.is_err(), "dropped");
+        let e = h.drop_database("postgres://u@h/app").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        h.drop_database(&b).await.unwrap();
+    }
 }

@@ -717,14 +717,13 @@ impl PostgresHarness {
         self.fresh_pg_config().await.map(|(f, s, _)| (f, s))
     }
 
-    /// Like [`fresh_pg`](Self::fresh_pg), with the configuration that opens
-    /// the fresh database too (tests open it again with other options).
-    ///
-    /// # Errors
-    /// As [`Harness::fresh`].
-    pub async fn fresh_pg_config(
+    /// A new database on this harness's server: from persistkit's migrated
+    /// template where the server is a throw-away one and `migrated`, else
+    /// empty.
+    async fn new_database(
         &self,
-    ) -> std::result::Result<(Fixture, PgStore, PgConfig), SetupError> {
+        migrated: bool,
+    ) -> std::result::Result<(Server, String), SetupError> {
         let server = match self.server().await {
             Ok(s) => s,
             Err(reason) => {
@@ -742,7 +741,7 @@ impl PostgresHarness {
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
         let mut conn = admin(&server).await.map_err(fail)?;
-        if server.template {
+        if server.template && migrated {
             let cell = if server.pooler.is_some() {
                 &BOUNCER_TEMPLATE
             } else {
@@ -779,6 +778,64 @@ impl PostgresHarness {
             }
         }
         let _ = conn.close().await;
+        Ok((server, db))
+    }
+
+    /// A fresh, empty database on this harness's server, as a URL: for the
+    /// harness of a backend of your own on Postgres. The server is the
+    /// suite's: `PERSISTKIT_TEST_POSTGRES_URL` if set (the role needs
+    /// CREATEDB), else one container per test process, started in Docker
+    /// from `PERSISTKIT_POSTGRES_IMAGE` and removed at exit. Without Docker
+    /// it is `Skip`, or `Fail` under `PERSISTKIT_REQUIRE_DOCKER=1`.
+    /// Drop it with [`drop_database`](Self::drop_database) in the
+    /// fixture's cleanup.
+    ///
+    /// # Errors
+    /// As [`Harness::fresh`].
+    pub async fn empty_database(&self) -> std::result::Result<String, SetupError> {
+        let (server, db) = self.new_database(false).await?;
+        Ok(with_database(&server.config, &db).url)
+    }
+
+    /// Drop a database [`empty_database`](Self::empty_database) made,
+    /// closing its connections; a no-op when it is gone.
+    ///
+    /// # Errors
+    /// `Unavailable` and the like when the server cannot be reached.
+    pub async fn drop_database(&self, url: &str) -> Result<()> {
+        let server = self.server().await.map_err(Error::unavailable)?;
+        let db = url
+            .split('?')
+            .next()
+            .and_then(|base| base.rsplit_once('/'))
+            .map(|(_, db)| db.to_string())
+            .filter(|db| db.starts_with("persistkit_t"))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{} is not a database empty_database made",
+                    persistkit_core::redact(url)
+                ))
+            })?;
+        let mut conn = admin(&server).await?;
+        exec(
+            &mut conn,
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        )
+        .await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    /// Like [`fresh_pg`](Self::fresh_pg), with the configuration that opens
+    /// the fresh database too (tests open it again with other options).
+    ///
+    /// # Errors
+    /// As [`Harness::fresh`].
+    pub async fn fresh_pg_config(
+        &self,
+    ) -> std::result::Result<(Fixture, PgStore, PgConfig), SetupError> {
+        let (server, db) = self.new_database(true).await?;
+        let fail = |e: Error| SetupError::Fail(error_chain(&e));
         let config = store_config(&server, &db);
         let first = PgStore::connect(config.clone()).await.map_err(fail)?;
         let fixture = Fixture {

@@ -18,6 +18,7 @@ use rstest::rstest;
 
 mod buggy;
 mod capabilities;
+mod failures;
 mod planted;
 mod processes;
 mod races;

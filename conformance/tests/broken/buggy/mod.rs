@@ -46,6 +46,12 @@ pub(crate) enum Bug {
     /// `read_log` and `list_records` ignore where to continue: the same
     /// page comes back for ever.
     EndlessPages,
+    /// `list_records` reads one record more than its limit, to know whether
+    /// another page follows, and forgets to drop it.
+    PageOneTooLong,
+    /// `list_records` orders ids case-insensitively, as a database's
+    /// default collation on the id column would.
+    IdLocaleOrder,
     /// `get` busy-loops without ever yielding to the runtime.
     NeverYields,
     /// `claim` checks whether the key is taken, then takes it: two critical

@@ -114,9 +114,19 @@ impl RecordStore for Buggy {
         } else {
             after
         };
-        self.inner
+        let limit = if self.bug == Bug::PageOneTooLong {
+            limit + 1
+        } else {
+            limit
+        };
+        let mut page = self
+            .inner
             .list_records(cx, &ListRecords::new(collection, after, limit))
-            .await
+            .await?;
+        if self.bug == Bug::IdLocaleOrder {
+            page.sort_by_key(|r| r.id.to_lowercase());
+        }
+        Ok(page)
     }
     async fn count(&self, cx: &Cx, op: &CountRecords<'_>) -> Result<u64> {
         if self.bug == Bug::CountIncludesExpired {
