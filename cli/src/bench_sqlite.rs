@@ -221,6 +221,13 @@ fn p50(v: Vec<Duration>) -> f64 {
     latencies(v).0
 }
 
+/// The batch sizes of the ingest sweep: both sides of every size where the
+/// insert changes shape.
+const SWEEP: [usize; 8] = [1, 10, 100, 499, 500, 501, 1_000, 10_000];
+
+/// About how many points each size of the sweep writes per side.
+const SWEEP_POINTS: usize = 20_000;
+
 /// Run every figure and print the table.
 pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
     let open = |name: &str| SqliteStore::connect(SqliteConfig::new(dir.join(name)));
@@ -268,6 +275,41 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
             "points/s",
         ));
     }
+
+    // The cost per point by batch size, across the sizes where the insert
+    // changes shape: it must fall or stay flat as batches grow.
+    let mut sweep = Vec::new();
+    for size in SWEEP {
+        let batches = (SWEEP_POINTS / size).clamp(3, 2_000);
+        eprintln!("bench: batch-size sweep, {batches} batches of {size} points each side …");
+        let (mut o, mut b) = (Duration::ZERO, Duration::ZERO);
+        for i in 0..=batches {
+            let all = points(1_000 + i);
+            let ps = &all[..size];
+            let t = Instant::now();
+            h.write_metrics(ps).await.map_err(err)?;
+            let ot = t.elapsed();
+            let t = Instant::now();
+            base.ingest(ps).map_err(err)?;
+            let bt = t.elapsed();
+            if i > 0 {
+                o += ot;
+                b += bt;
+            }
+        }
+        let n = (batches * size) as f64;
+        let (ours, theirs) = (o.as_secs_f64() * 1e6 / n, b.as_secs_f64() * 1e6 / n);
+        sweep.push((size, ours));
+        figures.push(Figure::latency(
+            format!("ingest per point, {size}-point batches"),
+            ours,
+            theirs,
+        ));
+    }
+    let worst = sweep
+        .windows(2)
+        .map(|w| (w[1].1 / w[0].1, w[0].0, w[1].0))
+        .fold((0.0_f64, 0, 0), |a, b| if b.0 > a.0 { b } else { a });
 
     eprintln!("bench: {} single-event appends each side …", opts.ops);
     let (mut o, mut b) = (Vec::new(), Vec::new());
@@ -375,6 +417,11 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
         "sqlite (temporary files, WAL, synchronous=NORMAL)",
         "rusqlite, cached prepared statements, one transaction per call, the same tables",
         &figures,
+    );
+    s += &format!(
+        "batch-size sweep: the largest rise in cost per point between neighbouring sizes is \
+         {:.2}× ({} → {} points; target ≤ 1.5×, a fall is < 1)\n",
+        worst.0, worst.1, worst.2
     );
     s += "targets: single-op p50 ≥ 0.50× (within 2×), ingest ≥ 0.90×, group commit ≥ 0.80× of hand-written";
     crate::print_out(&s);

@@ -2,8 +2,11 @@
 
 pub(crate) const INSERT_METRIC: &str =
     "INSERT INTO metrics (ns, at, component, name, kind, value) VALUES (?, ?, ?, ?, ?, ?)";
+/// `OR FAIL`, not the default `ABORT`: a multi-row statement that may abort
+/// needs a statement journal (a temporary file) to undo itself alone, and
+/// nothing here needs that: any failure rolls back the whole transaction.
 pub(crate) const INSERT_METRICS_PREFIX: &str =
-    "INSERT INTO metrics (ns, at, component, name, kind, value) ";
+    "INSERT OR FAIL INTO metrics (ns, at, component, name, kind, value) ";
 
 // Reads are built per filter shape (metrics.rs, events.rs): only the predicates a call
 // uses appear, so the planner sees them and picks the index for them.
