@@ -56,30 +56,14 @@ pub(crate) fn metric_filters<'a>(
     }
 }
 
-/// The bucket start of `at` for buckets `width` µs wide.
-pub(crate) fn push_bucket(b: &mut Query, width: i64) {
-    b.push_filled(AGGREGATE_BUCKET, "{w}", |b| {
-        b.bind(width);
-    });
-}
-
-/// The aggregation statement for `q`'s shape: quantile columns and ranks
-/// only when asked for, filters only when given.
+/// The points an aggregation folds, in read order (the order
+/// `read_metrics` uses, so the time index serves it without a sort): only
+/// the columns the fold needs, only the filters the call uses.
 pub(crate) fn aggregate_statement<'a>(ns: &'a str, q: &'a AggregateQuery) -> Query<'a> {
-    let width = q.bucket.as_micros();
-    let mut b = Query::new(AGGREGATE_COLUMNS);
-    for &quantile in &q.quantiles {
-        b.push_filled(AGGREGATE_QUANTILE, "{q}", |b| {
-            b.bind(quantile);
-        });
-    }
-    b.push_filled(AGGREGATE_FROM, "{b}", |b| push_bucket(b, width));
-    if !q.quantiles.is_empty() {
-        b.push_filled(AGGREGATE_RANKS, "{b}", |b| push_bucket(b, width));
-    }
-    b.push(AGGREGATE_WHERE).bind(ns);
+    let mut b = Query::new(AGGREGATE_POINTS);
+    b.bind(ns);
     metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
-    b.push(AGGREGATE_TAIL);
+    b.push(AGGREGATE_ORDER);
     b
 }
 
@@ -187,29 +171,27 @@ impl MetricStore for SqliteStore {
     async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
         let ns = cx.ns();
         let b = aggregate_statement(ns, q);
-        let quantiles = q.quantiles.len();
         self.pool
             .run_by(cx.deadline(), |c| {
-                b.rows(c, |r| {
-                    let count = seq(r, 3, "count")?;
-                    let sum: f64 = col(r, 4, "sum")?;
-                    Ok(AggregateRow {
-                        bucket_start: ts(
-                            col::<i64>(r, 0, "bucket")?.max(Timestamp::MIN.as_micros())
-                        )?,
-                        component: col(r, 1, "metrics.component")?,
-                        name: col(r, 2, "metrics.name")?,
-                        count,
-                        sum,
-                        min: col(r, 5, "min")?,
-                        max: col(r, 6, "max")?,
-                        avg: sum / count as f64,
-                        last: col(r, 7, "last")?,
-                        quantiles: (0..quantiles)
-                            .map(|i| col(r, 8 + i, "quantile"))
-                            .collect::<Result<_>>()?,
-                    })
-                })
+                // One ordered pass, folded here: no sort of the points in
+                // SQL, and sums in read order, as on every backend.
+                let mut fold = backend::AggregateFold::new(q.bucket, &q.quantiles);
+                b.each(c, |r| {
+                    let text = |i: usize, what: &str| {
+                        r.get_ref(i)
+                            .map_err(map)?
+                            .as_str()
+                            .map_err(|e| Error::internal(format!("{what}: {e}")))
+                    };
+                    fold.push(
+                        ts(col::<i64>(r, 0, "metrics.at")?)?,
+                        text(1, "metrics.component")?,
+                        text(2, "metrics.name")?,
+                        col(r, 3, "metrics.value")?,
+                    );
+                    Ok(())
+                })?;
+                Ok(fold.finish())
             })
             .await
     }

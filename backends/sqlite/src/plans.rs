@@ -2,7 +2,7 @@
 use persistkit_core::*;
 
 use crate::events::list_events_statement;
-use crate::metrics::read_metrics_statement;
+use crate::metrics::{aggregate_statement, read_metrics_statement};
 use crate::sql::{COUNT_RECORDS, FIND_AFTER, FIND_FIRST};
 use crate::SqliteStore;
 
@@ -83,6 +83,48 @@ async fn windowed_reads_are_index_range_scans() {
         kind.contains("events_by_kind (ns=? AND kind=?") && !kind.contains("TEMP B-TREE"),
         "{kind}"
     );
+}
+
+/// An aggregation reads its points in one index range scan, already in the
+/// order its fold wants: no sort, whatever the filters.
+#[tokio::test]
+async fn aggregates_read_one_index_range_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}/p.db", dir.path().display()))
+        .await
+        .unwrap();
+    let t = Timestamp::from_secs(1_700_000_000).unwrap();
+    for (component, name, window, index) in [
+        (
+            true,
+            true,
+            true,
+            "metrics_by_series (ns=? AND component=? AND name=? AND at>? AND at<?)",
+        ),
+        (
+            false,
+            false,
+            true,
+            "metrics_by_time (ns=? AND at>? AND at<?)",
+        ),
+        (
+            true,
+            true,
+            false,
+            "metrics_by_series (ns=? AND component=? AND name=?)",
+        ),
+    ] {
+        let q = AggregateQuery {
+            component: component.then(|| "api".to_string()),
+            name: name.then(|| "latency".to_string()),
+            from: window.then_some(t),
+            to: window.then_some(t),
+            bucket: Bucket::MINUTE,
+            quantiles: vec![0.5],
+        };
+        let p = plan(&store, &aggregate_statement("ns", &q).sql).await;
+        assert!(p.contains(index) && !p.contains("TEMP B-TREE"), "{p}");
+    }
 }
 
 /// `find` is a range scan of one index's entries in key order, each

@@ -326,19 +326,20 @@ impl<'a> Query<'a> {
         self
     }
 
-    /// Push `template`, calling `fill` wherever `hole` appears in it.
-    pub(crate) fn push_filled(
-        &mut self,
-        template: &str,
-        hole: &str,
-        mut fill: impl FnMut(&mut Self),
-    ) {
-        let mut parts = template.split(hole);
-        self.push(parts.next().unwrap_or_default());
-        for part in parts {
-            fill(self);
-            self.push(part);
+    /// Call `f` on each row in turn, collecting nothing.
+    pub(crate) fn each(
+        &self,
+        c: &Connection,
+        mut f: impl FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut st = c.prepare_cached(&self.sql).map_err(map)?;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(&self.params))
+            .map_err(map)?;
+        while let Some(r) = rows.next().map_err(map)? {
+            f(r)?;
         }
+        Ok(())
     }
 
     pub(crate) fn rows<T>(

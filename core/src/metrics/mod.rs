@@ -7,7 +7,10 @@ use crate::cx::Cx;
 use crate::error::{Error, Result};
 use crate::time::Timestamp;
 
+mod fold;
 pub mod op;
+
+pub use fold::AggregateFold;
 
 use op::{ListMetricNames, WriteMetrics};
 

@@ -21,16 +21,8 @@ pub(crate) const LIST_METRIC_NAMES: &str =
 
 // Bucket start = floor(at / width) * width, with a floor that is right for
 // negative times too; `{w}` is the width in µs, bound where it appears.
-pub(crate) const AGGREGATE_BUCKET: &str = "at - (((at % {w}) + {w}) % {w})";
-pub(crate) const AGGREGATE_COLUMNS: &str =
-    "SELECT b, component, name, COUNT(*), SUM(value), MIN(value), MAX(value), MAX(last_value)";
-// One column per quantile q: the value at rank max(1, ceil(q * n)) (nearest
-// rank, as core's `quantile_rank`); `{q}` is bound where it appears.
-pub(crate) const AGGREGATE_QUANTILE: &str = ", MAX(CASE WHEN rn = MAX(1, CAST({q} * n AS INTEGER) + ({q} * n > CAST({q} * n AS INTEGER))) THEN value END)";
-// `{b}` is the bucket expression above.
-pub(crate) const AGGREGATE_FROM: &str = " FROM (SELECT {b} AS b, component, name, value, FIRST_VALUE(value) OVER (PARTITION BY {b}, component, name ORDER BY at DESC, seq DESC) AS last_value";
-// Only when quantiles are asked for: each value's rank in its row, and the
-// row's size.
-pub(crate) const AGGREGATE_RANKS: &str = ", ROW_NUMBER() OVER (PARTITION BY {b}, component, name ORDER BY value) AS rn, COUNT(*) OVER (PARTITION BY {b}, component, name) AS n";
-pub(crate) const AGGREGATE_WHERE: &str = " FROM metrics WHERE ns = ";
-pub(crate) const AGGREGATE_TAIL: &str = ") GROUP BY b, component, name ORDER BY b, component, name";
+// The points of an aggregation, in read order; core's AggregateFold folds
+// them in one pass.
+pub(crate) const AGGREGATE_POINTS: &str =
+    "SELECT at, component, name, value FROM metrics WHERE ns = ";
+pub(crate) const AGGREGATE_ORDER: &str = " ORDER BY at, component, name, seq";
