@@ -197,12 +197,7 @@ mod tests {
             // before the epoch.
             let at =
                 Timestamp::from_micros(-90_000_000 + (i / 3) * 7_000_000 + (i % 2) * 13).unwrap();
-            for (c, n) in [
-                ("api", "rps"),
-                ("api", "latency"),
-                ("db", "rps"),
-                ("Z", "é"),
-            ] {
+            for (c, n) in SERIES {
                 if (i + c.len() as i64) % 3 == 0 {
                     continue;
                 }
