@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use persistkit::{Handle, MetricPoint, NewEvent, Store, Timestamp};
+use persistkit::{AggregateFilter, Bucket, Handle, MetricPoint, NewEvent, Store, Timestamp};
 use serde_json::json;
 
 /// What to run.
@@ -36,6 +36,58 @@ impl Baseline {
                  group commit: one writer, one statement per batch"
             }
         }
+    }
+
+    /// The best hand-written aggregate of one series: one ordered pass over
+    /// its index range, folding count, sum, min, max, last and nearest-rank
+    /// p50/p99 per `width_us` bucket. Returns the number of rows.
+    async fn aggregate_series(
+        &self,
+        component: &str,
+        name: &str,
+        width_us: i64,
+    ) -> Result<usize, String> {
+        use futures::TryStreamExt;
+        let Baseline::Postgres(pool) = self;
+        let mut rows = sqlx::query_as::<_, (chrono::DateTime<chrono::Utc>, f64)>(
+            "SELECT at, value FROM persistkit.metrics WHERE ns = 'default' AND component = $1 AND name = $2 \
+             ORDER BY at, seq",
+        )
+        .bind(component)
+        .bind(name)
+        .fetch(pool);
+        let (mut bucket, mut out) = (i64::MIN, 0usize);
+        let (mut count, mut sum, mut min, mut max, mut last) = (0u64, 0.0, 0.0f64, 0.0f64, 0.0);
+        let mut values: Vec<f64> = Vec::new();
+        let mut close = |values: &mut Vec<f64>, row: (u64, f64, f64, f64, f64)| {
+            values.sort_by(f64::total_cmp);
+            let n = values.len() as f64;
+            let q = |q: f64| values[((q * n).ceil() as usize).clamp(1, values.len()) - 1];
+            std::hint::black_box((row, q(0.5), q(0.99)));
+            values.clear();
+            out += 1;
+        };
+        while let Some((at, v)) = rows.try_next().await.map_err(err)? {
+            let us = at.timestamp_micros();
+            let b = us.div_euclid(width_us) * width_us;
+            if b != bucket {
+                if count > 0 {
+                    close(&mut values, (count, sum, min, max, last));
+                }
+                bucket = b;
+                (count, sum, min, max) = (0, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+            }
+            count += 1;
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+            last = v;
+            values.push(v);
+        }
+        if count > 0 {
+            close(&mut values, (count, sum, min, max, last));
+        }
+        Ok(out)
     }
 
     async fn ingest(&self, ps: &[MetricPoint]) -> Result<(), String> {
@@ -286,6 +338,37 @@ pub async fn run(
         unit: "points/s",
         higher_is_better: true,
     });
+
+    // The aggregate of one series (a sixth of the points ingested above,
+    // one every 6 ms), per second with p50/p99: each side reads the same
+    // series of its own store.
+    eprintln!("bench: per-second aggregate of one series, 21 times each side …");
+    let agg = AggregateFilter {
+        component: Some("api".into()),
+        name: Some("rps".into()),
+        quantiles: vec![0.5, 0.99],
+        ..AggregateFilter::default()
+    };
+    let (mut o, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..21 {
+        let t = Instant::now();
+        let rows = h.aggregate(&agg, Bucket::seconds(1)).await.map_err(err)?;
+        o.push(t.elapsed());
+        let t = Instant::now();
+        let theirs = baseline.aggregate_series("api", "rps", 1_000_000).await?;
+        b.push(t.elapsed());
+        if rows.len() != theirs {
+            return Err(format!(
+                "the aggregate has {} rows here and {theirs} by hand",
+                rows.len()
+            ));
+        }
+    }
+    figures.push(Figure::latency(
+        "aggregate of one series, per second, p50",
+        latencies(o).0,
+        latencies(b).0,
+    ));
 
     eprintln!("bench: {} single-event appends each side …", opts.ops);
     let (mut ours, mut base) = (Vec::new(), Vec::new());

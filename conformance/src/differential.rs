@@ -71,6 +71,8 @@ pub enum Op {
     },
     Aggregate {
         component: Option<String>,
+        /// With a component, one series: the backends fold it in Rust.
+        name: Option<String>,
         bucket: u64,
         /// Nearest-rank quantiles, 1.5 among them to check the refusal.
         quantiles: Vec<f64>,
@@ -170,7 +172,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => prop::collection::vec((at(), bad_or(name()), name(), any::<bool>(), value()), 0..6).prop_map(Op::WriteMetrics),
         2 => (opt_name(), opt_name(), opt_at(), opt_at(), 1usize..5).prop_map(|(component, name, from, to, limit)| Op::ReadMetrics { component, name, from, to, limit }),
-        1 => (opt_name(), prop::sample::select(&[1u64, 7, 60, 3600][..]), prop::collection::vec(prop::sample::select(&[0.0, 0.07, 0.1, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0, 1.5][..]), 0..4)).prop_map(|(component, bucket, quantiles)| Op::Aggregate { component, bucket, quantiles }),
+        1 => (opt_name(), opt_name(), prop::sample::select(&[1u64, 7, 60, 3600][..]), prop::collection::vec(prop::sample::select(&[0.0, 0.07, 0.1, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0, 1.5][..]), 0..4)).prop_map(|(component, name, bucket, quantiles)| Op::Aggregate { component, name, bucket, quantiles }),
         1 => Just(Op::ListComponents),
         1 => name().prop_map(Op::ListNames),
         3 => prop::collection::vec((bad_or(name()), at(), payload()), 0..5).prop_map(Op::Append),
@@ -309,12 +311,14 @@ impl Side {
             }
             Op::Aggregate {
                 component,
+                name,
                 bucket,
                 quantiles,
             } => out(h
                 .aggregate(
                     &AggregateFilter {
                         component: component.clone(),
+                        name: name.clone(),
                         quantiles: quantiles.clone(),
                         ..Default::default()
                     },

@@ -152,6 +152,28 @@ impl MetricStore for PgStore {
 
     async fn aggregate(&self, cx: &Cx, q: &AggregateQuery) -> Result<Vec<AggregateRow>> {
         let ns = cx.ns();
+        if let (Some(component), Some(name)) = (&q.component, &q.name) {
+            // One series: one ordered pass over its index range, folded
+            // here, which sums in read order as the memory oracle does.
+            let make = || {
+                let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_SERIES));
+                b.push_bind(ns.to_string());
+                metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
+                b.push(AGGREGATE_SERIES_ORDER);
+                b
+            };
+            let rows = self.fetch_built(make).await?;
+            let mut fold = backend::AggregateFold::new(q.bucket, &q.quantiles);
+            for r in &rows {
+                fold.push(
+                    ts(col(r, 0, "metrics.at")?)?,
+                    component,
+                    name,
+                    col(r, 1, "metrics.value")?,
+                );
+            }
+            return Ok(fold.finish());
+        }
         let make = || {
             let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_HEAD));
             b.push_bind(ns.to_string());

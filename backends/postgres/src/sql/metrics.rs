@@ -25,6 +25,11 @@ pub(crate) const LIST_METRIC_NAMES: &str =
 
 // Bucket start = floor(µs / width) * width, in exact integer microseconds;
 // `{w}` is the width, bound where it appears.
+// One series: its points in read order, folded in Rust (core's
+// AggregateFold) in one pass over the series index, with no sort.
+pub(crate) const AGGREGATE_SERIES: &str = "SELECT at, value FROM {s}.metrics WHERE ns = ";
+pub(crate) const AGGREGATE_SERIES_ORDER: &str = " ORDER BY at, seq";
+// Many series: grouped in SQL, which sends one row per bucket and series.
 pub(crate) const AGGREGATE_HEAD: &str = "WITH f AS (
   SELECT (EXTRACT(EPOCH FROM at) * 1000000)::bigint AS us, seq, component, name, value
   FROM {s}.metrics WHERE ns = ";
