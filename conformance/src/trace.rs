@@ -5,9 +5,9 @@
 //! report groups failures by the last call, which is most often the one
 //! whose answer the failed check looked at.
 
-use std::collections::VecDeque;
 use std::fmt::{self, Debug};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -63,41 +63,43 @@ impl fmt::Display for Call {
     }
 }
 
-#[derive(Debug, Default)]
-struct Calls {
-    kept: VecDeque<Call>,
-    total: usize,
-    stores: usize,
+/// The calls of one case, the last [`KEPT`] of them, in a ring of slots
+/// that each lock alone: the 64 contenders of a race case never wait on
+/// one another here, so noting their calls does not change how they race.
+#[derive(Debug)]
+pub(crate) struct CallLog {
+    /// Calls started so far; the next one's number is this plus one.
+    started: AtomicUsize,
+    stores: AtomicUsize,
+    slots: Vec<Mutex<Option<Call>>>,
     /// Answers that broke the contract, whatever the case then checked.
-    broken: Vec<String>,
+    broken: Mutex<Vec<String>>,
 }
 
-/// The calls of one case, the last [`KEPT`] of them.
-#[derive(Debug, Default)]
-pub(crate) struct CallLog {
-    calls: Mutex<Calls>,
+impl Default for CallLog {
+    fn default() -> Self {
+        CallLog {
+            started: AtomicUsize::new(0),
+            stores: AtomicUsize::new(0),
+            slots: (0..KEPT).map(|_| Mutex::new(None)).collect(),
+            broken: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl CallLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A number for the next store the case opens.
     pub(crate) fn next_store(&self) -> usize {
-        let mut c = self.lock();
-        c.stores += 1;
-        c.stores
+        self.stores.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn start(&self, store: usize, op: &'static str, input: String) -> usize {
-        let mut c = self.lock();
-        c.total += 1;
-        let seq = c.total;
-        if c.kept.len() == KEPT {
-            c.kept.pop_front();
-        }
-        c.kept.push_back(Call {
+        let seq = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        *lock(&self.slots[seq % KEPT]) = Some(Call {
             seq,
             store,
             op,
@@ -109,23 +111,31 @@ impl CallLog {
     }
 
     fn end(&self, seq: usize, outcome: String, ms: f64) {
-        let mut c = self.lock();
-        if let Some(call) = c.kept.iter_mut().rev().find(|call| call.seq == seq) {
+        let mut slot = lock(&self.slots[seq % KEPT]);
+        if let Some(call) = slot.as_mut().filter(|c| c.seq == seq) {
             call.outcome = Some(outcome);
             call.ms = Some(ms);
+        }
+    }
+
+    fn break_rule(&self, what: String) {
+        let mut broken = lock(&self.broken);
+        if !broken.contains(&what) {
+            broken.push(what);
         }
     }
 
     /// Answers beneath the handle that broke the contract (a handle may
     /// hide them: it asks for one more item than a page holds).
     pub(crate) fn broken(&self) -> Vec<String> {
-        self.lock().broken.clone()
+        lock(&self.broken).clone()
     }
 
     /// The kept calls, oldest first, and how many calls there were.
     pub(crate) fn snapshot(&self) -> (Vec<Call>, usize) {
-        let c = self.lock();
-        (c.kept.iter().cloned().collect(), c.total)
+        let mut calls: Vec<Call> = self.slots.iter().filter_map(|s| lock(s).clone()).collect();
+        calls.sort_by_key(|c| c.seq);
+        (calls, self.started.load(Ordering::Relaxed))
     }
 }
 
@@ -345,10 +355,7 @@ impl Traced {
                      a layer or any other caller of the store does not)",
                     v.len()
                 );
-                let mut log = self.log.lock();
-                if !log.broken.contains(&what) {
-                    log.broken.push(what);
-                }
+                self.log.break_rule(what);
             }
         }
         r
