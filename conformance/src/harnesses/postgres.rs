@@ -609,13 +609,14 @@ impl FixtureHooks for PgHooks {
     }
 
     async fn open_with_newer_schema(&self) -> Option<Result<Arc<dyn Store>, Error>> {
-        let bump = sqlx::query(sqlx::AssertSqlSafe(format!(
+        // The simple query protocol, one message: behind a transaction-
+        // pooling PgBouncer even an unnamed statement may be parsed on one
+        // server connection and bound on another (two round trips, each
+        // its own transaction to the pooler).
+        let bump = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "UPDATE \"{}\".persistkit_schema SET version = version + 1",
             self.config.schema
         )))
-        // Unnamed: behind a transaction-pooling PgBouncer a named statement
-        // may be prepared on one server connection and run on another.
-        .persistent(false)
         .execute(self.first.pool())
         .await;
         if let Err(e) = bump {
