@@ -56,14 +56,7 @@ fn hand_written(conn: &Connection, sql: &str, binds: &[Bind<'_>]) -> Result<f64,
         }
         Ok(n)
     };
-    let mut t = Vec::with_capacity(21);
-    for _ in 0..21 {
-        let s = Instant::now();
-        run().map_err(err)?;
-        t.push(s.elapsed());
-    }
-    t.sort();
-    Ok(t[t.len() / 2].as_secs_f64() * 1e3)
+    median_ms_blocking(21, run)
 }
 
 /// Median time of the best hand-written per-minute aggregate of the
@@ -132,8 +125,16 @@ fn hand_written_aggregate(
         }
         Ok(out)
     };
-    let mut t = Vec::with_capacity(21);
-    for _ in 0..21 {
+    median_ms_blocking(21, run)
+}
+
+/// Median time of `runs` calls of a hand-written `run`, in milliseconds.
+fn median_ms_blocking<T>(
+    runs: usize,
+    run: impl Fn() -> rusqlite::Result<T>,
+) -> Result<f64, String> {
+    let mut t = Vec::with_capacity(runs);
+    for _ in 0..runs {
         let s = Instant::now();
         run().map_err(err)?;
         t.push(s.elapsed());

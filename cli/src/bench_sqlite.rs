@@ -228,6 +228,34 @@ const SWEEP: [usize; 8] = [1, 10, 100, 499, 500, 501, 1_000, 10_000];
 /// About how many points each size of the sweep writes per side.
 const SWEEP_POINTS: usize = 20_000;
 
+/// Write `batches` batches of `size` points on each side, alternating, and
+/// the time each side took; one batch more runs first, untimed, to warm
+/// caches and statement caches on both sides. Batch `i` is `points(first + i)`.
+async fn ingest_both(
+    h: &Handle,
+    base: &Baseline,
+    first: usize,
+    batches: usize,
+    size: usize,
+) -> Result<(Duration, Duration), String> {
+    let (mut o, mut b) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..=batches {
+        let all = points(first + i);
+        let ps = &all[..size];
+        let t = Instant::now();
+        h.write_metrics(ps).await.map_err(err)?;
+        let ot = t.elapsed();
+        let t = Instant::now();
+        base.ingest(ps).map_err(err)?;
+        let bt = t.elapsed();
+        if i > 0 {
+            o += ot;
+            b += bt;
+        }
+    }
+    Ok((o, b))
+}
+
 /// Run every figure and print the table.
 pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
     let open = |name: &str| SqliteStore::connect(SqliteConfig::new(dir.join(name)));
@@ -251,22 +279,7 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
 
     for (size, batches) in [(BATCH, opts.batches), (100, opts.batches * 20)] {
         eprintln!("bench: metric ingest, {batches} batches of {size} points each side …");
-        let (mut o, mut b) = (Duration::ZERO, Duration::ZERO);
-        for i in 0..=batches {
-            let all = points(i);
-            let ps = &all[..size];
-            let t = Instant::now();
-            h.write_metrics(ps).await.map_err(err)?;
-            let ot = t.elapsed();
-            let t = Instant::now();
-            base.ingest(ps).map_err(err)?;
-            let bt = t.elapsed();
-            if i > 0 {
-                // Batch 0 warms caches and statement caches on both sides.
-                o += ot;
-                b += bt;
-            }
-        }
+        let (o, b) = ingest_both(&h, &base, 0, batches, size).await?;
         let n = (batches * size) as f64;
         figures.push(Figure::rate(
             format!("metric ingest ({size}-point batches)"),
@@ -282,21 +295,7 @@ pub async fn run(dir: &Path, opts: &BenchOptions) -> Result<(), String> {
     for size in SWEEP {
         let batches = (SWEEP_POINTS / size).clamp(3, 2_000);
         eprintln!("bench: batch-size sweep, {batches} batches of {size} points each side …");
-        let (mut o, mut b) = (Duration::ZERO, Duration::ZERO);
-        for i in 0..=batches {
-            let all = points(1_000 + i);
-            let ps = &all[..size];
-            let t = Instant::now();
-            h.write_metrics(ps).await.map_err(err)?;
-            let ot = t.elapsed();
-            let t = Instant::now();
-            base.ingest(ps).map_err(err)?;
-            let bt = t.elapsed();
-            if i > 0 {
-                o += ot;
-                b += bt;
-            }
-        }
+        let (o, b) = ingest_both(&h, &base, 1_000, batches, size).await?;
         let n = (batches * size) as f64;
         let (ours, theirs) = (o.as_secs_f64() * 1e6 / n, b.as_secs_f64() * 1e6 / n);
         sweep.push((size, ours));

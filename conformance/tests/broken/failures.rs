@@ -4,14 +4,7 @@
 
 use super::*;
 use persistkit_conformance::{report, run_suite, RunOptions};
-
-/// What a test task that panicked said.
-fn panic_text(e: tokio::task::JoinError) -> String {
-    e.into_panic()
-        .downcast::<String>()
-        .map(|s| *s)
-        .unwrap_or_default()
-}
+use runner::panic_text;
 
 /// One planted `list_records` bug fails cases in two domains; the report
 /// puts them in one group under `list_records`, first, and every failure

@@ -17,7 +17,7 @@ impl Harness for Unreachable {
 }
 
 /// What a test task that panicked said.
-fn panic_text(e: tokio::task::JoinError) -> String {
+pub(crate) fn panic_text(e: tokio::task::JoinError) -> String {
     e.into_panic()
         .downcast::<String>()
         .map(|s| *s)
