@@ -94,6 +94,13 @@ pub enum Op {
     Claim {
         key: String,
         ttl: u64,
+        /// The request's fingerprint (IDM-7), or none.
+        fingerprint: Option<String>,
+    },
+    Extend {
+        key: String,
+        own_token: bool,
+        ttl: u64,
     },
     Complete {
         key: String,
@@ -178,7 +185,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop::collection::vec((bad_or(name()), at(), payload()), 0..5).prop_map(Op::Append),
         2 => (prop::collection::vec(name(), 0..3), opt_at(), opt_at(), 1usize..5, any::<bool>()).prop_map(|(kinds, from, to, limit, newest_first)| Op::ListEvents { kinds, from, to, limit, newest_first }),
         1 => (0u64..6, 1usize..4).prop_map(|(after, limit)| Op::ReadLog { after, limit }),
-        2 => (name(), 0u64..30).prop_map(|(key, ttl)| Op::Claim { key, ttl }),
+        2 => (name(), 0u64..30, prop::option::of(prop::sample::select(&["req-a", "req-b", ""][..]))).prop_map(|(key, ttl, f)| Op::Claim { key, ttl, fingerprint: f.map(str::to_string) }),
+        1 => (name(), any::<bool>(), 0u64..30).prop_map(|(key, own_token, ttl)| Op::Extend { key, own_token, ttl }),
         2 => (name(), any::<bool>(), payload()).prop_map(|(key, own_token, response)| Op::Complete { key, own_token, response }),
         1 => (name(), any::<bool>()).prop_map(|(key, own_token)| Op::Release { key, own_token }),
         1 => name().prop_map(Op::KeyState),
@@ -362,8 +370,16 @@ impl Side {
                 Value::Array(pages)
             }
             Op::ReadLog { after, limit } => out(h.read_log(*after, *limit).await),
-            Op::Claim { key, ttl } => {
-                let r = h.claim("scope", key, Duration::from_secs(*ttl)).await;
+            Op::Claim {
+                key,
+                ttl,
+                fingerprint,
+            } => {
+                let ttl = Duration::from_secs(*ttl);
+                let r = match fingerprint {
+                    Some(f) => h.claim_with_fingerprint("scope", key, f, ttl).await,
+                    None => h.claim("scope", key, ttl).await,
+                };
                 if let Ok(Claim::Acquired { token, .. }) = &r {
                     self.tokens.insert(key.clone(), token.clone());
                 }
@@ -376,6 +392,16 @@ impl Side {
             } => {
                 let token = self.token(key, *own_token);
                 out(h.complete("scope", key, &token, response).await)
+            }
+            Op::Extend {
+                key,
+                own_token,
+                ttl,
+            } => {
+                let token = self.token(key, *own_token);
+                out(h
+                    .extend_claim("scope", key, &token, Duration::from_secs(*ttl))
+                    .await)
             }
             Op::KeyState(key) => out(h.key_state("scope", key).await),
             Op::Clear => {

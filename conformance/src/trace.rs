@@ -493,6 +493,9 @@ impl ForwardIdempotency for Traced {
     async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
         noted!(self, cx, "release", op, self.inner.release(cx, op), one)
     }
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        noted!(self, cx, "extend", op, self.inner.extend(cx, op), one)
+    }
     async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
         noted!(self, cx, "get_key", op, self.inner.get_key(cx, op), one)
     }

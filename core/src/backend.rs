@@ -4,7 +4,7 @@
 
 pub use crate::admin::archive::not_empty;
 pub use crate::events::next_position;
-pub use crate::idempotency::check_live_claim;
+pub use crate::idempotency::{check_live_claim, lost_claim};
 pub use crate::metrics::{aggregate_sorted, quantile_rank, quantiles_of, AggregateFold};
 pub use crate::records::index::{index_differs, no_such_index, unique_conflict};
 pub use crate::records::{

@@ -181,6 +181,11 @@ pub trait ForwardIdempotency: Layer {
     async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
         self.around("release", self.inner().release(cx, op)).await
     }
+
+    /// See [`IdempotencyStore::extend`].
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        self.around("extend", self.inner().extend(cx, op)).await
+    }
     /// See [`IdempotencyStore::get_key`].
     async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
         self.around("get_key", self.inner().get_key(cx, op)).await
@@ -202,6 +207,9 @@ impl<L: ForwardIdempotency> IdempotencyStore for L {
     }
     async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
         ForwardIdempotency::release(self, cx, op).await
+    }
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        ForwardIdempotency::extend(self, cx, op).await
     }
     async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
         ForwardIdempotency::get_key(self, cx, op).await

@@ -17,7 +17,7 @@
 
 pub use crate::batch::op::Apply;
 pub use crate::events::op::{Append, ReadLog};
-pub use crate::idempotency::op::{ClaimKey, CompleteKey, GetKey, ReleaseKey, ScanKeys};
+pub use crate::idempotency::op::{ClaimKey, CompleteKey, ExtendKey, GetKey, ReleaseKey, ScanKeys};
 pub use crate::metrics::op::{ListMetricNames, WriteMetrics};
 pub use crate::records::op::{
     CountRecords, DeleteRecord, FindRecords, GetRecord, IncrField, ListIndexes, ListRecords,

@@ -1,7 +1,7 @@
 //! Idempotency keys.
 
 use async_trait::async_trait;
-use persistkit_core::backend::check_live_claim;
+use persistkit_core::backend::{check_live_claim, lost_claim};
 use persistkit_core::op::*;
 use persistkit_core::Cx;
 use persistkit_core::{Claim, IdempotencyEntry, IdempotencyStore, Result, Timestamp};
@@ -21,12 +21,13 @@ impl IdempotencyStore for MemoryStore {
             key,
             token,
             expires_at,
+            fingerprint,
             ..
         } = *op;
         let mut s = self.lock()?;
         let keys = s.keys.entry(ns.to_string()).or_default();
         let k = (scope.to_string(), key.to_string());
-        if let Some(live) = keys.get(&k).and_then(|e| e.live_claim(now)) {
+        if let Some(live) = lost_claim(keys.get(&k), op, now)? {
             return Ok(live);
         }
         keys.insert(
@@ -38,6 +39,7 @@ impl IdempotencyStore for MemoryStore {
                 claimed_at: now,
                 expires_at,
                 response: None,
+                fingerprint: fingerprint.map(str::to_string),
             },
         );
         Ok(Claim::Acquired {
@@ -79,6 +81,21 @@ impl IdempotencyStore for MemoryStore {
             .get_mut(ns)
             .expect("found above")
             .remove(&(scope.to_string(), key.to_string()));
+        Ok(())
+    }
+
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ExtendKey {
+            scope,
+            key,
+            token,
+            expires_at,
+            ..
+        } = *op;
+        let mut s = self.lock()?;
+        claimed(&mut s, ns, scope, key, token, now, "extended")?.expires_at = expires_at;
         Ok(())
     }
 

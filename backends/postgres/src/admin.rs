@@ -304,6 +304,12 @@ impl AdminStore for PgStore {
                             .map(|k| k.response.as_ref().map(canonical_json))
                             .collect::<Vec<_>>(),
                     )
+                    .bind(
+                        chunk
+                            .iter()
+                            .map(|k| k.fingerprint.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
                     .execute(&mut *tx)
                     .await
                     .map_err(map)?;

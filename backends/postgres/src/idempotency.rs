@@ -89,6 +89,7 @@ impl IdempotencyStore for PgStore {
             key,
             token,
             expires_at,
+            fingerprint,
             ..
         } = *op;
         // INSERT … ON CONFLICT DO UPDATE … WHERE expired is atomic: concurrent
@@ -102,6 +103,7 @@ impl IdempotencyStore for PgStore {
                 .bind(token)
                 .bind(dt(now))
                 .bind(dt(expires_at))
+                .bind(fingerprint)
                 .fetch_optional(&mut *c)
                 .await
                 .map_err(map))?;
@@ -111,10 +113,7 @@ impl IdempotencyStore for PgStore {
                     expires_at,
                 });
             }
-            if let Some(live) = self
-                .read_key(ns, scope, key)
-                .await?
-                .and_then(|e| e.live_claim(now))
+            if let Some(live) = lost_claim(self.read_key(ns, scope, key).await?.as_ref(), op, now)?
             {
                 return Ok(live);
             }
@@ -166,6 +165,35 @@ impl IdempotencyStore for PgStore {
         }
         Err(self
             .explain_key_miss(ns, scope, key, token, now, "released")
+            .await)
+    }
+
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ExtendKey {
+            scope,
+            key,
+            token,
+            expires_at,
+            ..
+        } = *op;
+        let done = one!(self, |c| self
+            .q(EXTEND_KEY)
+            .bind(ns)
+            .bind(scope)
+            .bind(key)
+            .bind(token)
+            .bind(dt(expires_at))
+            .bind(dt(now))
+            .execute(&mut *c)
+            .await
+            .map_err(map))?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(self
+            .explain_key_miss(ns, scope, key, token, now, "extended")
             .await)
     }
 

@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
@@ -30,6 +30,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         5,
         include_str!("../migrations/0005_append_without_search_path.sql"),
+    ),
+    (
+        6,
+        include_str!("../migrations/0006_idempotency_fingerprints.sql"),
     ),
 ];
 

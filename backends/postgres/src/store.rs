@@ -478,6 +478,7 @@ pub(crate) fn key_row(r: &PgRow) -> Result<IdempotencyEntry> {
         response: col::<Option<&str>>(r, 5, "idempotency_keys.response")?
             .map(json)
             .transpose()?,
+        fingerprint: col(r, 6, "idempotency_keys.fingerprint")?,
     })
 }
 

@@ -178,7 +178,8 @@ pub(crate) fn import_in(
                             key.token,
                             key.claimed_at.as_micros(),
                             key.expires_at.as_micros(),
-                            key.response.as_ref().map(canonical_json)
+                            key.response.as_ref().map(canonical_json),
+                            key.fingerprint
                         ],
                     )?;
                 }

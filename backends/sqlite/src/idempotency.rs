@@ -81,6 +81,7 @@ impl IdempotencyStore for SqliteStore {
             key,
             token,
             expires_at,
+            fingerprint,
             ..
         } = *op;
         self.pool
@@ -99,7 +100,8 @@ impl IdempotencyStore for SqliteStore {
                             key,
                             token,
                             now.as_micros(),
-                            expires_at.as_micros()
+                            expires_at.as_micros(),
+                            fingerprint
                         ],
                         |r| col(r, 0, "token"),
                     )?;
@@ -110,7 +112,7 @@ impl IdempotencyStore for SqliteStore {
                         });
                     }
                     if let Some(live) =
-                        get_key_in(c, ns, scope, key)?.and_then(|e| e.live_claim(now))
+                        lost_claim(get_key_in(c, ns, scope, key)?.as_ref(), op, now)?
                     {
                         return Ok(live);
                     }
@@ -156,6 +158,38 @@ impl IdempotencyStore for SqliteStore {
                     return Ok(());
                 }
                 Err(explain_key_miss(c, ns, scope, key, token, now, "released"))
+            })
+            .await
+    }
+
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        let ns = cx.ns();
+        let now = cx.now();
+        let ExtendKey {
+            scope,
+            key,
+            token,
+            expires_at,
+            ..
+        } = *op;
+        self.pool
+            .run_by(cx.deadline(), |c| {
+                let done = exec(
+                    c,
+                    EXTEND_KEY,
+                    params![
+                        ns,
+                        scope,
+                        key,
+                        token,
+                        expires_at.as_micros(),
+                        now.as_micros()
+                    ],
+                )?;
+                if done == 1 {
+                    return Ok(());
+                }
+                Err(explain_key_miss(c, ns, scope, key, token, now, "extended"))
             })
             .await
     }

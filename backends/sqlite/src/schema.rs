@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::error::map;
 
 /// The schema version this code expects.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
@@ -14,6 +14,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         3,
         include_str!("../migrations/0003_record_indexes_and_expiry.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/0004_idempotency_fingerprints.sql"),
     ),
 ];
 

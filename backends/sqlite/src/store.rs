@@ -222,6 +222,7 @@ pub(crate) fn key_row(r: &Row<'_>) -> Result<IdempotencyEntry> {
         response: text_or_null(r, 5, "idempotency_keys.response")?
             .map(json)
             .transpose()?,
+        fingerprint: col(r, 6, "idempotency_keys.fingerprint")?,
     })
 }
 

@@ -43,6 +43,8 @@ async fn populate(ctx: &Ctx, h: &Handle) -> CaseResult {
     )
     .await?;
     h.claim("pay", "pending", secs(60)).await?;
+    h.claim_with_fingerprint("pay", "fingerprinted", "sha256:9f86d0", secs(60))
+        .await?;
     h.put("jobs", "1", &json!({"n": 1}), Expect::Absent).await?;
     ctx.advance(secs(3));
     h.put("jobs", "1", &json!({"n": 2}), Expect::Version(1))
@@ -133,7 +135,7 @@ pub async fn health_report_is_complete(ctx: &Ctx) -> CaseResult {
             counts.idempotency_keys,
             counts.records
         ),
-        (5, 3, 2, 2),
+        (5, 3, 3, 2),
         "health: row counts per domain"
     );
     ensure!(
@@ -511,7 +513,7 @@ pub async fn export_is_deterministic(ctx: &Ctx) -> CaseResult {
     );
     ensure_eq!(
         lines.len(),
-        2 + 1 + 5 + 3 + 2 + 2,
+        2 + 1 + 5 + 3 + 3 + 2,
         "export: header, namespace, every item, end"
     );
     Ok(())
@@ -623,6 +625,20 @@ pub async fn imported_store_keeps_working(ctx: &Ctx) -> CaseResult {
     ensure!(
         !other.claim("pay", "pending", secs(60)).await?.is_acquired(),
         "export: imported live keys stay claimed"
+    );
+    expect_err(
+        other
+            .claim_with_fingerprint("pay", "fingerprinted", "sha256:other", secs(60))
+            .await,
+        ErrorKind::Conflict,
+        "export: imported keys keep their fingerprints (IDM-7)",
+    )?;
+    ensure!(
+        !other
+            .claim_with_fingerprint("pay", "fingerprinted", "sha256:9f86d0", secs(60))
+            .await?
+            .is_acquired(),
+        "export: an imported key still answers its own request as live"
     );
     Ok(())
 }

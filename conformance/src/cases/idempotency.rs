@@ -372,6 +372,272 @@ pub async fn ttl_must_be_positive_and_bounded(ctx: &Ctx) -> CaseResult {
     ensure_empty(&h, "idempotency: a rejected claim").await
 }
 
+/// A live key answers only the request it was claimed for: a claim with
+/// another fingerprint, or none, is `Conflict` and is served neither the
+/// state nor the stored response; the same fingerprint sees the key as a
+/// plain claim does. A key claimed without a fingerprint answers only
+/// claims without one.
+pub async fn fingerprint_mismatch_conflicts(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let rule = "idempotency: a live key answers only the request it was claimed for";
+    let tok = token(
+        &h.claim_with_fingerprint("pay", "order-1", "sha256:aaa", secs(60))
+            .await?,
+    )?;
+    ctx.advance(secs(5));
+    ensure_eq!(
+        h.claim_with_fingerprint("pay", "order-1", "sha256:aaa", secs(60))
+            .await?,
+        Claim::Exists {
+            state: KeyState::InProgress,
+            claimed_at: t(0),
+            expires_at: t(60)
+        },
+        "{rule}: the same fingerprint sees the key in progress"
+    );
+    let e = expect_err(
+        h.claim_with_fingerprint("pay", "order-1", "sha256:bbb", secs(60))
+            .await,
+        ErrorKind::Conflict,
+        &format!("{rule} (another fingerprint, in progress)"),
+    )?;
+    ensure!(
+        e.message().contains("another request"),
+        "{rule}: the conflict says the key was used for another request, got {:?}",
+        e.message()
+    );
+    expect_err(
+        h.claim("pay", "order-1", secs(60)).await,
+        ErrorKind::Conflict,
+        &format!("{rule} (no fingerprint against a fingerprinted key)"),
+    )?;
+    let response = json!({"status": 201, "body": "charge ch_1 for 40 EUR"});
+    h.complete("pay", "order-1", &tok, &response).await?;
+    let e = expect_err(
+        h.claim_with_fingerprint("pay", "order-1", "sha256:bbb", secs(60))
+            .await,
+        ErrorKind::Conflict,
+        &format!("{rule} (another fingerprint, completed)"),
+    )?;
+    ensure!(
+        !format!("{e:?}").contains("ch_1"),
+        "{rule}: the stored response is not served to another request, got {e:?}"
+    );
+    ensure_eq!(
+        h.claim_with_fingerprint("pay", "order-1", "sha256:aaa", secs(60))
+            .await?,
+        Claim::Exists {
+            state: KeyState::Completed {
+                response: response.clone()
+            },
+            claimed_at: t(0),
+            expires_at: t(60)
+        },
+        "{rule}: the same fingerprint replays the stored response"
+    );
+    // A key claimed without a fingerprint answers only claims without one.
+    token(&h.claim("pay", "order-2", secs(60)).await?)?;
+    expect_err(
+        h.claim_with_fingerprint("pay", "order-2", "sha256:aaa", secs(60))
+            .await,
+        ErrorKind::Conflict,
+        &format!("{rule} (a fingerprint against a key claimed without one)"),
+    )?;
+    ensure!(
+        matches!(
+            h.claim("pay", "order-2", secs(60)).await?,
+            Claim::Exists {
+                state: KeyState::InProgress,
+                ..
+            }
+        ),
+        "{rule}: a claim without a fingerprint sees a key claimed without one"
+    );
+    Ok(())
+}
+
+/// Taking over an expired key stores the new claim's fingerprint (or
+/// none): the old request's fingerprint does not survive, nor its
+/// response.
+pub async fn takeover_takes_the_new_fingerprint(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let rule = "idempotency: a takeover stores the new claim's fingerprint";
+    let tok = token(
+        &h.claim_with_fingerprint("s", "k", "req-a", secs(60))
+            .await?,
+    )?;
+    h.complete("s", "k", &tok, &json!({"for": "a"})).await?;
+    ctx.advance(secs(60));
+    token(
+        &h.claim_with_fingerprint("s", "k", "req-b", secs(60))
+            .await?,
+    )?;
+    expect_err(
+        h.claim_with_fingerprint("s", "k", "req-a", secs(60)).await,
+        ErrorKind::Conflict,
+        &format!("{rule} (the old fingerprint)"),
+    )?;
+    ensure_eq!(
+        h.claim_with_fingerprint("s", "k", "req-b", secs(60))
+            .await?,
+        Claim::Exists {
+            state: KeyState::InProgress,
+            claimed_at: t(60),
+            expires_at: t(120)
+        },
+        "{rule}: the new request sees its own claim, with no response carried over"
+    );
+    ctx.advance(secs(60));
+    token(&h.claim("s", "k", secs(60)).await?)?;
+    expect_err(
+        h.claim_with_fingerprint("s", "k", "req-b", secs(60)).await,
+        ErrorKind::Conflict,
+        &format!("{rule} (a takeover without a fingerprint stores none)"),
+    )?;
+    ensure!(
+        !h.claim("s", "k", secs(60)).await?.is_acquired(),
+        "{rule}: a claim without a fingerprint sees the key taken over without one"
+    );
+    Ok(())
+}
+
+/// A fingerprint follows the name rules (1 to 255 bytes, no control
+/// characters); a bad one is `InvalidInput` and claims nothing.
+pub async fn fingerprint_rules(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let long = "f".repeat(256);
+    for f in ["", "f\0", "f\n", long.as_str()] {
+        expect_err(
+            h.claim_with_fingerprint("s", "k", f, secs(60)).await,
+            ErrorKind::InvalidInput,
+            &format!("idempotency: fingerprint {f:?}"),
+        )?;
+    }
+    ensure_empty(&h, "idempotency: a claim with a bad fingerprint").await?;
+    let f = format!("é😀{}", "f".repeat(249));
+    ensure_eq!(f.len(), 255, "the longest fingerprint");
+    token(&h.claim_with_fingerprint("s", "k", &f, secs(60)).await?)?;
+    ensure!(
+        !h.claim_with_fingerprint("s", "k", &f, secs(60))
+            .await?
+            .is_acquired(),
+        "idempotency: a 255-byte fingerprint is kept whole and matches itself"
+    );
+    Ok(())
+}
+
+/// `extend_claim` moves an in-progress claim's expiry to `now + ttl`:
+/// the key stays live past its first expiry, keeps its token, claim time
+/// and fingerprint, and can still be completed.
+pub async fn extend_keeps_a_claim_live(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let rule = "idempotency: extending a claim keeps it live";
+    let tok = token(
+        &h.claim_with_fingerprint("jobs", "backfill", "run-7", secs(60))
+            .await?,
+    )?;
+    ctx.advance(secs(50));
+    ensure_eq!(
+        h.extend_claim("jobs", "backfill", &tok, secs(60)).await?,
+        t(110),
+        "{rule}: the new expiry is now + ttl"
+    );
+    ctx.advance(secs(50));
+    ensure_eq!(
+        h.claim_with_fingerprint("jobs", "backfill", "run-7", secs(60))
+            .await?,
+        Claim::Exists {
+            state: KeyState::InProgress,
+            claimed_at: t(0),
+            expires_at: t(110)
+        },
+        "{rule}: past its first expiry the key is still held, claimed at the same time"
+    );
+    expect_err(
+        h.claim_with_fingerprint("jobs", "backfill", "run-8", secs(60))
+            .await,
+        ErrorKind::Conflict,
+        &format!("{rule}: the fingerprint stays"),
+    )?;
+    ensure_eq!(
+        h.extend_claim("jobs", "backfill", &tok, secs(5)).await?,
+        t(105),
+        "{rule}: an extension may also shorten the claim to now + ttl"
+    );
+    let response = json!({"done": 1000});
+    h.complete("jobs", "backfill", &tok, &response).await?;
+    ensure_eq!(
+        h.key_state("jobs", "backfill").await?,
+        Some(KeyStatus {
+            state: KeyState::Completed { response },
+            claimed_at: t(0),
+            expires_at: t(105)
+        }),
+        "{rule}: the extended claim completes with its own token"
+    );
+    ctx.advance(secs(5));
+    ensure!(
+        h.claim("jobs", "backfill", secs(60)).await?.is_acquired(),
+        "{rule}: at the extended expiry the key can be acquired again"
+    );
+    Ok(())
+}
+
+/// Only the holder of a live, in-progress claim extends it: a wrong token
+/// or a completed key is `Conflict`, an absent or expired key `NotFound`,
+/// a bad TTL `InvalidInput`; each leaves the key as it was.
+pub async fn extend_needs_the_live_claim(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let rule = "idempotency: only the live claim's holder extends it";
+    expect_err(
+        h.extend_claim("s", "absent", "tok", secs(60)).await,
+        ErrorKind::NotFound,
+        &format!("{rule} (absent key)"),
+    )?;
+    ensure_empty(&h, "idempotency: extending an absent key").await?;
+    let tok = token(&h.claim("s", "k", secs(60)).await?)?;
+    expect_err(
+        h.extend_claim("s", "k", "not-the-token", secs(600)).await,
+        ErrorKind::Conflict,
+        &format!("{rule} (wrong token)"),
+    )?;
+    for ttl in [secs(0), persistkit_core::MAX_TTL + secs(1)] {
+        expect_err(
+            h.extend_claim("s", "k", &tok, ttl).await,
+            ErrorKind::InvalidInput,
+            &format!("{rule} (ttl {ttl:?})"),
+        )?;
+    }
+    ensure_eq!(
+        h.key_state("s", "k").await?.map(|s| s.expires_at),
+        Some(t(60)),
+        "{rule}: refused extensions leave the expiry as it was"
+    );
+    h.complete("s", "k", &tok, &json!({})).await?;
+    expect_err(
+        h.extend_claim("s", "k", &tok, secs(600)).await,
+        ErrorKind::Conflict,
+        &format!("{rule} (completed key)"),
+    )?;
+    ensure_eq!(
+        h.key_state("s", "k").await?.map(|s| s.expires_at),
+        Some(t(60)),
+        "{rule}: a completed key keeps its expiry"
+    );
+    let late = token(&h.claim("s", "late", secs(10)).await?)?;
+    ctx.advance(secs(10));
+    expect_err(
+        h.extend_claim("s", "late", &late, secs(60)).await,
+        ErrorKind::NotFound,
+        &format!("{rule} (expired claim)"),
+    )?;
+    ensure!(
+        h.claim("s", "late", secs(60)).await?.is_acquired(),
+        "{rule}: an expired claim is not revived by a refused extension"
+    );
+    Ok(())
+}
+
 /// Scope and key follow the name rules.
 pub async fn key_names_follow_the_rules(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();

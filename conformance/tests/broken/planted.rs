@@ -181,6 +181,36 @@ use super::*;
 )]
 #[case(Bug::LookupClaims, "idempotency", "key_state_is_read_only", "IDM-6")]
 #[case(
+    Bug::FingerprintIgnored,
+    "idempotency",
+    "fingerprint_mismatch_conflicts",
+    "IDM-7"
+)]
+#[case(
+    Bug::CompletedServesAnyRequest,
+    "idempotency",
+    "fingerprint_mismatch_conflicts",
+    "another fingerprint, completed"
+)]
+#[case(
+    Bug::TakeoverKeepsFingerprint,
+    "idempotency",
+    "takeover_takes_the_new_fingerprint",
+    "the old fingerprint"
+)]
+#[case(
+    Bug::ExtendDoesNothing,
+    "idempotency",
+    "extend_keeps_a_claim_live",
+    "IDM-8"
+)]
+#[case(
+    Bug::ExtendsCompletedKeys,
+    "idempotency",
+    "extend_needs_the_live_claim",
+    "completed key"
+)]
+#[case(
     Bug::ClearAllNamespaces,
     "admin",
     "clear_empties_one_namespace",
@@ -319,6 +349,10 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("metrics", "aggregate_quantiles_by_nearest_rank")]
 #[case("events", "newest_first_reverses_the_listing")]
 #[case("idempotency", "key_state_is_read_only")]
+#[case("idempotency", "fingerprint_mismatch_conflicts")]
+#[case("idempotency", "takeover_takes_the_new_fingerprint")]
+#[case("idempotency", "extend_keeps_a_claim_live")]
+#[case("idempotency", "extend_needs_the_live_claim")]
 #[case("admin", "clear_empties_one_namespace")]
 #[case("records", "indexes_are_declared_once")]
 #[case("records", "find_orders_by_index_then_id")]

@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 
 pub mod op;
 
-use op::{ClaimKey, CompleteKey, GetKey, ReleaseKey, ScanKeys};
+use op::{ClaimKey, CompleteKey, ExtendKey, GetKey, ReleaseKey, ScanKeys};
 
 /// The outcome of a claim.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +78,10 @@ pub struct IdempotencyEntry {
     pub expires_at: Timestamp,
     /// The stored response, once completed.
     pub response: Option<Value>,
+    /// The fingerprint of the request the key was claimed for, if the
+    /// claim carried one (IDM-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// A live key as an observer sees it ([`Handle::key_state`](crate::Handle::key_state)):
@@ -114,7 +118,8 @@ impl IdempotencyEntry {
 
     /// What a claimer that lost to this entry is told at `now`: the live
     /// claim and its state, or `None` when the entry has expired (and may
-    /// be taken over).
+    /// be taken over). It does not compare fingerprints; a backend answers
+    /// a claim with [`lost_claim`].
     pub fn live_claim(&self, now: Timestamp) -> Option<Claim> {
         self.status(now).map(|s| Claim::Exists {
             state: s.state,
@@ -124,6 +129,40 @@ impl IdempotencyEntry {
     }
 }
 
+/// What the claim `op` is told at `now` when `entry` is what holds its key
+/// (read after the claim's insert or takeover did not take): `Ok(None)`
+/// when there is no live key (an expired key can be taken over: try
+/// again), the live claim and its state when the fingerprints agree (IDM-7:
+/// none on both sides agrees), and `Conflict` when the key was claimed for
+/// another request. That answer serves neither the stored response nor the
+/// token.
+///
+/// # Errors
+/// `Conflict` when the fingerprints differ.
+pub fn lost_claim(
+    entry: Option<&IdempotencyEntry>,
+    op: &ClaimKey<'_>,
+    now: Timestamp,
+) -> Result<Option<Claim>> {
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    let Some(live) = entry.live_claim(now) else {
+        return Ok(None);
+    };
+    if entry.fingerprint.as_deref() != op.fingerprint {
+        let (scope, key) = (op.scope, op.key);
+        return Err(Error::conflict(
+            None,
+            format!(
+                "idempotency key {scope:?}/{key:?} was used for another request: its \
+                 fingerprint differs from this claim's; use a new key for a new request"
+            ),
+        ));
+    }
+    Ok(Some(live))
+}
+
 /// Idempotency primitives a backend implements. Inputs arrive validated and
 /// `now` comes from the handle's clock.
 ///
@@ -131,11 +170,16 @@ impl IdempotencyEntry {
 /// - `claim` inserts `(scope, key)` with `token`, or takes over a key whose
 ///   `expires_at <= now`; otherwise it reports the live key. Among concurrent
 ///   claimers of one live key exactly one acquires.
-/// - `complete` and `release` need the live key's token.
+/// - A claim that loses reports the live key only when its fingerprint
+///   equals the key's ([`lost_claim`]); otherwise it is `Conflict`. A
+///   takeover stores the new claim's fingerprint, or none.
+/// - `complete`, `release` and `extend` need the live key's token, and a
+///   key that is not completed.
 ///
 /// # Errors
 /// `NotFound` when the key is absent or expired; `Conflict` for a wrong token,
-/// completing twice, or releasing a completed key.
+/// completing twice, releasing or extending a completed key, or a claim
+/// whose fingerprint differs from the live key's.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claim a key.
@@ -144,6 +188,9 @@ pub trait IdempotencyStore: Send + Sync {
     async fn complete(&self, cx: &Cx, op: &CompleteKey<'_>) -> Result<()>;
     /// Give the key up.
     async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()>;
+    /// Let an in-progress claim lapse at `op.expires_at` instead; its
+    /// token, claim time and fingerprint stay.
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()>;
     /// The entry of `(scope, key)`, expired or not, or `None`. Reads only:
     /// it never claims, takes over or changes anything.
     async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>>;

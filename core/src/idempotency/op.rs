@@ -16,17 +16,29 @@ pub struct ClaimKey<'a> {
     pub token: &'a str,
     /// When the claim expires.
     pub expires_at: Timestamp,
+    /// What identifies the request the key is claimed for (IDM-7), such as
+    /// a hash of its body: stored with an acquired claim, compared with the
+    /// live key's otherwise.
+    pub fingerprint: Option<&'a str>,
 }
 
 impl<'a> ClaimKey<'a> {
-    /// Claim `(scope, key)` with `token` until `expires_at`.
+    /// Claim `(scope, key)` with `token` until `expires_at`, with no
+    /// fingerprint.
     pub fn new(scope: &'a str, key: &'a str, token: &'a str, expires_at: Timestamp) -> Self {
         ClaimKey {
             scope,
             key,
             token,
             expires_at,
+            fingerprint: None,
         }
+    }
+
+    /// The same claim, for the request `fingerprint` identifies.
+    pub fn with_fingerprint(mut self, fingerprint: Option<&'a str>) -> Self {
+        self.fingerprint = fingerprint;
+        self
     }
 }
 
@@ -72,6 +84,32 @@ impl<'a> ReleaseKey<'a> {
     /// Release `(scope, key)`, held by `token`.
     pub fn new(scope: &'a str, key: &'a str, token: &'a str) -> Self {
         ReleaseKey { scope, key, token }
+    }
+}
+
+/// Move the expiry of an in-progress claim (IDM-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExtendKey<'a> {
+    /// The key's scope.
+    pub scope: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// The token the claim holds.
+    pub token: &'a str,
+    /// When the claim lapses from now on.
+    pub expires_at: Timestamp,
+}
+
+impl<'a> ExtendKey<'a> {
+    /// Let the claim `token` holds on `(scope, key)` lapse at `expires_at`.
+    pub fn new(scope: &'a str, key: &'a str, token: &'a str, expires_at: Timestamp) -> Self {
+        ExtendKey {
+            scope,
+            key,
+            token,
+            expires_at,
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 use std::ops::Bound;
 
 use async_trait::async_trait;
-use persistkit_core::backend::check_live_claim;
-use persistkit_core::op::{ClaimKey, CompleteKey, GetKey, ReleaseKey, ScanKeys};
+use persistkit_core::backend::{check_live_claim, lost_claim};
+use persistkit_core::op::{ClaimKey, CompleteKey, ExtendKey, GetKey, ReleaseKey, ScanKeys};
 use persistkit_core::{Claim, Cx, IdempotencyEntry, IdempotencyStore, Result};
 
 use crate::store::BTreeStore;
@@ -16,7 +16,7 @@ impl IdempotencyStore for BTreeStore {
         let mut s = self.lock()?;
         let keys = &mut s.spaces.entry(cx.ns().to_string()).or_default().keys;
         let k = (op.scope.to_string(), op.key.to_string());
-        if let Some(live) = keys.get(&k).and_then(|e| e.live_claim(now)) {
+        if let Some(live) = lost_claim(keys.get(&k), op, now)? {
             return Ok(live);
         }
         keys.insert(
@@ -28,6 +28,7 @@ impl IdempotencyStore for BTreeStore {
                 claimed_at: now,
                 expires_at: op.expires_at,
                 response: None,
+                fingerprint: op.fingerprint.map(str::to_string),
             },
         );
         Ok(Claim::Acquired {
@@ -67,6 +68,24 @@ impl IdempotencyStore for BTreeStore {
             "released",
         )?;
         keys.remove(&k);
+        Ok(())
+    }
+
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        let mut s = self.lock()?;
+        let keys = &mut s.spaces.entry(cx.ns().to_string()).or_default().keys;
+        let entry = keys.get_mut(&(op.scope.to_string(), op.key.to_string()));
+        check_live_claim(
+            entry.as_deref(),
+            op.scope,
+            op.key,
+            op.token,
+            cx.now(),
+            "extended",
+        )?;
+        if let Some(e) = entry {
+            e.expires_at = op.expires_at;
+        }
         Ok(())
     }
 

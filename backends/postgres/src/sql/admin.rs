@@ -1,10 +1,12 @@
 //! Administration: counts, clear, purge, size, backup: the statements, by name.
 
 pub(crate) const INSERT_KEYS: &str = "
-INSERT INTO {s}.idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
-SELECT $1, u.scope, u.key, u.token, u.claimed_at, u.expires_at, u.response::jsonb
-FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[])
-     AS u(scope, key, token, claimed_at, expires_at, response)";
+INSERT INTO {s}.idempotency_keys
+  (ns, scope, key, token, claimed_at, expires_at, response, fingerprint)
+SELECT $1, u.scope, u.key, u.token, u.claimed_at, u.expires_at, u.response::jsonb, u.fingerprint
+FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[],
+            $8::text[])
+     AS u(scope, key, token, claimed_at, expires_at, response, fingerprint)";
 
 pub(crate) const COUNTS: &str = "
 SELECT (SELECT COUNT(*) FROM {s}.metrics WHERE ns = $1),

@@ -1,8 +1,8 @@
 //! Administration: counts, clear, purge, size, backup: the statements, by name.
 
 pub(crate) const INSERT_KEY_FULL: &str = "
-INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response)
-VALUES (?, ?, ?, ?, ?, ?, ?)";
+INSERT INTO idempotency_keys (ns, scope, key, token, claimed_at, expires_at, response, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(crate) const COUNTS: &str = "
 SELECT (SELECT COUNT(*) FROM metrics WHERE ns = ?1),

@@ -27,6 +27,32 @@ impl IdempotencyStore for Buggy {
                 expires_at: exp,
             });
         }
+        let stored = || async { self.inner.get_key(cx, &GetKey::new(op.scope, op.key)).await };
+        match self.bug {
+            Bug::FingerprintIgnored => {
+                return self.inner.claim(cx, &op.with_fingerprint(None)).await;
+            }
+            Bug::CompletedServesAnyRequest => {
+                if let Some(e) = stored().await? {
+                    if e.response.is_some() {
+                        if let Some(live) = e.live_claim(now) {
+                            return Ok(live);
+                        }
+                    }
+                }
+            }
+            Bug::TakeoverKeepsFingerprint => {
+                if let Some(e) = stored().await? {
+                    if e.expires_at <= now && e.fingerprint.is_some() {
+                        return self
+                            .inner
+                            .claim(cx, &op.with_fingerprint(e.fingerprint.as_deref()))
+                            .await;
+                    }
+                }
+            }
+            _ => {}
+        }
         let c = self.inner.claim(cx, op).await?;
         if self.bug == Bug::EveryoneWins {
             return Ok(Claim::Acquired {
@@ -41,6 +67,24 @@ impl IdempotencyStore for Buggy {
     }
     async fn release(&self, cx: &Cx, op: &ReleaseKey<'_>) -> Result<()> {
         self.inner.release(cx, op).await
+    }
+    async fn extend(&self, cx: &Cx, op: &ExtendKey<'_>) -> Result<()> {
+        match self.bug {
+            Bug::ExtendDoesNothing => return Ok(()),
+            Bug::ExtendsCompletedKeys => {
+                let e = self
+                    .inner
+                    .get_key(cx, &GetKey::new(op.scope, op.key))
+                    .await?;
+                if let Some(e) = e {
+                    if e.token == op.token && e.expires_at > cx.now() && e.response.is_some() {
+                        return Ok(());
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.inner.extend(cx, op).await
     }
     async fn get_key(&self, cx: &Cx, op: &GetKey<'_>) -> Result<Option<IdempotencyEntry>> {
         let GetKey { scope, key, .. } = *op;

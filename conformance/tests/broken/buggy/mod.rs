@@ -28,6 +28,19 @@ pub(crate) enum Bug {
     PartialBatch,
     /// `claim` always acquires.
     EveryoneWins,
+    /// `claim` never stores or compares fingerprints, as a backend whose
+    /// table lacks the column would behave.
+    FingerprintIgnored,
+    /// Fingerprints are compared while a key is in progress, but a
+    /// completed key replays its response to any claimer.
+    CompletedServesAnyRequest,
+    /// Taking over an expired key keeps the old request's fingerprint
+    /// (the upsert forgets to set the column).
+    TakeoverKeepsFingerprint,
+    /// `extend` reports success and changes nothing.
+    ExtendDoesNothing,
+    /// `extend` forgets `response IS NULL`: a completed key is "extended".
+    ExtendsCompletedKeys,
     /// `list_components` sorts case-insensitively, like a default collation.
     LocaleSort,
     /// `import` commits namespace by namespace.
