@@ -19,6 +19,8 @@
 
 use std::sync::Arc;
 
+mod env;
+
 pub use persistkit_core::*;
 pub use persistkit_group_commit::GroupCommit;
 pub use persistkit_observe::{Observed, ObserverConfig};
@@ -190,6 +192,31 @@ pub fn url_from_env() -> String {
 /// As [`open`].
 pub async fn from_env() -> Result<Handle> {
     open(&url_from_env()).await
+}
+
+/// The URL an application's own variables describe: `{prefix}TYPE`
+/// (`memory`, `sqlite`, `postgres`), `{prefix}URI` (a whole store URL),
+/// `{prefix}PATH` (the SQLite file) and `{prefix}POOL_SIZE` (the URL's
+/// `max_connections`). Empty values count as unset; with none set, the
+/// embedded default [`DEFAULT_URL`].
+///
+/// # Errors
+/// `InvalidInput` naming the variable, for an unknown type, a pool size
+/// that is not a whole number of 1 or more, or settings that disagree (a
+/// type and a URI of another scheme, both a URI and a path, a type with
+/// neither).
+pub fn url_from_env_prefixed(prefix: &str) -> Result<String> {
+    env::url_from_vars(prefix, |k| std::env::var(k).ok())
+}
+
+/// Open the store an application's own variables describe, for example
+/// `from_env_prefixed("FL_")` with `FL_TYPE=sqlite FL_PATH=data/fl.db
+/// FL_POOL_SIZE=4` (see [`url_from_env_prefixed`]).
+///
+/// # Errors
+/// As [`url_from_env_prefixed`], then as [`open`].
+pub async fn from_env_prefixed(prefix: &str) -> Result<Handle> {
+    open(&url_from_env_prefixed(prefix)?).await
 }
 
 /// The URL schemes this build understands.
