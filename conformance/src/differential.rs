@@ -73,6 +73,7 @@ pub enum Op {
         component: Option<String>,
         /// With a component, one series: the backends fold it in Rust.
         name: Option<String>,
+        /// Seconds; 0 for the whole range (MET-7).
         bucket: u64,
         /// Nearest-rank quantiles, 1.5 among them to check the refusal.
         quantiles: Vec<f64>,
@@ -179,7 +180,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => prop::collection::vec((at(), bad_or(name()), name(), any::<bool>(), value()), 0..6).prop_map(Op::WriteMetrics),
         2 => (opt_name(), opt_name(), opt_at(), opt_at(), 1usize..5).prop_map(|(component, name, from, to, limit)| Op::ReadMetrics { component, name, from, to, limit }),
-        1 => (opt_name(), opt_name(), prop::sample::select(&[1u64, 7, 60, 3600][..]), prop::collection::vec(prop::sample::select(&[0.0, 0.07, 0.1, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0, 1.5][..]), 0..4)).prop_map(|(component, name, bucket, quantiles)| Op::Aggregate { component, name, bucket, quantiles }),
+        1 => (opt_name(), opt_name(), prop::sample::select(&[1u64, 7, 60, 3600, 0][..]), prop::collection::vec(prop::sample::select(&[0.0, 0.07, 0.1, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0, 1.5][..]), 0..4)).prop_map(|(component, name, bucket, quantiles)| Op::Aggregate { component, name, bucket, quantiles }),
         1 => Just(Op::ListComponents),
         1 => name().prop_map(Op::ListNames),
         3 => prop::collection::vec((bad_or(name()), at(), payload()), 0..5).prop_map(Op::Append),
@@ -330,7 +331,11 @@ impl Side {
                         quantiles: quantiles.clone(),
                         ..Default::default()
                     },
-                    Bucket::seconds(*bucket),
+                    if *bucket == 0 {
+                        Bucket::WHOLE
+                    } else {
+                        Bucket::seconds(*bucket)
+                    },
                 )
                 .await),
             Op::ListComponents => out(h.list_components().await),

@@ -106,6 +106,7 @@ macro_rules! __with_cases {
                 aggregate_honours_filters,
                 aggregate_rejects_bad_buckets,
                 aggregate_quantiles_by_nearest_rank,
+                aggregate_over_the_whole_range,
                 aggregate_rejects_bad_quantiles,
                 non_finite_values_rejected,
                 bad_batch_writes_nothing,

@@ -178,11 +178,22 @@ impl MetricStore for PgStore {
             let mut b = QueryBuilder::<Postgres>::new(self.sql.render(AGGREGATE_HEAD));
             b.push_bind(ns.to_string());
             metric_filters(&mut b, &q.component, &q.name, q.from, q.to);
-            let mut parts = AGGREGATE_BUCKETS.split("{w}");
-            b.push(parts.next().unwrap_or_default());
-            for part in parts {
-                b.push_bind(q.bucket.as_micros()).push(part);
+            let mut rest = AGGREGATE_BUCKETS;
+            while let Some(i) = rest.find('{') {
+                b.push(&rest[..i]);
+                let (value, len) = if rest[i..].starts_with("{w}") {
+                    (q.bucket.as_micros(), 3)
+                } else if rest[i..].starts_with("{o}") {
+                    (q.bucket.origin().as_micros(), 3)
+                } else {
+                    b.push("{");
+                    rest = &rest[i + 1..];
+                    continue;
+                };
+                b.push_bind(value);
+                rest = &rest[i + len..];
             }
+            b.push(rest);
             if !q.quantiles.is_empty() {
                 let mut parts = AGGREGATE_QUANTILES.split("{q}");
                 b.push(parts.next().unwrap_or_default());

@@ -551,6 +551,97 @@ pub async fn aggregate_buckets_align_to_epoch(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// `Bucket::WHOLE` gives one row per series over the whole range, starting
+/// at `from`, even across the Unix epoch, with exact statistics, `last` by
+/// time then insertion, and nearest-rank quantiles.
+pub async fn aggregate_over_the_whole_range(ctx: &Ctx) -> CaseResult {
+    let h = ctx.handle();
+    let rule = "aggregate: Bucket::WHOLE is one row per series over [from, to)";
+    let at = |secs: i64| Timestamp::from_micros(secs * 1_000_000).expect("in range");
+    h.write_metrics(&[
+        gauge(at(-11), "web", "lat", 100.0), // before the range
+        gauge(at(-10), "web", "lat", 4.0),   // its first instant
+        gauge(at(-1), "web", "lat", -2.5),   // before the epoch
+        gauge(at(0), "web", "lat", 8.0),
+        gauge(at(90), "web", "lat", 1.0), // latest, written first of the tie
+        gauge(at(90), "web", "lat", 6.0), // latest, written last: `last`
+        gauge(at(100), "web", "lat", 50.0), // the range's end: outside
+        gauge(at(5), "db", "q", 3.0),
+        gauge(at(-3), "db", "q", 9.0),
+    ])
+    .await?;
+    let filter = AggregateFilter {
+        from: Some(at(-10)),
+        to: Some(at(100)),
+        quantiles: vec![0.5, 1.0],
+        ..Default::default()
+    };
+    let rows = h.aggregate(&filter, Bucket::WHOLE).await?;
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.bucket_start,
+                r.component.as_str(),
+                r.name.as_str(),
+                r.count,
+                r.min,
+                r.max,
+                r.last,
+                r.quantiles.clone(),
+            )
+        })
+        .collect();
+    ensure_eq!(
+        got,
+        vec![
+            (at(-10), "db", "q", 2, 3.0, 9.0, 3.0, vec![3.0, 9.0]),
+            (at(-10), "web", "lat", 5, -2.5, 8.0, 6.0, vec![4.0, 8.0]),
+        ],
+        "{rule}: (bucket_start = from, component, name, count, min, max, last, quantiles)"
+    );
+    for (r, sum) in rows.iter().zip([12.0, 16.5]) {
+        ensure!(
+            (r.sum - sum).abs() <= 1e-9 * sum && (r.avg - sum / r.count as f64).abs() <= 1e-9,
+            "{rule}: sum {} and avg {} of {}/{}, want {sum} and {}",
+            r.sum,
+            r.avg,
+            r.component,
+            r.name,
+            sum / r.count as f64
+        );
+    }
+    let open = h
+        .aggregate(
+            &AggregateFilter {
+                component: Some("web".into()),
+                ..Default::default()
+            },
+            Bucket::WHOLE,
+        )
+        .await?;
+    ensure_eq!(
+        open.iter()
+            .map(|r| (r.bucket_start, r.name.as_str(), r.count, r.max))
+            .collect::<Vec<_>>(),
+        vec![(Timestamp::MIN, "lat", 7, 100.0)],
+        "{rule}: with no from, one row starting at year 1, every point of the filter"
+    );
+    ensure_eq!(
+        h.aggregate(
+            &AggregateFilter {
+                from: Some(at(1_000)),
+                ..Default::default()
+            },
+            Bucket::WHOLE,
+        )
+        .await?,
+        Vec::new(),
+        "{rule}: a range with no points has no rows"
+    );
+    Ok(())
+}
+
 /// count, min, max and last are exact; sum and avg within 1e-9; rows ordered.
 pub async fn aggregate_rows_have_exact_stats(ctx: &Ctx) -> CaseResult {
     let h = ctx.handle();

@@ -179,6 +179,12 @@ use super::*;
     "aggregate_quantiles_by_nearest_rank",
     "MET-6"
 )]
+#[case(
+    Bug::WholeRangeFromEpoch,
+    "metrics",
+    "aggregate_over_the_whole_range",
+    "MET-7"
+)]
 #[case(Bug::LookupClaims, "idempotency", "key_state_is_read_only", "IDM-6")]
 #[case(
     Bug::FingerprintIgnored,
@@ -348,6 +354,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("common", "every_listing_sorts_bytewise")]
 #[case("metrics", "aggregate_quantiles_by_nearest_rank")]
 #[case("events", "newest_first_reverses_the_listing")]
+#[case("metrics", "aggregate_over_the_whole_range")]
 #[case("idempotency", "key_state_is_read_only")]
 #[case("idempotency", "fingerprint_mismatch_conflicts")]
 #[case("idempotency", "takeover_takes_the_new_fingerprint")]

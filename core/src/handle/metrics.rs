@@ -131,7 +131,9 @@ impl Handle {
         .await
     }
 
-    /// Aggregate into epoch-aligned buckets of `bucket` seconds.
+    /// Aggregate into epoch-aligned buckets of `bucket` seconds, or with
+    /// [`Bucket::WHOLE`] into one row per series over the whole range
+    /// `[from, to)`, whose `bucket_start` is `from` (MET-7).
     ///
     /// # Errors
     /// `InvalidInput` for a zero or too wide bucket, a bad name or range, or
@@ -144,7 +146,14 @@ impl Handle {
         check_opt_name("component", filter.component.as_deref())?;
         check_opt_name("metric name", filter.name.as_deref())?;
         check_range(filter.from, filter.to)?;
-        if bucket.as_secs() == 0 || bucket.as_secs() > validate::MAX_BUCKET_SECONDS {
+        let bucket = if bucket.is_whole() {
+            Bucket::whole_from(filter.from.unwrap_or(crate::Timestamp::MIN))
+        } else {
+            bucket
+        };
+        if !bucket.is_whole()
+            && (bucket.as_secs() == 0 || bucket.as_secs() > validate::MAX_BUCKET_SECONDS)
+        {
             return Err(Error::invalid(format!(
                 "bucket must be 1..={} seconds, got {}",
                 validate::MAX_BUCKET_SECONDS,

@@ -159,38 +159,92 @@ pub struct AggregateQuery {
     pub quantiles: Vec<f64>,
 }
 
-/// An aggregation bucket width in whole seconds, aligned to the Unix epoch.
+/// An aggregation bucket: a width in whole seconds, aligned to the Unix
+/// epoch, or [`Bucket::WHOLE`], one row per series over the whole range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Bucket(u64);
+pub struct Bucket {
+    secs: u64,
+    /// One bucket over the whole range (`secs` is then 0).
+    whole: bool,
+    /// Where buckets are aligned, in microseconds: the epoch, or for a
+    /// whole-range aggregate the start of the range (set by the handle).
+    origin: i64,
+}
+
+/// The width a whole-range bucket computes with, in microseconds: wider
+/// than the whole timestamp range, small enough that `x % w + w` of any
+/// offset between two timestamps fits an `i64`.
+const WHOLE_MICROS: i64 = 1 << 62;
 
 impl Bucket {
     /// One minute.
-    pub const MINUTE: Bucket = Bucket(60);
+    pub const MINUTE: Bucket = Bucket::seconds(60);
     /// One hour.
-    pub const HOUR: Bucket = Bucket(3_600);
+    pub const HOUR: Bucket = Bucket::seconds(3_600);
     /// One day.
-    pub const DAY: Bucket = Bucket(86_400);
+    pub const DAY: Bucket = Bucket::seconds(86_400);
+    /// No bucket: one row per series over the filter's whole range
+    /// `[from, to)`, whose `bucket_start` is `from` (year 1 when the range
+    /// has no start) (MET-7).
+    pub const WHOLE: Bucket = Bucket {
+        secs: 0,
+        whole: true,
+        origin: 0,
+    };
 
     /// A bucket of `secs` seconds. Validity (1..=10 000 years) is checked when
     /// the aggregation runs.
     pub const fn seconds(secs: u64) -> Self {
-        Bucket(secs)
+        Bucket {
+            secs,
+            whole: false,
+            origin: 0,
+        }
     }
 
-    /// The width in seconds.
+    /// The whole-range bucket of a range that starts at `from`, as a backend
+    /// receives it: every point at or after `from` falls in the one bucket
+    /// that starts there.
+    pub fn whole_from(from: Timestamp) -> Self {
+        Bucket {
+            secs: 0,
+            whole: true,
+            origin: from.as_micros(),
+        }
+    }
+
+    /// True for [`Bucket::WHOLE`] (and [`Bucket::whole_from`]).
+    pub const fn is_whole(self) -> bool {
+        self.whole
+    }
+
+    /// The width in seconds (0 for a whole-range bucket).
     pub fn as_secs(self) -> u64 {
-        self.0
+        self.secs
     }
 
-    /// The width in microseconds.
+    /// The width in microseconds: for a whole-range bucket, 2^62, wider
+    /// than any range of timestamps.
     pub fn as_micros(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
+        if self.is_whole() {
+            return WHOLE_MICROS;
+        }
+        i64::try_from(self.secs).unwrap_or(i64::MAX / 1_000_000) * 1_000_000
     }
 
-    /// The start of the bucket holding `at`: `floor(at / width) * width`.
+    /// Where the buckets are aligned: the Unix epoch, or the start of a
+    /// whole-range bucket.
+    pub fn origin(self) -> Timestamp {
+        Timestamp::from_micros(self.origin).unwrap_or(Timestamp::MIN)
+    }
+
+    /// The start of the bucket holding `at`:
+    /// `origin + floor((at - origin) / width) * width`, the origin being
+    /// the epoch except for a whole-range bucket.
     pub fn start_of(self, at: Timestamp) -> Timestamp {
         let w = self.as_micros();
-        let start = at.as_micros().div_euclid(w) * w;
+        let x = at.as_micros() - self.origin;
+        let start = self.origin + x.div_euclid(w) * w;
         // The floor of an in-range time is at most one width before it; clamp
         // to the representable range for buckets that reach before year 1.
         Timestamp::from_micros(start.max(Timestamp::MIN.as_micros())).expect("clamped")

@@ -23,8 +23,9 @@ pub(crate) const LIST_COMPONENTS: &str =
 pub(crate) const LIST_METRIC_NAMES: &str =
     "SELECT DISTINCT name FROM {s}.metrics WHERE ns = $1 AND component = $2 ORDER BY name";
 
-// Bucket start = floor(µs / width) * width, in exact integer microseconds;
-// `{w}` is the width, bound where it appears.
+// Bucket start = origin + floor((µs - origin) / width) * width, in exact
+// integer microseconds; `{w}` is the width and `{o}` the origin (the epoch,
+// or a whole-range aggregate's start), bound where they appear.
 // One series: its points in read order, folded in Rust (core's
 // AggregateFold) in one pass over the series index, with no sort.
 pub(crate) const AGGREGATE_SERIES: &str = "SELECT at, value FROM {s}.metrics WHERE ns = ";
@@ -33,10 +34,12 @@ pub(crate) const AGGREGATE_SERIES_ORDER: &str = " ORDER BY at, seq";
 pub(crate) const AGGREGATE_HEAD: &str = "WITH f AS (
   SELECT (EXTRACT(EPOCH FROM at) * 1000000)::bigint AS us, seq, component, name, value
   FROM {s}.metrics WHERE ns = ";
-pub(crate) const AGGREGATE_BUCKETS: &str = "), b AS (
-  SELECT us - (((us % {w}) + {w}) % {w}) AS b, us, seq, component, name, value FROM f
+pub(crate) const AGGREGATE_BUCKETS: &str = "), d AS (
+  SELECT us - {o} AS x, us, seq, component, name, value FROM f
+), b AS (
+  SELECT x - (((x % {w}) + {w}) % {w}) AS b, us, seq, component, name, value FROM d
 )
-SELECT b, component, name, COUNT(*), SUM(value), MIN(value), MAX(value),
+SELECT b + {o}, component, name, COUNT(*), SUM(value), MIN(value), MAX(value),
        (ARRAY_AGG(value ORDER BY us DESC, seq DESC))[1]";
 // Only when quantiles are asked for: nearest rank, as core's `quantile_rank`.
 pub(crate) const AGGREGATE_QUANTILES: &str =

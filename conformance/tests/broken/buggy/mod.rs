@@ -28,6 +28,10 @@ pub(crate) enum Bug {
     PartialBatch,
     /// `claim` always acquires.
     EveryoneWins,
+    /// A whole-range aggregate aligned to the epoch, as SQL written for
+    /// epoch-aligned buckets computes it: a range across the epoch splits
+    /// in two, and rows start at the epoch instead of `from`.
+    WholeRangeFromEpoch,
     /// `claim` never stores or compares fingerprints, as a backend whose
     /// table lacks the column would behave.
     FingerprintIgnored,
