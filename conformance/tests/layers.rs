@@ -67,3 +67,21 @@ persistkit_conformance::suite!(
     cached_sqlite,
     Layered::new(SqliteHarness::new(), "cached", cached).one_layer_per_process()
 );
+
+fn breaker(
+    s: std::sync::Arc<dyn persistkit_core::Store>,
+) -> std::sync::Arc<dyn persistkit_core::Store> {
+    persistkit_breaker::Breaker::wrap(s, persistkit_breaker::BreakerConfig::default())
+}
+
+// A circuit breaker changes nothing while the store answers: the whole
+// suite passes through it, crash and outage cases included (the breaker
+// may open during them and must close again).
+persistkit_conformance::suite!(
+    breaker_memory,
+    Layered::new(MemoryHarness, "breaker", breaker)
+);
+persistkit_conformance::suite!(
+    breaker_sqlite,
+    Layered::new(SqliteHarness::new(), "breaker", breaker)
+);

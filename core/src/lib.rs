@@ -37,9 +37,10 @@ pub use admin::archive::{
     ExportScope, ExportSummary, ImportSummary, ARCHIVE_VERSION, OLDEST_ARCHIVE_VERSION,
 };
 pub use admin::{
-    AdminStore, ArchiveItem, ArchiveNamespace, CacheStats, Capabilities, Counts, HealthReport,
-    HealthStatus, ImportProgress, LatencySummary, PoolStats, PurgeCutoffs, PurgeReport,
-    RecorderStats, RetentionOverrides, RetentionPolicy, SchemaVersions, Telemetry,
+    AdminStore, ArchiveItem, ArchiveNamespace, BreakerState, BreakerStats, CacheStats,
+    Capabilities, Counts, HealthReport, HealthStatus, ImportProgress, LatencySummary, PoolStats,
+    PurgeCutoffs, PurgeReport, RecorderStats, RetentionOverrides, RetentionPolicy, SchemaVersions,
+    Telemetry,
 };
 pub use batch::{Applied, Batch, BatchItem, BatchOp, BatchStore};
 pub use cursor::Page;

@@ -194,6 +194,9 @@ pub struct Telemetry {
     /// A cache layer's counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStats>,
+    /// A circuit breaker layer's state and counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerStats>,
 }
 
 impl Telemetry {
@@ -203,7 +206,33 @@ impl Telemetry {
             && self.recorders.is_empty()
             && self.problems.is_empty()
             && self.cache.is_none()
+            && self.breaker.is_none()
     }
+}
+
+/// Where a circuit breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls reach the store.
+    Closed,
+    /// Calls fail fast with `Unavailable` until the cool-down ends.
+    Open,
+    /// The cool-down ended: one call probes the store, the others fail fast.
+    HalfOpen,
+}
+
+/// What a circuit breaker layer reports for health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerStats {
+    /// Where it stands now.
+    pub state: BreakerState,
+    /// `Unavailable` outcomes in a row, now.
+    pub consecutive_failures: u32,
+    /// How many times it opened since it started.
+    pub opened: u64,
+    /// Calls it failed fast without reaching the store.
+    pub rejected: u64,
 }
 
 /// What a cache layer counted since it started.
