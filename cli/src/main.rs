@@ -53,6 +53,10 @@ struct HealthArgs {
     /// under `layers.latency`.
     #[arg(long, value_name = "N", default_value_t = 0)]
     probe: usize,
+    /// Count every namespace (the admin scope): `counts` is their sum,
+    /// `namespaces` each one's, and `namespace` is empty.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Subcommand)]
@@ -397,7 +401,15 @@ async fn health(args: HealthArgs) -> CliResult {
     let HealthArgs {
         target,
         probe: rounds,
+        all,
     } = args;
+    let report_of = |h: Handle| async move {
+        if all {
+            h.admin().health().await
+        } else {
+            h.health().await
+        }
+    };
     // Only look: a health check never creates, migrates or changes anything.
     let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
     let opened = persistkit::inspect(&url)
@@ -417,9 +429,9 @@ async fn health(args: HealthArgs) -> CliResult {
                 .namespace(h.namespace_name())
                 .map_err(|e| e.to_string())?;
             probe(&h, rounds).await;
-            h.health().await
+            report_of(h).await
         }
-        Ok(h) => h.health().await,
+        Ok(h) => report_of(h).await,
         Err(e) => {
             let url = target.url.clone().unwrap_or_else(persistkit::url_from_env);
             HealthReport {
@@ -428,7 +440,11 @@ async fn health(args: HealthArgs) -> CliResult {
                     .split_once(':')
                     .map(|(s, _)| s.to_string())
                     .unwrap_or_default(),
-                namespace: target.namespace.clone(),
+                namespace: if all {
+                    String::new()
+                } else {
+                    target.namespace.clone()
+                },
                 schema: None,
                 counts: None,
                 storage_bytes: None,
@@ -436,6 +452,7 @@ async fn health(args: HealthArgs) -> CliResult {
                 latency_us: None,
                 error: Some(e),
                 layers: Default::default(),
+                namespaces: None,
             }
         }
     };

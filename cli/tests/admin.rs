@@ -239,6 +239,38 @@ async fn health_is_json_and_unhealthy_exits_1() {
 }
 
 #[tokio::test]
+async fn health_all_counts_every_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("all.db").display());
+    populate(&url).await;
+    let out = persistkit(dir.path())
+        .args(["health", "--url", &url, "--all"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["namespace"], "", "{r}");
+    let namespaces = r["namespaces"].as_object().unwrap();
+    assert_eq!(
+        namespaces.keys().collect::<Vec<_>>(),
+        ["default", "other"],
+        "{r}"
+    );
+    for domain in ["metrics", "events", "idempotency_keys", "records"] {
+        let sum: u64 = namespaces
+            .values()
+            .map(|c| c[domain].as_u64().unwrap())
+            .sum();
+        assert_eq!(r["counts"][domain].as_u64(), Some(sum), "{domain}: {r}");
+    }
+    assert_eq!(namespaces["default"]["records"], 1, "{r}");
+}
+
+#[tokio::test]
 async fn health_probe_reports_latency_per_operation() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("p.db").display());

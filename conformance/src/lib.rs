@@ -198,6 +198,7 @@ macro_rules! __with_cases {
                 concurrent_migrations_are_safe,
                 health_report_is_complete,
                 health_counts_only_its_namespace,
+                admin_counts_cover_every_namespace,
                 purge_deletes_before_cutoffs,
                 purge_records_when_asked,
                 purge_by_component_and_collection,

@@ -193,6 +193,73 @@ pub async fn health_counts_only_its_namespace(ctx: &Ctx) -> CaseResult {
     Ok(())
 }
 
+/// The admin scope counts every namespace holding anything, whatever it
+/// holds, each as its own handle counts it, and their sum; health through
+/// the admin scope carries the same figures.
+pub async fn admin_counts_cover_every_namespace(ctx: &Ctx) -> CaseResult {
+    let rule = "admin counts: every namespace holding anything, each as its handle counts it";
+    let h = ctx.handle();
+    populate(ctx, &ctx.ns("tenant-a")).await?;
+    ctx.ns("only-metrics")
+        .write_metrics(&[gauge(t(0), "c", "n", 1.0), gauge(t(0), "c", "n", 1.0)])
+        .await?;
+    ctx.ns("only-events")
+        .append(&[NewEvent::new("k", t(0), json!({}))])
+        .await?;
+    ctx.ns("only-keys").claim("s", "k", secs(60)).await?;
+    ctx.ns("only-records")
+        .put("c", "1", &json!({}), Expect::Absent)
+        .await?;
+    let emptied = ctx.ns("emptied");
+    emptied.put("c", "1", &json!({}), Expect::Absent).await?;
+    emptied.clear().await?;
+    let all = h.admin().counts().await?;
+    let names: Vec<&str> = all.namespaces.keys().map(String::as_str).collect();
+    ensure_eq!(
+        names,
+        vec![
+            "only-events",
+            "only-keys",
+            "only-metrics",
+            "only-records",
+            "tenant-a"
+        ],
+        "{rule}: the namespaces, sorted byte-wise (an emptied one is not named)"
+    );
+    let mut sum = persistkit_core::Counts::default();
+    for (ns, counts) in &all.namespaces {
+        ensure_eq!(
+            *counts,
+            ctx.ns(ns).counts().await?,
+            "{rule}: the counts of {ns:?}"
+        );
+        sum.add(counts);
+    }
+    ensure_eq!(all.total, sum, "{rule}: the total is the sum");
+    ensure_eq!(
+        all.total.total(),
+        5 + 3 + 3 + 2 + 2 + 1 + 1 + 1,
+        "{rule}: every row of every namespace"
+    );
+    let report = h.admin().health().await;
+    ensure_eq!(
+        (
+            report.status,
+            report.namespace.as_str(),
+            report.counts,
+            report.namespaces.as_ref()
+        ),
+        (
+            HealthStatus::Healthy,
+            "",
+            Some(all.total),
+            Some(&all.namespaces)
+        ),
+        "{rule}: admin health reports the same figures"
+    );
+    Ok(())
+}
+
 /// Purge deletes metrics and events strictly before their cut-offs, and
 /// records only when asked.
 pub async fn purge_deletes_before_cutoffs(ctx: &Ctx) -> CaseResult {

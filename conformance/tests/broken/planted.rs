@@ -185,6 +185,12 @@ use super::*;
     "aggregate_over_the_whole_range",
     "MET-7"
 )]
+#[case(
+    Bug::NamespacesMissKeys,
+    "admin",
+    "admin_counts_cover_every_namespace",
+    "ADM-9"
+)]
 #[case(Bug::LookupClaims, "idempotency", "key_state_is_read_only", "IDM-6")]
 #[case(
     Bug::FingerprintIgnored,
@@ -355,6 +361,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("metrics", "aggregate_quantiles_by_nearest_rank")]
 #[case("events", "newest_first_reverses_the_listing")]
 #[case("metrics", "aggregate_over_the_whole_range")]
+#[case("admin", "admin_counts_cover_every_namespace")]
 #[case("idempotency", "key_state_is_read_only")]
 #[case("idempotency", "fingerprint_mismatch_conflicts")]
 #[case("idempotency", "takeover_takes_the_new_fingerprint")]

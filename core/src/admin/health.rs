@@ -2,14 +2,42 @@
 
 use std::time::{Duration, Instant};
 
-use crate::admin::{HealthReport, HealthStatus};
+use crate::admin::{Counts, HealthReport, HealthStatus, StoreCounts};
 use crate::cx::Cx;
 use crate::error::{error_chain, Error};
 use crate::store::Store;
 
+/// Whose counts a health report carries.
+pub(crate) enum Scope<'a> {
+    /// One namespace's, that of the context.
+    Namespace,
+    /// Every namespace's (the admin scope), read with this context's clock
+    /// and deadline.
+    All(&'a Cx),
+}
+
+/// The counts of every namespace holding data, each read on its own.
+pub(crate) async fn store_counts(store: &dyn Store, cx: &Cx) -> crate::Result<StoreCounts> {
+    let mut out = StoreCounts::default();
+    for ns in store.namespaces().await? {
+        let c: Counts = store.counts(&cx.in_namespace(&ns)).await?;
+        out.total.add(&c);
+        out.namespaces.insert(ns, c);
+    }
+    Ok(out)
+}
+
 /// The health of `store`, seen from namespace `ns`.
 pub(crate) async fn health(store: &dyn Store, cx: &Cx) -> HealthReport {
-    let ns = cx.ns();
+    health_of(store, cx, Scope::Namespace).await
+}
+
+/// The health of `store`, with the counts of `scope`.
+pub(crate) async fn health_of(store: &dyn Store, cx: &Cx, scope: Scope<'_>) -> HealthReport {
+    let ns = match scope {
+        Scope::Namespace => cx.ns(),
+        Scope::All(_) => "",
+    };
     let mut report = HealthReport {
         status: HealthStatus::Healthy,
         backend: store.backend_name().to_string(),
@@ -21,6 +49,7 @@ pub(crate) async fn health(store: &dyn Store, cx: &Cx) -> HealthReport {
         latency_us: None,
         error: None,
         layers: store.telemetry(),
+        namespaces: None,
     };
     let started = Instant::now();
     if let Err(e) = store.ping().await {
@@ -32,18 +61,22 @@ pub(crate) async fn health(store: &dyn Store, cx: &Cx) -> HealthReport {
     let gathered = async {
         let schema = store.schema_versions().await?;
         // Tables of an older schema may not hold what this code counts.
-        let counts = if schema.current == schema.expected {
-            Some(store.counts(cx).await?)
-        } else {
-            None
+        let (counts, namespaces) = match (schema.current == schema.expected, &scope) {
+            (false, _) => (None, None),
+            (true, Scope::Namespace) => (Some(store.counts(cx).await?), None),
+            (true, Scope::All(cx)) => {
+                let all = store_counts(store, cx).await?;
+                (Some(all.total), Some(all.namespaces))
+            }
         };
         let bytes = store.storage_bytes().await?;
-        Ok::<_, Error>((schema, counts, bytes))
+        Ok::<_, Error>((schema, counts, namespaces, bytes))
     };
     match gathered.await {
-        Ok((schema, counts, bytes)) => {
+        Ok((schema, counts, namespaces, bytes)) => {
             report.schema = Some(schema);
             report.counts = counts;
+            report.namespaces = namespaces;
             report.storage_bytes = bytes;
             let mut problems = Vec::new();
             if schema.current > schema.expected {

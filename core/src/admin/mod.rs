@@ -15,9 +15,7 @@ use crate::records::Record;
 use crate::time::Timestamp;
 
 pub mod archive;
-mod health;
-
-pub(crate) use health::health;
+pub(crate) mod health;
 
 /// What a backend declares it supports, part by optional part. A call that
 /// needs a part the store does not declare is `Unsupported` (the handle
@@ -118,6 +116,24 @@ impl Counts {
     pub fn total(&self) -> u64 {
         self.metrics + self.events + self.idempotency_keys + self.records
     }
+
+    /// Add `other`, domain by domain.
+    pub fn add(&mut self, other: &Counts) {
+        self.metrics += other.metrics;
+        self.events += other.events;
+        self.idempotency_keys += other.idempotency_keys;
+        self.records += other.records;
+    }
+}
+
+/// Row counts of every namespace holding data (ADM-9), as the admin scope
+/// reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreCounts {
+    /// The sum over every namespace.
+    pub total: Counts,
+    /// Each namespace holding data, by name (sorted byte-wise).
+    pub namespaces: std::collections::BTreeMap<String, Counts>,
 }
 
 /// Connection pool figures.
@@ -256,14 +272,16 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The health report. Serializes to stable JSON: every field is always
-/// present, except `layers`, which appears when a layer reports something.
+/// present, except `layers`, which appears when a layer reports something,
+/// and `namespaces`, which the admin scope's report has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// Overall status.
     pub status: HealthStatus,
     /// Backend name (`memory`, `sqlite`, `postgres`, …).
     pub backend: String,
-    /// Namespace the counts are for.
+    /// Namespace the counts are for; empty in the admin scope's report,
+    /// whose counts are over every namespace.
     pub namespace: String,
     /// Schema versions; `null` when the database could not be asked.
     pub schema: Option<SchemaVersions>,
@@ -280,6 +298,10 @@ pub struct HealthReport {
     /// What the layers over the store report (see [`Telemetry`]).
     #[serde(default, skip_serializing_if = "Telemetry::is_empty")]
     pub layers: Telemetry,
+    /// In the admin scope's report only: the counts of each namespace
+    /// holding data (`counts` is then their sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<std::collections::BTreeMap<String, Counts>>,
 }
 
 /// What to purge, relative to the handle's clock. Expired idempotency keys

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use super::Handle;
 use crate::admin::archive::{self, ExportScope, ExportSummary, ImportSummary};
-use crate::admin::health;
+use crate::admin::health::{self, health};
 use crate::admin::{
     Counts, HealthReport, HealthStatus, PurgeCutoffs, PurgeReport, RetentionOverrides,
-    RetentionPolicy, SchemaVersions,
+    RetentionPolicy, SchemaVersions, StoreCounts,
 };
+use crate::cx::Cx;
 use crate::deadline::within;
 use crate::error::{Error, Result};
 use crate::limits::DEFAULT_TIMEOUT;
 use crate::store::Store;
+use crate::time::Timestamp;
 use crate::validate;
 
 impl Handle {
@@ -57,6 +59,7 @@ impl Handle {
                     latency_us: None,
                     error: Some(format!("no answer within {limit:?}")),
                     layers: self.store.telemetry(),
+                    namespaces: None,
                 },
             },
         }
@@ -249,6 +252,59 @@ impl AdminHandle {
             self.store.namespaces(),
         )
         .await
+    }
+
+    /// The counts of every namespace holding data, and their sum (ADM-9).
+    /// Each namespace is counted on its own, so the figures of a store
+    /// being written to are each as of its own moment.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database gets no answer within the timeout.
+    pub async fn counts(&self) -> Result<StoreCounts> {
+        let cx = self.cx();
+        within(
+            self.timeout,
+            self.store.backend_name(),
+            "counts",
+            health::store_counts(self.store.as_ref(), &cx),
+        )
+        .await
+    }
+
+    /// A health report whose counts are over every namespace (`counts` is
+    /// their sum, `namespaces` each one's, `namespace` is empty). Never
+    /// fails: a down database is `unhealthy` with the error.
+    pub async fn health(&self) -> HealthReport {
+        let cx = self.cx();
+        let checked = health::health_of(self.store.as_ref(), &cx, health::Scope::All(&cx));
+        match self.timeout {
+            None => checked.await,
+            Some(limit) => match tokio::time::timeout(limit, checked).await {
+                Ok(r) => r,
+                Err(_) => HealthReport {
+                    status: HealthStatus::Unhealthy,
+                    backend: self.store.backend_name().to_string(),
+                    namespace: String::new(),
+                    schema: None,
+                    counts: None,
+                    storage_bytes: None,
+                    pool: self.store.pool_stats(),
+                    latency_us: None,
+                    error: Some(format!("no answer within {limit:?}")),
+                    layers: self.store.telemetry(),
+                    namespaces: None,
+                },
+            },
+        }
+    }
+
+    /// The context of an every-namespace call: the wall clock, and the
+    /// timeout's deadline.
+    fn cx(&self) -> Cx {
+        let deadline = self
+            .timeout
+            .and_then(|t| std::time::Instant::now().checked_add(t));
+        Cx::new("default", Timestamp::now()).with_deadline(deadline)
     }
 
     /// Write the portable archive of every namespace with data to `out`.

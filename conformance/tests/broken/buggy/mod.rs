@@ -17,6 +17,9 @@ pub(crate) use harness::{outcome, BuggyHarness, BuggySqlite};
 pub(crate) enum Bug {
     /// `clear` empties every namespace, not just its own.
     ClearAllNamespaces,
+    /// `namespaces` lists the namespaces of every table but the
+    /// idempotency keys', as a UNION that forgot one would.
+    NamespacesMissKeys,
     /// `get_key` claims the key before reading it: the read-only state
     /// lookup creates keys.
     LookupClaims,
