@@ -73,6 +73,12 @@ impl Ctx {
         &self.store
     }
 
+    /// What a passing case reports of itself, such as how much it
+    /// checked: the report shows it as the case's message.
+    pub fn note(&self, note: impl Into<String>) {
+        self.log.set_note(note.into());
+    }
+
     /// A handle in the default namespace, on the case's manual clock.
     pub fn handle(&self) -> Handle {
         self.on_clock(self.store.clone())

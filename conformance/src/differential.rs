@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use persistkit_core::*;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{json, Value};
 
 const NAMES: &[&str] = &["a", "B", "é", "😀", "a1"];
@@ -21,6 +22,16 @@ const VALUES: &[f64] = &[0.0, -0.0, 1.0, -2.5, 0.1, 0.2, 1e10, 3.25];
 
 fn name() -> impl Strategy<Value = String> {
     prop::sample::select(NAMES).prop_map(str::to_string)
+}
+
+/// Collections and ids of records: few, so that writes meet earlier
+/// writes of the same record (expiry, versions, indexes) often.
+fn coll() -> impl Strategy<Value = String> {
+    prop::sample::select(&["a", "B"][..]).prop_map(str::to_string)
+}
+
+fn rid() -> impl Strategy<Value = String> {
+    prop::sample::select(&["a", "é", "1"][..]).prop_map(str::to_string)
 }
 
 fn bad_or(name: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
@@ -51,9 +62,9 @@ fn at() -> impl Strategy<Value = i64> {
 
 fn expect() -> impl Strategy<Value = Expect> {
     prop_oneof![
-        Just(Expect::Any),
-        Just(Expect::Absent),
-        (0u64..4).prop_map(Expect::Version)
+        2 => Just(Expect::Any),
+        1 => Just(Expect::Absent),
+        1 => (0u64..4).prop_map(Expect::Version)
     ]
 }
 
@@ -192,15 +203,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (name(), any::<bool>()).prop_map(|(key, own_token)| Op::Release { key, own_token }),
         1 => name().prop_map(Op::KeyState),
         1 => Just(Op::Clear),
-        3 => (name(), bad_or(name()), payload(), expect()).prop_map(|(collection, id, data, expect)| Op::Put { collection, id, data, expect }),
-        1 => (name(), name()).prop_map(|(collection, id)| Op::Get { collection, id }),
-        1 => (name(), name(), expect()).prop_map(|(collection, id, expect)| Op::Delete { collection, id, expect }),
-        1 => (name(), 1usize..4).prop_map(|(collection, limit)| Op::ListRecords { collection, limit }),
-        2 => (name(), name(), payload(), expect(), 0u64..30).prop_map(|(collection, id, data, expect, ttl)| Op::PutWithTtl { collection, id, data, expect, ttl }),
-        1 => (name(), prop::sample::select(INDEX_FIELDS), any::<bool>()).prop_map(|(collection, fields, unique)| Op::CreateIndex { collection, fields: fields.iter().map(|f| f.to_string()).collect(), unique }),
-        2 => (name(), prop::sample::select(&["/a", "/b", "/c"][..]), prop::sample::select(vec![json!(1), json!("x"), json!(null), json!(2), json!(-1), json!([1])]), 1usize..4).prop_map(|(collection, field, value, limit)| Op::Find { collection, field: field.to_string(), value, limit }),
-        1 => (name(), name(), -2i64..3).prop_map(|(collection, id, by)| Op::Incr { collection, id, by }),
-        2 => prop::collection::vec((0u8..3, name(), bad_or(name()), payload(), expect()), 0..4).prop_map(Op::Apply),
+        3 => (coll(), bad_or(rid()), payload(), expect()).prop_map(|(collection, id, data, expect)| Op::Put { collection, id, data, expect }),
+        1 => (coll(), rid()).prop_map(|(collection, id)| Op::Get { collection, id }),
+        1 => (coll(), rid(), expect()).prop_map(|(collection, id, expect)| Op::Delete { collection, id, expect }),
+        1 => (coll(), 1usize..4).prop_map(|(collection, limit)| Op::ListRecords { collection, limit }),
+        2 => (coll(), rid(), payload(), expect(), 0u64..30).prop_map(|(collection, id, data, expect, ttl)| Op::PutWithTtl { collection, id, data, expect, ttl }),
+        1 => (coll(), prop::sample::select(INDEX_FIELDS), any::<bool>()).prop_map(|(collection, fields, unique)| Op::CreateIndex { collection, fields: fields.iter().map(|f| f.to_string()).collect(), unique }),
+        2 => (coll(), prop::sample::select(&["/a", "/b", "/c"][..]), prop::sample::select(vec![json!(1), json!("x"), json!(null), json!(2), json!(-1), json!([1])]), 1usize..4).prop_map(|(collection, field, value, limit)| Op::Find { collection, field: field.to_string(), value, limit }),
+        1 => (coll(), rid(), -2i64..3).prop_map(|(collection, id, by)| Op::Incr { collection, id, by }),
+        2 => prop::collection::vec((0u8..3, coll(), bad_or(rid()), payload(), expect()), 0..4).prop_map(Op::Apply),
         2 => (1u64..20).prop_map(Op::Advance),
         1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of((bad_or(name()), 0u64..20)), prop::option::of((name(), 0u64..20))).prop_map(|(metrics, events, records, component, collection)| Op::Purge { metrics, events, records, component, collection }),
         1 => Just(Op::Counts),
@@ -600,45 +611,239 @@ pub async fn compare(
     Ok(())
 }
 
-/// Run `cases` random sequences (or `PERSISTKIT_DIFF_CASES`) against `other`,
-/// with the seed from `PERSISTKIT_DIFF_SEED` or a fresh one, printed on
-/// failure. Panics with the minimal failing sequence.
-pub fn run(rt: &tokio::runtime::Handle, oracle: Arc<dyn Store>, other: Arc<dyn Store>, cases: u32) {
-    let cases = std::env::var("PERSISTKIT_DIFF_CASES")
+/// What a differential run checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreement {
+    /// Sequences run.
+    pub sequences: u32,
+    /// Operations in them.
+    pub operations: u64,
+    /// The seed they came from.
+    pub seed: u64,
+}
+
+/// A sequence on which the two stores disagree, shrunk to the shortest
+/// that still does.
+#[derive(Debug, Clone)]
+pub struct Disagreement {
+    /// The seed of the run.
+    pub seed: u64,
+    /// Which sequence of the run failed first (1-based).
+    pub sequence: u32,
+    /// The shortest failing sequence found.
+    pub ops: Vec<Op>,
+    /// How the stores differ on it.
+    pub divergence: String,
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "sequence {} of seed {} disagrees with the memory oracle; the shortest failing \
+             sequence ({} operations):",
+            self.sequence,
+            self.seed,
+            self.ops.len()
+        )?;
+        for (i, op) in self.ops.iter().enumerate() {
+            writeln!(f, "  {i}. {op:?}")?;
+        }
+        writeln!(f, "{}", self.divergence)?;
+        write!(
+            f,
+            "replay: set PERSISTKIT_DIFF_SEED={} (and PERSISTKIT_DIFF_CASES={}) and run it again",
+            self.seed, self.sequence
+        )
+    }
+}
+
+/// The seed from `PERSISTKIT_DIFF_SEED`, or a fresh one.
+pub fn seed_from_env() -> u64 {
+    std::env::var("PERSISTKIT_DIFF_SEED")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    let seed: u64 = std::env::var("PERSISTKIT_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(7, |d| d.as_nanos() as u64)
+        })
+}
+
+/// The count from `PERSISTKIT_DIFF_CASES`, or `default`.
+pub fn cases_from_env(default: u32) -> u32 {
+    std::env::var("PERSISTKIT_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// Shrinking stops after this many tries of a smaller sequence.
+const MAX_SHRINK_STEPS: u32 = 1_000;
+
+/// Run `cases` sequences drawn from `seed` on both stores; on the first
+/// disagreement, shrink the sequence to the shortest that still disagrees.
+///
+/// # Errors
+/// The shrunk disagreement.
+pub async fn check(
+    oracle: &Arc<dyn Store>,
+    other: &Arc<dyn Store>,
+    cases: u32,
+    seed: u64,
+) -> std::result::Result<Agreement, Disagreement> {
+    let generator = Generator::start(seed);
+    let mut operations = 0u64;
+    for n in 1..=cases {
+        let ops = generator
+            .ask(Step::Next)
+            .expect("a new sequence is always drawn");
+        let Err(divergence) = compare(oracle, other, &ops).await else {
+            operations += ops.len() as u64;
+            continue;
+        };
+        let mut best = (ops, divergence);
+        let mut steps = 0;
+        let mut next = generator.ask(Step::Simplify);
+        while let Some(candidate) = next {
+            steps += 1;
+            if steps > MAX_SHRINK_STEPS {
+                break;
+            }
+            next = match compare(oracle, other, &candidate).await {
+                Err(d) => {
+                    best = (candidate, d);
+                    generator.ask(Step::Simplify)
+                }
+                Ok(()) => generator.ask(Step::Complicate),
+            };
+        }
+        return Err(Disagreement {
+            seed,
+            sequence: n,
+            ops: best.0,
+            divergence: best.1,
         });
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let mut runner = TestRunner::new_with_rng(
-        config,
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
-    let result = runner.run(&sequence(), |ops| {
-        rt.block_on(compare(&oracle, &other, &ops))
-            .map_err(TestCaseError::fail)
-    });
-    if let Err(e) = result {
-        panic!(
-            "memory and {} disagree (seed {seed}; rerun with PERSISTKIT_DIFF_SEED={seed}):\n{e}",
-            other.backend_name()
-        );
     }
-    eprintln!(
-        "differential: {cases} sequences agree between memory and {} (seed {seed})",
-        other.backend_name()
-    );
+    Ok(Agreement {
+        sequences: cases,
+        operations,
+        seed,
+    })
+}
+
+/// What the generator is asked for.
+enum Step {
+    /// A new sequence.
+    Next,
+    /// A simpler one than the last answer (after it failed).
+    Simplify,
+    /// A less simple one (after the last simpler one passed).
+    Complicate,
+}
+
+/// Draws sequences from a seed and shrinks them, on a thread of its own:
+/// proptest's runner and value trees are not `Send`, and a case's future
+/// must be. Each answer takes microseconds.
+struct Generator {
+    ask: std::sync::mpsc::Sender<Step>,
+    answer: std::sync::mpsc::Receiver<Option<Vec<Op>>>,
+}
+
+impl Generator {
+    fn start(seed: u64) -> Self {
+        let (ask, steps) = std::sync::mpsc::channel::<Step>();
+        let (tell, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut seed_bytes = [0u8; 32];
+            seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+            let mut runner = TestRunner::new_with_rng(
+                Config {
+                    failure_persistence: None,
+                    ..Config::default()
+                },
+                TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+            );
+            let strategy = sequence();
+            let mut tree = None;
+            for step in steps {
+                let out = match step {
+                    Step::Next => match strategy.new_tree(&mut runner) {
+                        Ok(t) => {
+                            let v = t.current();
+                            tree = Some(t);
+                            Some(v)
+                        }
+                        Err(_) => None,
+                    },
+                    Step::Simplify => tree
+                        .as_mut()
+                        .and_then(|t| t.simplify().then(|| t.current())),
+                    Step::Complicate => tree
+                        .as_mut()
+                        .and_then(|t| t.complicate().then(|| t.current())),
+                };
+                if tell.send(out).is_err() {
+                    break;
+                }
+            }
+        });
+        Generator { ask, answer }
+    }
+
+    fn ask(&self, step: Step) -> Option<Vec<Op>> {
+        self.ask.send(step).ok()?;
+        self.answer.recv().ok().flatten()
+    }
+}
+
+/// The memory oracle, declaring the capabilities of the store it is
+/// compared with, so both refuse an undeclared part alike.
+#[derive(Debug)]
+pub struct Declaring {
+    inner: Arc<dyn Store>,
+    capabilities: Capabilities,
+}
+
+impl Declaring {
+    /// `inner`, declaring `capabilities`.
+    pub fn wrap(inner: Arc<dyn Store>, capabilities: Capabilities) -> Arc<dyn Store> {
+        Arc::new(Declaring {
+            inner,
+            capabilities,
+        })
+    }
+}
+
+impl persistkit_core::layer::Layer for Declaring {
+    fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+}
+impl persistkit_core::layer::ForwardMetrics for Declaring {}
+impl persistkit_core::layer::ForwardEvents for Declaring {}
+impl persistkit_core::layer::ForwardIdempotency for Declaring {}
+impl persistkit_core::layer::ForwardRecords for Declaring {}
+impl persistkit_core::layer::ForwardBatches for Declaring {}
+impl persistkit_core::layer::ForwardAdmin for Declaring {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+}
+
+/// Run `cases` random sequences (or `PERSISTKIT_DIFF_CASES`) against `other`,
+/// with the seed from `PERSISTKIT_DIFF_SEED` or a fresh one, printed on
+/// failure. Panics with the minimal failing sequence.
+pub fn run(rt: &tokio::runtime::Handle, oracle: Arc<dyn Store>, other: Arc<dyn Store>, cases: u32) {
+    let cases = cases_from_env(cases);
+    let seed = seed_from_env();
+    match rt.block_on(check(&oracle, &other, cases, seed)) {
+        Ok(a) => eprintln!(
+            "differential: {} sequences ({} operations) agree between memory and {} (seed {seed})",
+            a.sequences,
+            a.operations,
+            other.backend_name()
+        ),
+        Err(d) => panic!("memory and {} disagree: {d}", other.backend_name()),
+    }
 }

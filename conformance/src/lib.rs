@@ -87,6 +87,7 @@ macro_rules! __with_cases {
                 event_batches_are_visible_whole,
                 record_batches_are_visible_whole,
                 imports_are_visible_whole,
+                agrees_with_the_memory_oracle,
             }
             metrics {
                 write_keeps_identical_points,

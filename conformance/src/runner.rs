@@ -174,7 +174,7 @@ pub async fn run_case_with_child(
         .map(str::to_string)
         .collect();
     let (status, message) = match outcome {
-        Ok(()) => (Status::Passed, None),
+        Ok(()) => (Status::Passed, log.note()),
         // The answers beneath the handle name their own rule.
         Err(CaseError::Failed(m)) if rules.is_empty() || beneath => (Status::Failed, Some(m)),
         Err(CaseError::Failed(m)) => (Status::Failed, Some(format!("[{}] {m}", rules.join(", ")))),

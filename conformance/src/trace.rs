@@ -74,6 +74,8 @@ pub(crate) struct CallLog {
     slots: Vec<Mutex<Option<Call>>>,
     /// Answers that broke the contract, whatever the case then checked.
     broken: Mutex<Vec<String>>,
+    /// What a passing case reports of itself (how much it checked).
+    note: Mutex<Option<String>>,
 }
 
 impl Default for CallLog {
@@ -81,6 +83,7 @@ impl Default for CallLog {
         CallLog {
             started: AtomicUsize::new(0),
             stores: AtomicUsize::new(0),
+            note: Mutex::new(None),
             slots: (0..KEPT).map(|_| Mutex::new(None)).collect(),
             broken: Mutex::new(Vec::new()),
         }
@@ -92,6 +95,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl CallLog {
+    /// Keep what a passing case says of itself.
+    pub(crate) fn set_note(&self, note: String) {
+        *self.note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+    }
+
+    /// What the case said of itself, if anything.
+    pub(crate) fn note(&self) -> Option<String> {
+        self.note.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// A number for the next store the case opens.
     pub(crate) fn next_store(&self) -> usize {
         self.stores.fetch_add(1, Ordering::Relaxed) + 1

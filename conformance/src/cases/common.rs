@@ -579,3 +579,31 @@ pub async fn imports_are_visible_whole(ctx: &Ctx) -> CaseResult {
     }
     Ok(())
 }
+
+/// Sequences each run draws, by default: a few seconds on SQLite.
+pub const DIFFERENTIAL_SEQUENCES: u32 = 300;
+
+/// Random sequences of every call and option agree with the memory oracle
+/// on every result, error kind and read, and on the final export (COM-14).
+/// The seed is printed on failure, with the shortest failing sequence.
+pub async fn agrees_with_the_memory_oracle(ctx: &Ctx) -> CaseResult {
+    let target = ctx.store().clone();
+    let oracle = crate::differential::Declaring::wrap(
+        Arc::new(persistkit_memory::MemoryStore::new()),
+        target.capabilities(),
+    );
+    let seed = crate::differential::seed_from_env();
+    let cases = crate::differential::cases_from_env(DIFFERENTIAL_SEQUENCES);
+    match crate::differential::check(&oracle, &target, cases, seed).await {
+        Ok(a) => {
+            ctx.note(format!(
+                "{} sequences, {} operations agree with the memory oracle (seed {})",
+                a.sequences, a.operations, a.seed
+            ));
+            Ok(())
+        }
+        Err(d) => Err(CaseError::failed(format!(
+            "differential: the store and the memory oracle disagree: {d}"
+        ))),
+    }
+}

@@ -191,6 +191,12 @@ use super::*;
     "admin_counts_cover_every_namespace",
     "ADM-9"
 )]
+#[case(
+    Bug::ExpirySurvivesPut,
+    "common",
+    "agrees_with_the_memory_oracle",
+    "PERSISTKIT_DIFF_SEED="
+)]
 #[case(Bug::LookupClaims, "idempotency", "key_state_is_read_only", "IDM-6")]
 #[case(
     Bug::FingerprintIgnored,
@@ -362,6 +368,7 @@ async fn a_planted_bug_fails_the_case_that_guards_it(
 #[case("events", "newest_first_reverses_the_listing")]
 #[case("metrics", "aggregate_over_the_whole_range")]
 #[case("admin", "admin_counts_cover_every_namespace")]
+#[case("common", "agrees_with_the_memory_oracle")]
 #[case("idempotency", "key_state_is_read_only")]
 #[case("idempotency", "fingerprint_mismatch_conflicts")]
 #[case("idempotency", "takeover_takes_the_new_fingerprint")]

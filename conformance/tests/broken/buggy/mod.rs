@@ -31,6 +31,10 @@ pub(crate) enum Bug {
     PartialBatch,
     /// `claim` always acquires.
     EveryoneWins,
+    /// A put without a TTL keeps the expiry an earlier write set, as an
+    /// upsert that forgets the column would. No case of its own looks for
+    /// it: the differential run must.
+    ExpirySurvivesPut,
     /// A whole-range aggregate aligned to the epoch, as SQL written for
     /// epoch-aligned buckets computes it: a range across the epoch splits
     /// in two, and rows start at the epoch instead of `from`.

@@ -12,6 +12,17 @@ impl RecordStore for Buggy {
             // An UPDATE that forgot `AND version = $n`.
             put.expect = Expect::Any;
         }
+        if self.bug == Bug::ExpirySurvivesPut && put.expires_at.is_none() {
+            // An upsert that sets data and version but not expires_at: an
+            // expiry set by an earlier write carries over.
+            if let Some(old) = self
+                .inner
+                .get(cx, &GetRecord::new(put.collection, put.id))
+                .await?
+            {
+                put.expires_at = old.expires_at;
+            }
+        }
         self.forget(Some((ns, put.collection, put.id)));
         match self.inner.put(cx, &put).await {
             Err(err)
