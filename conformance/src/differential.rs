@@ -180,6 +180,17 @@ pub enum Op {
         collection: Option<(String, u64)>,
     },
     Counts,
+    /// `n` points in one write, on both sides of the sizes where backends
+    /// switch ingest paths (SQLite's 500-row INSERT, Postgres's COPY from
+    /// 1 000), with ties in time and identical points; `salt` varies them.
+    BulkMetrics {
+        n: usize,
+        salt: usize,
+    },
+    /// Export the namespace, clear it and import the archive back: the
+    /// import path mid-sequence, and everything after it reads what it
+    /// wrote.
+    Reimport,
 }
 
 /// Index declarations the sequences draw from (the last one is refused).
@@ -215,12 +226,14 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u64..20).prop_map(Op::Advance),
         1 => (prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of(0u64..20), prop::option::of((bad_or(name()), 0u64..20)), prop::option::of((name(), 0u64..20))).prop_map(|(metrics, events, records, component, collection)| Op::Purge { metrics, events, records, component, collection }),
         1 => Just(Op::Counts),
+        1 => (prop::sample::select(&[1usize, 499, 500, 501, 999, 1000, 1001][..]), 0usize..8).prop_map(|(n, salt)| Op::BulkMetrics { n, salt }),
+        1 => Just(Op::Reimport),
     ]
 }
 
 /// A random sequence of operations.
 pub fn sequence() -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(), 1..25)
+    prop::collection::vec(op(), 1..40)
 }
 
 struct Side {
@@ -528,6 +541,31 @@ impl Side {
                 out(h.purge_with(&policy, &overrides).await)
             }
             Op::Counts => out(h.counts().await),
+            Op::BulkMetrics { n, salt } => {
+                let points: Vec<MetricPoint> = (0..*n)
+                    .map(|i| {
+                        let at = ts(((i * 7 + salt) % 5) as i64);
+                        let component = ["a", "B"][i % 2];
+                        let v = VALUES[(i * 3 + salt) % VALUES.len()];
+                        if (i / 3) % 2 == 0 {
+                            MetricPoint::gauge(at, component, "n", v)
+                        } else {
+                            MetricPoint::counter(at, component, "n", v)
+                        }
+                    })
+                    .collect();
+                out(h.write_metrics(&points).await)
+            }
+            Op::Reimport => {
+                let mut buf = Vec::new();
+                if let Err(e) = h.export(ExportScope::Namespace, &mut buf, None).await {
+                    return out::<()>(Err(e));
+                }
+                if let Err(e) = h.clear().await {
+                    return out::<()>(Err(e));
+                }
+                out(h.import(&mut buf.as_slice(), None).await)
+            }
         }
     }
 

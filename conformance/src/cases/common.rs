@@ -581,7 +581,7 @@ pub async fn imports_are_visible_whole(ctx: &Ctx) -> CaseResult {
 }
 
 /// Sequences each run draws, by default: a few seconds on SQLite.
-pub const DIFFERENTIAL_SEQUENCES: u32 = 300;
+pub const DIFFERENTIAL_SEQUENCES: u32 = 200;
 
 /// Random sequences of every call and option agree with the memory oracle
 /// on every result, error kind and read, and on the final export (COM-14).
