@@ -27,9 +27,38 @@ pub(crate) async fn store_counts(store: &dyn Store, cx: &Cx) -> crate::Result<St
     Ok(out)
 }
 
-/// The health of `store`, seen from namespace `ns`.
-pub(crate) async fn health(store: &dyn Store, cx: &Cx) -> HealthReport {
-    health_of(store, cx, Scope::Namespace).await
+/// The health of `store` with the counts of `scope`, or, when it does not
+/// answer within `timeout`, an `unhealthy` report that says so.
+pub(crate) async fn health_within(
+    store: &dyn Store,
+    cx: &Cx,
+    scope: Scope<'_>,
+    timeout: Option<Duration>,
+) -> HealthReport {
+    let namespace = match scope {
+        Scope::Namespace => cx.ns().to_string(),
+        Scope::All(_) => String::new(),
+    };
+    let checked = health_of(store, cx, scope);
+    let Some(limit) = timeout else {
+        return checked.await;
+    };
+    match tokio::time::timeout(limit, checked).await {
+        Ok(r) => r,
+        Err(_) => HealthReport {
+            status: HealthStatus::Unhealthy,
+            backend: store.backend_name().to_string(),
+            namespace,
+            schema: None,
+            counts: None,
+            storage_bytes: None,
+            pool: store.pool_stats(),
+            latency_us: None,
+            error: Some(format!("no answer within {limit:?}")),
+            layers: store.telemetry(),
+            namespaces: None,
+        },
+    }
 }
 
 /// The health of `store`, with the counts of `scope`.

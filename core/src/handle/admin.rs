@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use super::Handle;
 use crate::admin::archive::{self, ExportScope, ExportSummary, ImportSummary};
-use crate::admin::health::{self, health};
+use crate::admin::health;
 use crate::admin::{
-    Counts, HealthReport, HealthStatus, PurgeCutoffs, PurgeReport, RetentionOverrides,
-    RetentionPolicy, SchemaVersions, StoreCounts,
+    Counts, HealthReport, PurgeCutoffs, PurgeReport, RetentionOverrides, RetentionPolicy,
+    SchemaVersions, StoreCounts,
 };
 use crate::cx::Cx;
 use crate::deadline::within;
@@ -43,26 +43,13 @@ impl Handle {
     /// error.
     pub async fn health(&self) -> HealthReport {
         let cx = self.cx(self.now());
-        let checked = health(self.store.as_ref(), &cx);
-        match self.timeout {
-            None => checked.await,
-            Some(limit) => match tokio::time::timeout(limit, checked).await {
-                Ok(r) => r,
-                Err(_) => HealthReport {
-                    status: HealthStatus::Unhealthy,
-                    backend: self.store.backend_name().to_string(),
-                    namespace: self.ns.to_string(),
-                    schema: None,
-                    counts: None,
-                    storage_bytes: None,
-                    pool: self.store.pool_stats(),
-                    latency_us: None,
-                    error: Some(format!("no answer within {limit:?}")),
-                    layers: self.store.telemetry(),
-                    namespaces: None,
-                },
-            },
-        }
+        health::health_within(
+            self.store.as_ref(),
+            &cx,
+            health::Scope::Namespace,
+            self.timeout,
+        )
+        .await
     }
 
     /// Delete what `policy` names, expired idempotency keys and expired
@@ -276,26 +263,13 @@ impl AdminHandle {
     /// fails: a down database is `unhealthy` with the error.
     pub async fn health(&self) -> HealthReport {
         let cx = self.cx();
-        let checked = health::health_of(self.store.as_ref(), &cx, health::Scope::All(&cx));
-        match self.timeout {
-            None => checked.await,
-            Some(limit) => match tokio::time::timeout(limit, checked).await {
-                Ok(r) => r,
-                Err(_) => HealthReport {
-                    status: HealthStatus::Unhealthy,
-                    backend: self.store.backend_name().to_string(),
-                    namespace: String::new(),
-                    schema: None,
-                    counts: None,
-                    storage_bytes: None,
-                    pool: self.store.pool_stats(),
-                    latency_us: None,
-                    error: Some(format!("no answer within {limit:?}")),
-                    layers: self.store.telemetry(),
-                    namespaces: None,
-                },
-            },
-        }
+        health::health_within(
+            self.store.as_ref(),
+            &cx,
+            health::Scope::All(&cx),
+            self.timeout,
+        )
+        .await
     }
 
     /// The context of an every-namespace call: the wall clock, and the
